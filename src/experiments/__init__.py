@@ -1,0 +1,1 @@
+"""lecture-claims: puts the classic tips for training deep networks to the test on real MNIST."""

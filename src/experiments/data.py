@@ -1,0 +1,83 @@
+"""MNIST as tensors on the training device: loaded once per process, split by config."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from experiments.errors import UserError
+
+# Byte-exact sizes and MD5s of the four raw files torchvision reads (MNIST/raw/).
+RAW_FILES = {
+    "train-images-idx3-ubyte": (47040016, "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte": (60008, "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte": (7840016, "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte": (10008, "27ae3e4e09519cfbb04c329615203637"),
+}
+N_TRAIN_TOTAL = 60000
+N_FEATURES = 28 * 28
+N_CLASSES = 10
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # float32, (n, 784), pixels in [0, 1]
+    y: torch.Tensor  # int64, (n,)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def _check_raw_files(raw_dir: Path) -> None:
+    for name, (size, md5) in RAW_FILES.items():
+        path = raw_dir / name
+        if path.stat().st_size != size or hashlib.md5(path.read_bytes()).hexdigest() != md5:
+            raise UserError(f"MNIST file {path} is corrupted or truncated (size/MD5 mismatch); "
+                            f"delete it and download again, or copy the original file there")
+
+
+@functools.lru_cache(maxsize=4)
+def load_mnist(root: str, download: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The raw uint8 images and int64 labels of MNIST train and test, on the CPU."""
+    from torchvision.datasets import MNIST
+
+    raw_dir = Path(root) / "MNIST" / "raw"
+    missing = [name for name in RAW_FILES if not (raw_dir / name).exists()]
+    if missing and download:
+        try:
+            MNIST(root, train=True, download=True)
+            MNIST(root, train=False, download=True)
+        except Exception as exc:  # no network, proxy, mirror down: all end in the same advice
+            raise UserError(f"MNIST is not in {raw_dir.resolve()} and could not be downloaded "
+                            f"({type(exc).__name__}); put the four raw MNIST files there or set "
+                            f"data.root / MNIST_ROOT to a folder holding MNIST/raw/") from None
+        missing = [name for name in RAW_FILES if not (raw_dir / name).exists()]
+    if missing:
+        raise UserError(f"MNIST files missing in {raw_dir.resolve()}: {', '.join(missing)}; put them there "
+                        f"or set data.root / MNIST_ROOT to a folder holding MNIST/raw/")
+    _check_raw_files(raw_dir)
+    train, test = MNIST(root, train=True), MNIST(root, train=False)
+    return train.data, train.targets, test.data, test.targets
+
+
+def _to_split(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> Split:
+    x = images.to(device).reshape(len(images), N_FEATURES).float().div_(255.0)
+    return Split(x=x, y=labels.to(device))
+
+
+def make_splits(data: dict, device: torch.device) -> dict[str, Split]:
+    """train: the first `train_size` images; val: the last `val_size` of the 60k; test: all 10k."""
+    train_x, train_y, test_x, test_y = load_mnist(data["root"], data["download"])
+    train_size, val_size = data["train_size"], data["val_size"]
+    if train_size + val_size > N_TRAIN_TOTAL:
+        raise UserError(f"data.train_size + data.val_size = {train_size + val_size} exceeds the "
+                        f"{N_TRAIN_TOTAL} MNIST training images")
+    splits = {"train": _to_split(train_x[:train_size], train_y[:train_size], device)}
+    if val_size:
+        splits["val"] = _to_split(train_x[-val_size:], train_y[-val_size:], device)
+    splits["test"] = _to_split(test_x, test_y, device)
+    return splits

@@ -1,0 +1,175 @@
+"""Runner: every variant x seed of one experiment, into the results store, then the analysis."""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from experiments import analysis, store
+from experiments.data import N_TRAIN_TOTAL, make_splits
+from experiments.errors import UserError, one_line
+from experiments.train import train_run
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one path component, no '..' tricks
+
+
+def check_values(run: dict) -> None:
+    """Reject values the schema's types allow but training cannot use."""
+    model, data, opt, train = run["model"], run["data"], run["optimizer"], run["train"]
+    problems = []
+    if model["depth"] < 1:
+        problems.append(f"model.depth must be >= 1 (got {model['depth']})")
+    if model["width"] < 1:
+        problems.append(f"model.width must be >= 1 (got {model['width']})")
+    if not 0 <= model["dropout"] < 1:
+        problems.append(f"model.dropout must be in [0, 1) (got {model['dropout']})")
+    if not opt["lr"] > 0:
+        problems.append(f"optimizer.lr must be > 0 (got {opt['lr']})")
+    if opt["name"] not in ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta"):
+        problems.append(f"unknown optimizer.name {opt['name']!r}")
+    if not 1 <= data["train_size"] <= N_TRAIN_TOTAL or data["val_size"] < 0:
+        problems.append(f"data.train_size must be in 1..{N_TRAIN_TOTAL} and data.val_size >= 0")
+    elif data["train_size"] + data["val_size"] > N_TRAIN_TOTAL:
+        problems.append(f"data.train_size + data.val_size must be <= {N_TRAIN_TOTAL}")
+    if not 1 <= train["batch_size"] <= data["train_size"]:
+        problems.append(f"train.batch_size must be in 1..data.train_size={data['train_size']} (got {train['batch_size']})")
+    if train["epochs"] < 1 or train["eval_batch_size"] < 1:
+        problems.append("train.epochs and train.eval_batch_size must be >= 1")
+    if problems:
+        raise UserError("; ".join(problems))
+
+
+def build_runs(cfg: DictConfig) -> dict[str, dict]:
+    """Each selected variant's full, resolved config: the base config with the variant merged over it."""
+    spec = cfg.experiment
+    if not spec.variants:
+        raise UserError(f"experiment {spec.name!r} lists no variants")
+    for label in list(spec.variants) + [str(spec.name)]:
+        if not SAFE_NAME.match(label):
+            raise UserError(f"name {label!r} is not a safe folder name (letters, digits, _ . - only)")
+    unknown = [v for v in (spec.verdict.better, spec.verdict.worse, *spec.lecture) if v not in spec.variants]
+    if unknown:
+        raise UserError(f"experiment {spec.name!r} names variants it does not list: {', '.join(unknown)}")
+    selected = list(spec.variants) if cfg.only is None else list(cfg.only)
+    missing = [v for v in selected if v not in spec.variants]
+    if missing:
+        raise UserError(f"only= names unknown variants {missing}; {spec.name} has {list(spec.variants)}")
+    if not cfg.seeds:
+        raise UserError("seeds is empty: give at least one seed, e.g. seeds=[0,1,2]")
+    runs = {}
+    for label in selected:
+        try:
+            merged = OmegaConf.merge(cfg, spec.variants[label])
+        except Exception as exc:  # a variant that mistypes a key or a value
+            raise UserError(f"variant {label!r} of {spec.name}: {one_line(exc)}") from None
+        run = OmegaConf.to_container(merged, resolve=True, enum_to_str=True)
+        run.pop("hydra", None)
+        check_values(run)
+        runs[label] = run
+    return runs
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda was requested but PyTorch sees no CUDA device; use device=cpu or device=auto")
+    return torch.device(requested)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def check_inside(study_dir: Path, results_dir: Path) -> None:
+    if not study_dir.resolve().is_relative_to(results_dir.resolve()):
+        raise UserError(f"refusing to write {study_dir} outside the results folder {results_dir}")
+
+
+def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[str]) -> dict:
+    """Train what is missing, then rebuild the study's table, plot and verdict."""
+    runs = build_runs(cfg)
+    device = resolve_device(cfg.device.value)
+    check_inside(study_dir, Path(cfg.results_dir))
+    spec = OmegaConf.to_container(cfg.experiment, resolve=True)
+    study = {"experiment": spec, "seeds": list(cfg.seeds), "protocol": protocol, "overrides": overrides}
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        (study_dir / analysis.STUDY_FILE).write_text(json.dumps(study, indent=2) + "\n")
+    except OSError as exc:
+        raise UserError(f"cannot write results to {study_dir}: {exc.strerror}") from None
+
+    name = spec["name"]
+    commit = git_commit()
+    started = time.perf_counter()
+    for label, run in runs.items():
+        splits = make_splits(run["data"], device)
+        for seed in cfg.seeds:
+            path = store.run_dir(study_dir, label, seed)
+            key = store.run_key(run, seed)
+            if not cfg.force and store.is_finished(path, key):
+                print(f"{name} | {label} | seed {seed} | already complete, skipped (force=true re-runs it)", flush=True)
+                continue
+            train_one(run, splits, label, seed, path, key, name, commit, device)
+    summary, verdict = analysis.analyse(study_dir)
+    print()
+    print((study_dir / "summary.md").read_text())
+    print(f"wall time {time.perf_counter() - started:.1f} s on {device_name(device)}")
+    print(f"wrote {study_dir}/ ({', '.join(analysis.OUTPUTS)}, runs/); "
+          f"curves: tensorboard --logdir {cfg.results_dir} --host localhost")
+    return verdict
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def train_one(run: dict, splits, label: str, seed: int, path, key: str, name: str, commit: str,
+              device: torch.device) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    try:
+        tmp = store.temp_dir_for(path)
+    except OSError as exc:
+        raise UserError(f"cannot write results to {path.parent}: {exc.strerror}") from None
+    writer = SummaryWriter(log_dir=str(tmp))
+    epochs = run["train"]["epochs"]
+
+    def on_epoch(row: dict) -> None:
+        for column, value in row.items():
+            if column != "epoch":
+                group = "grad_norm" if column.startswith("grad_norm") else column.split("_")[0]
+                writer.add_scalar(f"{group}/{column}", value, row["epoch"])
+        shown = " | ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "train_acc", "val_acc", "test_acc") if k in row)
+        print(f"{name} | {label} | seed {seed} | epoch {row['epoch']:>3}/{epochs} | {shown} | "
+              f"{row['seconds']:.1f} s", flush=True)
+
+    started = time.perf_counter()
+    result = train_run(run, splits, seed, on_epoch)
+    writer.close()
+    if result.status == "diverged":
+        print(f"{name} | {label} | seed {seed} | diverged (non-finite loss) at epoch {result.diverged_epoch}; "
+              f"recorded, continuing", flush=True)
+    meta = {"experiment": name, "variant": label, "seed": seed, "key": key, "status": result.status,
+            "diverged_epoch": result.diverged_epoch, "config": run, "seconds": time.perf_counter() - started,
+            "device": device_name(device), "torch": torch.__version__, "python": sys.version.split()[0],
+            "git_commit": commit}
+    try:
+        store.commit_run(tmp, path, result.rows, meta)
+    except OSError as exc:
+        raise UserError(f"cannot write results to {path}: {exc.strerror}") from None

@@ -1,0 +1,81 @@
+"""Results store. A study folder holds one folder per run:
+
+    <study>/runs/<variant>/seed<k>/metrics.csv   one row per epoch (epoch 0 = initialisation)
+                                   meta.json     run config, seed, versions, device, status, key
+                                   events.out.tfevents.*  TensorBoard scalars
+
+A run folder is built under a temporary name and renamed into place only once every file is
+written, so a killed run never looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-run
+# keys that do not change what a run measures, so they stay out of its identity
+KEY_EXCLUDES = {("data", "root"), ("data", "download")}
+
+
+def run_key(run_cfg: dict, seed: int) -> str:
+    """Identity of a run: its resolved training config (no paths, no device) and its seed."""
+    measured = {k: run_cfg[k] for k in ("model", "data", "optimizer", "train")}
+    measured = {group: {k: v for k, v in values.items() if (group, k) not in KEY_EXCLUDES}
+                for group, values in measured.items()}
+    blob = json.dumps({"cfg": measured, "seed": seed}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_dir(study_dir: Path, variant: str, seed: int) -> Path:
+    return study_dir / "runs" / variant / f"seed{seed}"
+
+
+def read_meta(path: Path) -> dict | None:
+    try:
+        return json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_finished(path: Path, key: str) -> bool:
+    meta = read_meta(path)
+    return meta is not None and meta.get("key") == key and meta.get("status") in FINISHED
+
+
+def temp_dir_for(path: Path) -> Path:
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def commit_run(tmp: Path, path: Path, rows: list[dict], meta: dict) -> None:
+    """Write the table and metadata into `tmp`, then move it to `path` in one rename."""
+    pd.DataFrame(rows).to_csv(tmp / "metrics.csv", index=False)
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def load_study(study_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
+    """All finished runs of a study: one long table (variant, seed, epoch, ...) and their metadata."""
+    tables, metas = [], []
+    for meta_path in sorted(Path(study_dir).glob("runs/*/seed*/meta.json")):
+        meta = read_meta(meta_path.parent)
+        if meta is None or meta.get("status") not in FINISHED:
+            continue
+        table = pd.read_csv(meta_path.parent / "metrics.csv")
+        table.insert(0, "seed", meta["seed"])
+        table.insert(0, "variant", meta["variant"])
+        tables.append(table)
+        metas.append(meta)
+    if not tables:
+        return pd.DataFrame(), []
+    return pd.concat(tables, ignore_index=True), metas

@@ -1,0 +1,17 @@
+"""Model zoo: `build_model` turns a plain `model:` config dict into a module whose `.linears`
+lists its weight layers in input-to-output order (used for per-layer gradient norms)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from models.mlp import MLP, mlp_parameter_count
+
+__all__ = ["MLP", "build_model", "mlp_parameter_count"]
+
+
+def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
+    if model["arch"] == "mlp":
+        return MLP(in_features, out_features, depth=model["depth"], width=model["width"],
+                   activation=model["activation"], init=model["init"], dropout=model["dropout"])
+    raise ValueError(f"unknown model.arch {model['arch']!r} (known: mlp)")

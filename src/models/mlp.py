@@ -1,0 +1,47 @@
+"""Fully connected classifier: input -> `depth` hidden layers of `width` units -> logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
+
+
+def mlp_parameter_count(in_features: int, depth: int, width: int, out_features: int) -> int:
+    """Weights and biases of an MLP with `depth` hidden layers of `width` units."""
+    if depth == 0:
+        return (in_features + 1) * out_features
+    return (in_features + 1) * width + (depth - 1) * (width + 1) * width + (width + 1) * out_features
+
+
+class MLP(nn.Module):
+    def __init__(self, in_features: int, out_features: int, depth: int, width: int,
+                 activation: str = "sigmoid", init: str = "glorot_uniform", dropout: float = 0.0):
+        super().__init__()
+        sizes = [in_features] + [width] * depth
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(sizes[-1], out_features))
+        self.net = nn.Sequential(*layers)
+        self.linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        initialise(self.linears, init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def initialise(linears: list[nn.Linear], init: str) -> None:
+    if init == "torch_default":
+        return
+    for layer in linears:
+        if init == "glorot_uniform":
+            nn.init.xavier_uniform_(layer.weight)
+        elif init == "he":
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        else:
+            raise ValueError(f"unknown init {init!r}")
+        nn.init.zeros_(layer.bias)

@@ -1,0 +1,32 @@
+"""Tests read the real MNIST files; CI has them in ../shared/datasets beside the checkout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_ROOT = Path(os.environ.get("MNIST_ROOT", REPO.parent / "shared" / "datasets")).resolve()
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> str:
+    if not (MNIST_ROOT / "MNIST" / "raw").is_dir():
+        pytest.fail(f"MNIST not found in {MNIST_ROOT}/MNIST/raw: set MNIST_ROOT to a folder holding MNIST/raw/")
+    return str(MNIST_ROOT)
+
+
+@pytest.fixture
+def run_cli(mnist_root, tmp_path):
+    """Run `python -m experiments ...` as a user would; results go to a temporary folder."""
+
+    def run(*args: str, results_dir: Path | None = None) -> subprocess.CompletedProcess:
+        env = dict(os.environ, MNIST_ROOT=mnist_root, HYDRA_FULL_ERROR="0")
+        cmd = [sys.executable, "-m", "experiments", *args, f"results_dir={results_dir or tmp_path / 'results'}"]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+
+    return run

@@ -1,0 +1,82 @@
+import json
+
+import pandas as pd
+import pytest
+
+from experiments import analysis, store
+
+STUDY = {
+    "experiment": {"name": "toy", "title": "Toy", "claim": "b beats a", "lecture_ref": "made up",
+                   "variants": {"a": {}, "b": {}}, "lecture": {"a": 0.11, "b": 0.96},
+                   "verdict": {"metric": "test_acc", "better": "b", "worse": "a", "tolerance": 0.05}},
+    "seeds": [0, 1, 2], "protocol": "lecture", "overrides": [],
+}
+
+
+def make_runs(finals: dict[str, list[float]]) -> pd.DataFrame:
+    rows = []
+    for variant, values in finals.items():
+        for seed, value in enumerate(values):
+            for epoch, acc in ((0, 0.1), (1, value)):
+                rows.append({"variant": variant, "seed": seed, "epoch": epoch, "train_loss": 1.0 / (epoch + 1),
+                             "train_acc": acc, "test_acc": acc, "seconds": 2.0 * epoch, "status": "complete",
+                             "grad_norm_1": 0.01, "grad_norm_2": 1.0})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("finals,verdict", [
+    ({"a": [0.11, 0.12, 0.10], "b": [0.95, 0.96, 0.97]}, "reproduced"),
+    ({"a": [0.11, 0.12, 0.10], "b": [0.60, 0.62, 0.61]}, "partly"),
+    ({"a": [0.50, 0.90, 0.10], "b": [0.60, 0.62, 0.61]}, "not reproduced"),  # overlapping CIs
+    ({"a": [0.96, 0.95, 0.97], "b": [0.11, 0.12, 0.10]}, "not reproduced"),  # wrong direction
+    ({"a": [0.11, 0.12], "b": [0.95, 0.96, 0.97]}, "incomplete"),
+])
+def test_verdict_follows_the_rule(finals, verdict):
+    summary = analysis.summarise(make_runs(finals), STUDY)
+    assert analysis.decide(summary, STUDY)["verdict"] == verdict
+
+
+def test_summary_numbers():
+    summary = analysis.summarise(make_runs({"a": [0.1, 0.2, 0.3], "b": [0.9, 0.9, 0.9]}), STUDY).set_index("variant")
+    assert summary.loc["a", "mean"] == pytest.approx(0.2)
+    assert summary.loc["a", "std"] == pytest.approx(0.1)
+    assert summary.loc["a", "ci95"] == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2)
+    assert summary.loc["b", "ci95"] == 0
+    assert summary.loc["a", "n"] == 3 and summary.loc["a", "grad_ratio_init"] == pytest.approx(0.01)
+
+
+def write_store(study_dir, finals):
+    (study_dir).mkdir(parents=True)
+    (study_dir / analysis.STUDY_FILE).write_text(json.dumps(STUDY))
+    runs = make_runs(finals)
+    for (variant, seed), rows in runs.groupby(["variant", "seed"]):
+        path = store.run_dir(study_dir, variant, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.temp_dir_for(path)
+        meta = {"variant": variant, "seed": int(seed), "status": "complete", "key": "k"}
+        store.commit_run(tmp, path, rows.drop(columns=["variant", "seed", "status"]).to_dict("records"), meta)
+
+
+def test_analysis_from_store_is_deterministic_and_ignores_unfinished_runs(tmp_path):
+    study_dir = tmp_path / "toy" / "lecture"
+    write_store(study_dir, {"a": [0.11, 0.12, 0.10], "b": [0.95, 0.96, 0.97]})
+    # a half-written run (no meta.json) and a run marked running must not count
+    (study_dir / "runs" / "b" / ".seed3.tmp-1").mkdir()
+    (study_dir / "runs" / "b" / "seed4").mkdir()
+    (study_dir / "runs" / "b" / "seed4" / "meta.json").write_text(json.dumps({"status": "running", "variant": "b", "seed": 4}))
+    _, verdict = analysis.analyse(study_dir)
+    assert verdict["verdict"] == "reproduced"
+    first = {name: (study_dir / name).read_bytes() for name in analysis.OUTPUTS}
+    analysis.analyse(study_dir)
+    assert first == {name: (study_dir / name).read_bytes() for name in analysis.OUTPUTS}
+    markdown = first["summary.md"].decode()
+    assert "| b | 0.96 | 0.960 ± 0.025 |" in markdown and "**Verdict: reproduced**" in markdown
+
+
+def test_missing_seed_is_reported_incomplete(tmp_path):
+    study_dir = tmp_path / "toy" / "lecture"
+    write_store(study_dir, {"a": [0.11, 0.12, 0.10], "b": [0.95, 0.96, 0.97]})
+    import shutil
+    shutil.rmtree(store.run_dir(study_dir, "a", 1))
+    _, verdict = analysis.analyse(study_dir)
+    assert verdict == {"verdict": "incomplete", "reason": "missing runs (a: 2 of 3 seeds)"}

@@ -1,0 +1,58 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.data import RAW_FILES, load_mnist, make_splits
+from experiments.errors import UserError
+
+
+def data_cfg(root, train_size=1000, val_size=0, download=False):
+    return {"root": root, "train_size": train_size, "val_size": val_size, "download": download}
+
+
+def test_splits_have_documented_shapes_range_and_first_labels(mnist_root):
+    splits = make_splits(data_cfg(mnist_root, train_size=1000, val_size=500), torch.device("cpu"))
+    assert set(splits) == {"train", "val", "test"}
+    assert splits["train"].x.shape == (1000, 784) and splits["train"].y.shape == (1000,)
+    assert splits["val"].x.shape == (500, 784)
+    assert splits["test"].x.shape == (10000, 784)
+    for split in splits.values():
+        assert split.x.dtype == torch.float32 and split.y.dtype == torch.int64
+        assert split.x.min() == 0.0 and split.x.max() == 1.0
+    assert splits["train"].y[:5].tolist() == [5, 0, 4, 1, 9]
+    assert splits["test"].y[:5].tolist() == [7, 2, 1, 0, 4]
+
+
+def test_validation_split_comes_from_the_end_of_the_training_set(mnist_root):
+    train_x, train_y, _, _ = load_mnist(mnist_root, False)
+    splits = make_splits(data_cfg(mnist_root, train_size=100, val_size=50), torch.device("cpu"))
+    assert torch.equal(splits["val"].y, train_y[-50:])
+    assert torch.equal(splits["val"].x, train_x[-50:].reshape(50, -1).float() / 255)
+
+
+def test_no_validation_split_by_default(mnist_root):
+    assert set(make_splits(data_cfg(mnist_root), torch.device("cpu"))) == {"train", "test"}
+
+
+def test_split_larger_than_mnist_is_rejected(mnist_root):
+    with pytest.raises(UserError, match="exceeds"):
+        make_splits(data_cfg(mnist_root, train_size=59000, val_size=5000), torch.device("cpu"))
+
+
+def test_missing_files_offline_name_the_folder(tmp_path):
+    with pytest.raises(UserError) as err:
+        load_mnist(str(tmp_path), False)
+    assert str(tmp_path / "MNIST" / "raw") in str(err.value)
+
+
+def test_truncated_file_is_reported(mnist_root, tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in RAW_FILES:
+        os.symlink(Path(mnist_root) / "MNIST" / "raw" / name, raw / name)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    (raw / "t10k-labels-idx1-ubyte").write_bytes((Path(mnist_root) / "MNIST/raw/t10k-labels-idx1-ubyte").read_bytes()[:5000])
+    with pytest.raises(UserError, match="corrupted or truncated"):
+        load_mnist(str(tmp_path), False)

@@ -1,0 +1,79 @@
+import math
+
+import pytest
+import torch
+
+from experiments.data import make_splits
+from experiments.train import mse_on_softmax, train_run
+
+
+def run_cfg(mnist_root, **train):
+    return {
+        "model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "glorot_uniform", "dropout": 0.0},
+        "data": {"root": mnist_root, "train_size": 600, "val_size": 200, "download": False},
+        "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+        "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, **train},
+    }
+
+
+@pytest.fixture(scope="module")
+def splits(mnist_root):
+    return make_splits({"root": mnist_root, "train_size": 600, "val_size": 200, "download": False}, torch.device("cpu"))
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if "seconds" not in k} for row in rows]
+
+
+def test_same_seed_gives_identical_metrics_on_cpu(mnist_root, splits):
+    first = train_run(run_cfg(mnist_root), splits, seed=3)
+    second = train_run(run_cfg(mnist_root), splits, seed=3)
+    other = train_run(run_cfg(mnist_root), splits, seed=4)
+    assert without_timing(first.rows) == without_timing(second.rows)
+    assert without_timing(first.rows) != without_timing(other.rows)
+
+
+def test_rows_cover_init_and_every_epoch_with_all_metrics(mnist_root, splits):
+    result = train_run(run_cfg(mnist_root, epochs=3), splits, seed=0)
+    assert result.status == "complete"
+    assert [row["epoch"] for row in result.rows] == [0, 1, 2, 3]
+    expected = {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "epoch_seconds",
+                "seconds", "grad_norm_1", "grad_norm_2", "grad_norm_3"}
+    assert set(result.rows[-1]) == expected | {"epoch"}
+
+
+def test_training_learns_mnist(mnist_root, splits):
+    result = train_run(run_cfg(mnist_root, epochs=5), splits, seed=0)
+    assert result.rows[0]["test_acc"] < 0.3
+    assert result.rows[-1]["test_acc"] > 0.75
+    assert result.rows[-1]["train_loss"] < result.rows[1]["train_loss"]
+
+
+def test_deep_sigmoid_gradients_vanish_towards_the_input(mnist_root, splits):
+    cfg = run_cfg(mnist_root, epochs=1)
+    cfg["model"].update(depth=9, activation="sigmoid", width=100)
+    sigmoid = train_run(cfg, splits, seed=0).rows[0]
+    cfg["model"]["activation"] = "relu"
+    relu = train_run(cfg, splits, seed=0).rows[0]
+    assert sigmoid["grad_norm_1"] / sigmoid["grad_norm_10"] < 1e-3
+    assert relu["grad_norm_1"] / relu["grad_norm_10"] > 1e-1
+
+
+def test_diverging_run_is_recorded_not_raised(mnist_root, splits):
+    result = train_run(run_cfg(mnist_root, epochs=5) | {"optimizer": {"name": "sgd", "lr": 1e12, "momentum": 0.0,
+                                                                     "nesterov": False, "weight_decay": 0.0}},
+                       splits, seed=0)
+    assert result.status == "diverged"
+    assert result.diverged_epoch == len(result.rows) - 1 >= 1
+    assert not math.isfinite(result.rows[-1]["train_loss"])
+
+
+def test_mse_loss_is_squared_error_of_softmax_against_one_hot():
+    logits = torch.tensor([[0.0, 0.0], [10.0, -10.0]])
+    targets = torch.tensor([0, 1])
+    probs = logits.softmax(1)
+    one_hot = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    full = torch.zeros(2, 10)
+    full[:, :2] = logits
+    full[:, 2:] = -1e9  # other classes get zero probability
+    assert torch.isclose(mse_on_softmax(full, targets), ((probs - one_hot) ** 2).sum() / 20)
