@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from experiments.config import register_schema
 from experiments.errors import UserError, one_line
-from experiments.runner import build_runs, resolve_device, run_study
+from experiments.runner import build_runs, check_writable, resolve_device, run_study
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # Hydra's own flags (--help, --cfg job, --info, ...) are left to Hydra; -m only picks multirun.
@@ -72,6 +72,16 @@ def precheck(args: list[str]) -> None:
                 resolve_device(cfg.device.value)
             except (HydraException, OmegaConfBaseException) as exc:
                 raise UserError(one_line(exc)) from None
+            check_folder_names(job_overrides, set(cfg.hydra.job.config.override_dirname.exclude_keys))
+            check_writable(Path(cfg.results_dir))
+
+
+def check_folder_names(overrides: list[str], excluded: set[str]) -> None:
+    """Overrides name the study folder, so none may carry a path into it (no '../../x')."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") not in excluded and ("/" in value or "\\" in value):
+            raise UserError(f"{override!r}: values that name the results folder may not contain '/' or '\\'")
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
@@ -82,6 +92,8 @@ def task(cfg: DictConfig) -> None:
                   overrides=list(hydra_cfg.overrides.task))
     except UserError as exc:
         sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: finished runs are kept; run the same command again to do the rest")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ plot and the verdict. Rerun it alone with `python -m experiments.analysis <study
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
@@ -15,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from experiments.store import load_study  # noqa: E402
+from experiments.store import load_study, locked, write_atomic  # noqa: E402
 
 STUDY_FILE = "study.json"
 OUTPUTS = ("summary.csv", "summary.md", "curves.png", "verdict.json")
@@ -121,7 +122,7 @@ def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(runs: pd.DataFrame, study: dict, path: Path) -> None:
+def plot_curves(runs: pd.DataFrame, study: dict) -> bytes:
     """Train loss, test accuracy (lecture's number dashed) and per-layer gradient norms."""
     spec = study["experiment"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -154,13 +155,20 @@ def plot_curves(runs: pd.DataFrame, study: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(f"{spec['title']} — {study['protocol']} protocol, band = min–max over seeds")
     fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp: rebuilds are identical
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110, metadata={"Software": None})  # no version stamp: rebuilds are identical
     plt.close(fig)
+    return png.getvalue()
 
 
 def analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     """Rebuild the study's table, plot and verdict from its stored runs."""
     study_dir = Path(study_dir)
+    with locked(study_dir):  # the last job of a parallel sweep to get here sees every run
+        return _analyse(study_dir)
+
+
+def _analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     study = json.loads((study_dir / STUDY_FILE).read_text())
     runs, metas = load_study(study_dir)
     if len(runs):
@@ -169,11 +177,11 @@ def analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
         runs = runs[runs["variant"].isin(study["experiment"]["variants"]) & runs["seed"].isin(study["seeds"])]
     summary = summarise(runs, study)
     verdict = decide(summary, study)
-    summary.to_csv(study_dir / "summary.csv", index=False, float_format="%.6g")
-    (study_dir / "summary.md").write_text(markdown_table(summary, study, verdict))
-    (study_dir / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
+    write_atomic(study_dir / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
+    write_atomic(study_dir / "summary.md", markdown_table(summary, study, verdict))
+    write_atomic(study_dir / "verdict.json", json.dumps(verdict, indent=2) + "\n")
     if len(runs):
-        plot_curves(runs, study, study_dir / "curves.png")
+        write_atomic(study_dir / "curves.png", plot_curves(runs, study))
     return summary, verdict
 
 

@@ -7,6 +7,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,6 +78,19 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
     return runs
 
 
+def record_study(study_dir: Path, study: dict) -> None:
+    """Write study.json; jobs of one sweep that split the seeds between them add theirs up."""
+    path = study_dir / analysis.STUDY_FILE
+    with store.locked(study_dir):
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = None
+        if before and before.get("experiment") == study["experiment"] and before.get("protocol") == study["protocol"]:
+            study["seeds"] = sorted(set(before["seeds"]) | set(study["seeds"]))
+        store.write_atomic(path, json.dumps(study, indent=2) + "\n")
+
+
 def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -94,6 +108,15 @@ def git_commit() -> str:
         return "unknown"
 
 
+def check_writable(results_dir: Path) -> None:
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=results_dir):
+            pass
+    except OSError as exc:
+        raise UserError(f"results folder {results_dir} is not writable: {exc.strerror}") from None
+
+
 def check_inside(study_dir: Path, results_dir: Path) -> None:
     if not study_dir.resolve().is_relative_to(results_dir.resolve()):
         raise UserError(f"refusing to write {study_dir} outside the results folder {results_dir}")
@@ -105,10 +128,10 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
     device = resolve_device(cfg.device.value)
     check_inside(study_dir, Path(cfg.results_dir))
     spec = OmegaConf.to_container(cfg.experiment, resolve=True)
-    study = {"experiment": spec, "seeds": list(cfg.seeds), "protocol": protocol, "overrides": overrides}
     try:
         study_dir.mkdir(parents=True, exist_ok=True)
-        (study_dir / analysis.STUDY_FILE).write_text(json.dumps(study, indent=2) + "\n")
+        record_study(study_dir, {"experiment": spec, "seeds": list(cfg.seeds), "protocol": protocol,
+                                 "overrides": sorted(o for o in overrides if not o.startswith(("seeds=", "only=")))})
     except OSError as exc:
         raise UserError(f"cannot write results to {study_dir}: {exc.strerror}") from None
 

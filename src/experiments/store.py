@@ -10,6 +10,8 @@ written, so a killed run never looks complete.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -48,20 +50,60 @@ def is_finished(path: Path, key: str) -> bool:
     return meta is not None and meta.get("key") == key and meta.get("status") in FINISHED
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def temp_dir_for(path: Path) -> Path:
+    """A fresh temporary folder beside `path`; leftovers of killed processes are removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or int(pid) == os.getpid() or not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     return tmp
 
 
 def commit_run(tmp: Path, path: Path, rows: list[dict], meta: dict) -> None:
     """Write the table and metadata into `tmp`, then move it to `path` in one rename."""
-    pd.DataFrame(rows).to_csv(tmp / "metrics.csv", index=False)
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    if path.exists():
-        shutil.rmtree(path)
+    try:
+        pd.DataFrame(rows).to_csv(tmp / "metrics.csv", index=False)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written run must not linger
+        raise
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def locked(study_dir: Path):
+    """Serialise writers of a study's shared files (parallel sweep jobs may share a study)."""
+    with open(study_dir / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_study(study_dir: Path) -> tuple[pd.DataFrame, list[dict]]:

@@ -1,0 +1,93 @@
+"""Bad input ends in one clear line and a non-zero exit status, and leaves nothing counted."""
+
+import errno
+import json
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from experiments import __main__ as entry
+from experiments import store
+from experiments.data import make_splits
+from experiments.errors import UserError
+from experiments.runner import train_one
+
+
+def exit_message(monkeypatch, tmp_path, *args) -> str:
+    """Run the entry point in-process; return its one-line error."""
+    monkeypatch.setattr(sys, "argv", ["experiments", *args, f"results_dir={tmp_path / 'results'}"])
+    with pytest.raises(SystemExit) as exited:
+        entry.main()
+    message = str(exited.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("optimizer.lr=-0.1", "optimizer.lr must be > 0"),
+    ("model.depth=0", "model.depth must be >= 1"),
+    ("model.dropout=1.0", "model.dropout must be in [0, 1)"),
+    ("train.batch_size=20000", "train.batch_size must be in 1..data.train_size=10000"),
+    ("data.train_size=70000", "data.train_size must be in 1..60000"),
+    ("device=tpu", "device"),
+    ("optimizer.name=adamm", "unknown optimizer.name 'adamm'"),
+    ("seeds=[]", "seeds is empty"),
+    ("only=[tanh]", "only= names unknown variants"),
+    ("experiment.title=../../../../elsewhere", "may not contain '/'"),
+    ("model.widht=3", "widht"),
+])
+def test_bad_value_is_one_line(monkeypatch, tmp_path, override, expected):
+    assert expected in exit_message(monkeypatch, tmp_path, "name=relu_vs_sigmoid", override)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda(monkeypatch, tmp_path):
+    assert "no CUDA device" in exit_message(monkeypatch, tmp_path, "name=relu_vs_sigmoid", "device=cuda")
+
+
+def test_results_folder_not_writable(monkeypatch, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setattr(sys, "argv", ["experiments", "name=relu_vs_sigmoid", f"results_dir={blocker}/results"])
+    with pytest.raises(SystemExit) as exited:
+        entry.main()
+    assert "is not writable" in str(exited.value.code)
+
+
+def test_missing_mnist_offline_through_the_cli(run_cli, tmp_path):
+    empty = tmp_path / "no_mnist"
+    done = run_cli("name=relu_vs_sigmoid", f"data.root={empty}", "data.download=false")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert f"{empty}/MNIST/raw" in done.stderr
+
+
+def test_disk_full_while_writing_leaves_no_run(monkeypatch, tmp_path, mnist_root):
+    cfg = {"model": {"arch": "mlp", "depth": 1, "width": 8, "activation": "relu", "init": "he", "dropout": 0.0},
+           "data": {"root": mnist_root, "train_size": 100, "val_size": 0, "download": False},
+           "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+           "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 1, "eval_batch_size": 10000}}
+    splits = make_splits(cfg["data"], torch.device("cpu"))
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+    path = store.run_dir(tmp_path, "relu", 0)
+    with pytest.raises(UserError, match="No space left on device"):
+        train_one(cfg, splits, "relu", 0, path, "key", "toy", "commit", torch.device("cpu"))
+    assert not path.exists() and list(path.parent.iterdir()) == []
+
+
+def test_diverging_variant_is_recorded_and_the_sweep_goes_on(run_cli, tmp_path):
+    done = run_cli("name=relu_vs_sigmoid", "data.train_size=200", "model.width=16", "train.epochs=3",
+                   "seeds=[0,1]", "optimizer.lr=1e12")
+    assert done.returncode == 0, done.stderr
+    assert "diverged (non-finite loss) at epoch" in done.stdout
+    study = next((tmp_path / "results" / "relu_vs_sigmoid" / "lecture").iterdir())
+    metas = [json.loads(p.read_text()) for p in study.glob("runs/*/seed*/meta.json")]
+    assert len(metas) == 4 and any(m["status"] == "diverged" for m in metas)
+    summary = pd.read_csv(study / "summary.csv")
+    assert summary["n"].tolist() == [2, 2] and summary["n_diverged"].sum() >= 1

@@ -1,0 +1,85 @@
+"""Sweeps through Hydra's launchers, and resuming after a killed run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+
+TINY = ["name=relu_vs_sigmoid", "data.train_size=300", "model.width=16", "train.epochs=1", "seeds=[0,1]"]
+
+
+def studies(results):
+    return sorted((results / "relu_vs_sigmoid" / "lecture").iterdir())
+
+
+def test_joblib_sweep_with_two_workers_shares_one_study(run_cli, tmp_path):
+    # the two jobs train different variants into the same study; the table must hold both
+    done = run_cli("-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "only=[relu],[sigmoid]", *TINY)
+    assert done.returncode == 0, done.stderr
+    (study,) = studies(tmp_path / "results")
+    summary = pd.read_csv(study / "summary.csv")
+    assert summary["variant"].tolist() == ["sigmoid", "relu"] and summary["n"].tolist() == [2, 2]
+    assert len(list(study.glob("runs/*/seed*/meta.json"))) == 4
+
+
+def test_submitit_local_executor(run_cli, tmp_path):
+    done = run_cli("-m", "hydra/launcher=submitit_local", "only=[relu]", "model.depth=2,3", *TINY)
+    assert done.returncode == 0, done.stderr
+    found = studies(tmp_path / "results")
+    assert [("model.depth=2" in s.name, "model.depth=3" in s.name) for s in found] == [(True, False), (False, True)]
+    for study in found:
+        assert pd.read_csv(study / "summary.csv").set_index("variant").loc["relu", "n"] == 2
+
+
+def table(results) -> pd.DataFrame:
+    (study,) = studies(results)
+    summary = pd.read_csv(study / "summary.csv")
+    return summary.drop(columns=["seconds_per_run"])
+
+
+def start(mnist_root, results, args):
+    env = dict(os.environ, MNIST_ROOT=mnist_root)
+    return subprocess.Popen([sys.executable, "-m", "experiments", *args, f"results_dir={results}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for_runs(results, count, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(results.glob("**/runs/*/seed*/meta.json"))) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never saw {count} finished runs: {proc.poll()}")
+
+
+def test_killed_sweep_resumes_to_the_same_table(run_cli, mnist_root, tmp_path):
+    args = ["name=relu_vs_sigmoid", "data.train_size=1000", "model.width=64", "train.epochs=3", "seeds=[0,1,2]"]
+    whole = run_cli(*args, results_dir=tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+
+    results = tmp_path / "interrupted"
+    proc = start(mnist_root, results, args)
+    wait_for_runs(results, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and err.strip().splitlines() == [
+        "interrupted: finished runs are kept; run the same command again to do the rest"]
+    done_after_sigint = len(list(results.glob("**/runs/*/seed*/meta.json")))
+    assert 1 <= done_after_sigint < 6
+
+    proc = start(mnist_root, results, args)
+    wait_for_runs(results, done_after_sigint + 1, proc)
+    proc.kill()  # SIGKILL: no chance to clean up
+    proc.wait()
+
+    resumed = run_cli(*args, results_dir=results)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("already complete") >= done_after_sigint + 1
+    pd.testing.assert_frame_equal(table(results), table(tmp_path / "whole"))
+    (study,) = studies(results)
+    assert not list(study.glob("runs/*/.seed*"))  # no half-written run left behind
+    assert json.loads((study / "study.json").read_text())["seeds"] == [0, 1, 2]
