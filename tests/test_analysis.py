@@ -19,7 +19,7 @@ def make_runs(finals: dict[str, list[float]]) -> pd.DataFrame:
         for seed, value in enumerate(values):
             for epoch, acc in ((0, 0.1), (1, value)):
                 rows.append({"variant": variant, "seed": seed, "epoch": epoch, "train_loss": 1.0 / (epoch + 1),
-                             "train_acc": acc, "test_acc": acc, "seconds": 2.0 * epoch, "status": "complete",
+                             "train_acc": acc, "test_acc": acc, "seconds": 2.0 * epoch, "epoch_seconds": 2.0 * epoch, "status": "complete",
                              "grad_norm_1": 0.01, "grad_norm_2": 1.0})
     return pd.DataFrame(rows)
 
@@ -32,8 +32,9 @@ def make_runs(finals: dict[str, list[float]]) -> pd.DataFrame:
     ({"a": [0.11, 0.12], "b": [0.95, 0.96, 0.97]}, "incomplete"),
 ])
 def test_verdict_follows_the_rule(finals, verdict):
-    summary = analysis.summarise(make_runs(finals), STUDY)
-    assert analysis.decide(summary, STUDY)["verdict"] == verdict
+    runs = make_runs(finals)
+    summary = analysis.summarise(runs, STUDY)
+    assert analysis.decide(summary, analysis.per_run(runs), STUDY)["verdict"] == verdict
 
 
 def test_summary_numbers():
@@ -43,6 +44,14 @@ def test_summary_numbers():
     assert summary.loc["a", "ci95"] == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2)
     assert summary.loc["b", "ci95"] == 0
     assert summary.loc["a", "n"] == 3 and summary.loc["a", "grad_ratio_init"] == pytest.approx(0.01)
+
+
+def test_gradient_ratio_uses_each_runs_own_last_layer():
+    runs = make_runs({"a": [0.1, 0.2, 0.3], "b": [0.9, 0.9, 0.9]})
+    runs["grad_norm_3"] = runs["variant"].map({"a": 0.001, "b": float("nan")})  # a is one layer deeper
+    summary = analysis.summarise(runs, STUDY).set_index("variant")
+    assert summary.loc["a", "grad_ratio_init"] == pytest.approx(10.0)
+    assert summary.loc["b", "grad_ratio_init"] == pytest.approx(0.01)
 
 
 def write_store(study_dir, finals):
@@ -79,4 +88,5 @@ def test_missing_seed_is_reported_incomplete(tmp_path):
     import shutil
     shutil.rmtree(store.run_dir(study_dir, "a", 1))
     _, verdict = analysis.analyse(study_dir)
-    assert verdict == {"verdict": "incomplete", "reason": "missing runs (a: 2 of 3 seeds)"}
+    assert (verdict["verdict"], verdict["reason"]) == ("incomplete", "missing runs (a: 2 of 3 seeds)")
+    assert verdict["runs"] == 5

@@ -7,7 +7,7 @@ from models import build_model, mlp_parameter_count
 
 
 def model_cfg(**overrides):
-    cfg = {"arch": "mlp", "depth": 3, "width": 500, "activation": "sigmoid", "init": "glorot_uniform", "dropout": 0.0}
+    cfg = {"arch": "mlp", "depth": 3, "width": 500, "activation": "sigmoid", "init": "glorot_uniform", "dropout": 0.0, "residual": False}
     return {**cfg, **overrides}
 
 

@@ -9,10 +9,10 @@ from experiments.train import mse_on_softmax, train_run
 
 def run_cfg(mnist_root, **train):
     return {
-        "model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "glorot_uniform", "dropout": 0.0},
+        "model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "glorot_uniform", "dropout": 0.0, "residual": False},
         "data": {"root": mnist_root, "train_size": 600, "val_size": 200, "download": False},
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
-        "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, **train},
+        "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1, **train},
     }
 
 
@@ -37,8 +37,8 @@ def test_rows_cover_init_and_every_epoch_with_all_metrics(mnist_root, splits):
     result = train_run(run_cfg(mnist_root, epochs=3), splits, seed=0)
     assert result.status == "complete"
     assert [row["epoch"] for row in result.rows] == [0, 1, 2, 3]
-    expected = {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "epoch_seconds",
-                "seconds", "grad_norm_1", "grad_norm_2", "grad_norm_3"}
+    expected = {"updates", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "epoch_seconds",
+                "seconds", "effective_lr", "grad_norm_1", "grad_norm_2", "grad_norm_3"}
     assert set(result.rows[-1]) == expected | {"epoch"}
 
 

@@ -17,17 +17,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from experiments.config import register_schema
+from experiments.config import CONFIG_DIR, experiment_names, register_schema
 from experiments.errors import UserError, one_line
 from experiments.runner import build_runs, check_writable, resolve_device, run_study
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # Hydra's own flags (--help, --cfg job, --info, ...) are left to Hydra; -m only picks multirun.
 PASS_THROUGH_FLAGS = ("-m", "--multirun")
-
-
-def experiment_names() -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / "name").glob("*.yaml"))
 
 
 def override_sets(args: list[str]) -> list[list[str]]:

@@ -16,7 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from experiments.store import load_study, locked, write_atomic  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from experiments.config import grid_runs  # noqa: E402
+from experiments.store import load_probe, load_study, locked, write_atomic  # noqa: E402
 
 STUDY_FILE = "study.json"
 OUTPUTS = ("summary.csv", "summary.md", "curves.png", "verdict.json")
@@ -30,18 +33,41 @@ def ci95_half_width(values: pd.Series) -> float:
     return float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
 
 
-def final_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs.sort_values("epoch").groupby(["variant", "seed"], sort=False).tail(1)
+def grad_columns(runs: pd.DataFrame) -> list[str]:
+    return sorted((c for c in runs.columns if c.startswith("grad_norm_")), key=lambda c: int(c.rsplit("_", 1)[1]))
+
+
+def per_run(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (variant, seed): the final epoch's columns plus gradient ratios.
+
+    grad_ratio_init / grad_ratio_train: input layer's gradient norm over the output layer's, at
+    initialisation and averaged over the training epochs (variants may differ in depth, so each
+    run's last layer is its last non-empty column); log10_* the same in decades; test_error = 1 - test_acc.
+    """
+    ordered = runs.sort_values(["variant", "seed", "epoch"])
+    finals = ordered.groupby(["variant", "seed"], sort=False).tail(1).set_index(["variant", "seed"])
+    finals["test_error"] = 1 - finals["test_acc"]
+    # how fast training converged: the training loss averaged over the epochs
+    trained = ordered[ordered["epoch"] > 0].groupby(["variant", "seed"])
+    finals["mean_train_loss"] = trained["train_loss"].mean()
+    finals["seconds_per_epoch"] = trained["epoch_seconds"].mean()  # training only, no evaluation
+    grad_cols = grad_columns(runs)
+    if grad_cols:
+        norms = ordered.set_index(["variant", "seed"])[grad_cols]
+        ratio = norms.iloc[:, 0] / norms.ffill(axis=1).iloc[:, -1]
+        at_init = ordered.set_index(["variant", "seed"])["epoch"] == 0
+        finals["grad_ratio_init"] = ratio[at_init.values].groupby(level=[0, 1]).mean()
+        finals["grad_ratio_train"] = ratio[~at_init.values].groupby(level=[0, 1]).mean()
+        for column in ("grad_ratio_init", "grad_ratio_train"):
+            finals[f"log10_{column}"] = finals[column].map(math.log10)
+    return finals.reset_index()
 
 
 def summarise(runs: pd.DataFrame, study: dict) -> pd.DataFrame:
-    """One row per variant: the final metric's mean, 95% CI, spread and n over seeds."""
+    """One row per variant: the verdict metric's mean, 95% CI, spread and n over seeds."""
     spec = study["experiment"]
     metric = spec["verdict"]["metric"]
-    finals = final_rows(runs) if len(runs) else pd.DataFrame(columns=["variant", "seed", metric])
-    init = runs[runs["epoch"] == 0] if len(runs) else finals
-    grad_cols = sorted((c for c in runs.columns if c.startswith("grad_norm_")),
-                       key=lambda c: int(c.rsplit("_", 1)[1]))
+    finals = per_run(runs) if len(runs) else pd.DataFrame(columns=["variant", "seed", metric])
     rows = []
     for variant in spec["variants"]:
         mine = finals[finals["variant"] == variant]
@@ -58,25 +84,36 @@ def summarise(runs: pd.DataFrame, study: dict) -> pd.DataFrame:
             "n_expected": len(study["seeds"]),
             "n_diverged": int((mine["status"] == "diverged").sum()) if len(mine) else 0,
             "train_acc": mine["train_acc"].mean() if len(mine) else math.nan,
-            "seconds_per_run": mine["seconds"].mean() if len(mine) else math.nan,
+            "test_acc": mine["test_acc"].mean() if len(mine) else math.nan,
         }
-        if grad_cols:
-            first_init = init[init["variant"] == variant]
-            # how much smaller the input layer's gradient is than the output layer's, at init
-            row["grad_ratio_init"] = (first_init[grad_cols[0]] / first_init[grad_cols[-1]]).mean()
+        for column in ("grad_ratio_init", "grad_ratio_train"):
+            if column in finals:
+                row[column] = mine[column].mean() if len(mine) else math.nan
+        for column in ("parameters", "updates"):
+            if column in finals:
+                row[column] = mine[column].mean() if len(mine) else math.nan
+        row["seconds_per_epoch"] = mine["seconds_per_epoch"].mean() if len(mine) else math.nan
+        row["seconds_per_run"] = mine["seconds"].mean() if len(mine) else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def decide(summary: pd.DataFrame, study: dict) -> dict:
+def checks_of(rule: dict) -> list[dict]:
+    if rule.get("checks"):
+        return [{"metric": c.get("metric") or rule["metric"], "lower_is_better": c.get("lower_is_better", False),
+                 "better": c["better"], "worse": c["worse"], "kind": c.get("kind", "beats")} for c in rule["checks"]]
+    return [{"metric": rule["metric"], "lower_is_better": False, "better": rule["better"], "worse": rule["worse"]}]
+
+
+def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
     """The experiment's rule, applied to the numbers: reproduced / partly / not reproduced.
 
-    Direction: the variant the lecture says wins must beat the other with non-overlapping 95%
-    confidence intervals over seeds. Size: each variant's mean must lie within `tolerance` of the
-    lecture's number. Direction and size -> reproduced; direction only -> partly.
+    Each check: its `better` variant must beat `worse` on the check's metric with non-overlapping
+    95% confidence intervals over seeds. Size: each variant's mean of the verdict metric must lie
+    within `tolerance` of the lecture's number (skipped when tolerance is null). Every check and
+    the size hold -> reproduced; at least one check holds -> partly; none -> not reproduced.
     """
     rule = study["experiment"]["verdict"]
-    better, worse, tolerance = rule["better"], rule["worse"], rule["tolerance"]
     by_variant = summary.set_index("variant")
     incomplete = by_variant[by_variant["n"] < by_variant["n_expected"]]
     if len(incomplete):
@@ -84,18 +121,40 @@ def decide(summary: pd.DataFrame, study: dict) -> dict:
         return {"verdict": "incomplete", "reason": "missing runs (" + "; ".join(parts) + ")"}
     if (by_variant["n"] < 2).any():
         return {"verdict": "inconclusive", "reason": "fewer than 2 seeds per variant: no confidence interval"}
-    b, w = by_variant.loc[better], by_variant.loc[worse]
-    metric = rule["metric"]
-    described = f"{better} {b['mean']:.3f} ± {b['ci95']:.3f} vs {worse} {w['mean']:.3f} ± {w['ci95']:.3f} {metric} (95% CI, n={int(b['n'])})"
-    if not b["mean"] - b["ci95"] > w["mean"] + w["ci95"]:
-        return {"verdict": "not reproduced", "reason": f"{better} does not beat {worse} beyond the seeds' spread: {described}"}
-    off = [f"{v} {by_variant.loc[v, 'mean']:.3f} vs lecture {by_variant.loc[v, 'lecture']:.2f}"
-           for v in (better, worse)
-           if not math.isnan(by_variant.loc[v, "lecture"])
-           and abs(by_variant.loc[v, "mean"] - by_variant.loc[v, "lecture"]) > tolerance]
-    if off:
-        return {"verdict": "partly", "reason": f"direction holds ({described}) but size differs by more than {tolerance}: " + "; ".join(off)}
-    return {"verdict": "reproduced", "reason": f"direction and size hold within {tolerance} of the lecture: {described}"}
+
+    held, failed = [], []
+    for check in checks_of(rule):
+        metric, sign = check["metric"], -1 if check["lower_is_better"] else 1
+        stats_of = {}
+        for variant in (check["better"], check["worse"]):
+            values = finals.loc[finals["variant"] == variant, metric]
+            stats_of[variant] = (values.mean(), ci95_half_width(values))
+        (b_mean, b_ci), (w_mean, w_ci) = stats_of[check["better"]], stats_of[check["worse"]]
+        described = (f"{check['better']} {b_mean:.3g} ± {b_ci:.2g} vs {check['worse']} {w_mean:.3g} ± {w_ci:.2g} "
+                     f"{metric}")
+        if check.get("kind", "beats") == "not_worse":
+            holds = sign * (w_mean - b_mean) <= b_ci + w_ci
+            described = f"{check['better']} is not worse than {check['worse']}: " + described
+        else:
+            holds = sign * (b_mean - w_mean) > b_ci + w_ci
+        (held if holds else failed).append(described)
+    n = int(by_variant["n"].min())
+    if not held:
+        return {"verdict": "not reproduced", "reason": f"no check holds beyond the seeds' spread (95% CI, n={n}): "
+                + "; ".join(failed)}
+    tolerance = rule.get("tolerance")
+    off = [] if tolerance is None else [
+        f"{v} {r['mean']:.3f} vs lecture {r['lecture']:.2f}" for v, r in by_variant.iterrows()
+        if not math.isnan(r["lecture"]) and abs(r["mean"] - r["lecture"]) > tolerance]
+    if failed or off:
+        reason = f"holds (95% CI, n={n}): " + "; ".join(held)
+        if failed:
+            reason += ". Does not hold: " + "; ".join(failed)
+        if off:
+            reason += f". Size differs from the lecture by more than {tolerance}: " + "; ".join(off)
+        return {"verdict": "partly", "reason": reason}
+    size = "" if tolerance is None else f" and every variant within {tolerance} of the lecture's number"
+    return {"verdict": "reproduced", "reason": f"holds (95% CI, n={n}){size}: " + "; ".join(held)}
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -104,30 +163,37 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
-    metric = study["experiment"]["verdict"]["metric"]
-    header = ["variant", f"lecture {metric}", f"ours {metric} (mean ± 95% CI)", "min – max", "n",
-              "diverged", "train_acc", "grad ratio first/last layer (init)", "s / run"]
-    lines = [f"## {study['experiment']['title']} ({study['protocol']} protocol)", "",
-             study["experiment"]["claim"], "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def table_markdown(summary: pd.DataFrame, metric: str, lecture_label: str = "") -> list[str]:
+    """The comparison table: a row per variant, lecture's number beside ours."""
+    header = ["variant", lecture_label or f"lecture {metric}", f"ours {metric} (mean ± 95% CI)", "min – max", "n", "diverged",
+              "train_acc", *(["test_acc"] if metric != "test_acc" else []), "parameters", "updates",
+              "grad ratio first/last layer (init)", "(training)", "s / epoch", "s / run"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in summary.iterrows():
         cells = [r["variant"], _fmt(r["lecture"], 2), f"{_fmt(r['mean'])} ± {_fmt(r['ci95'])}",
-                 f"{_fmt(r['min'])} – {_fmt(r['max'])}", f"{r['n']}/{r['n_expected']}", str(r["n_diverged"]),
-                 _fmt(r["train_acc"]), f"{r['grad_ratio_init']:.2g}" if "grad_ratio_init" in r else "–",
-                 _fmt(r["seconds_per_run"], 1)]
+                 f"{_fmt(r['min'])} – {_fmt(r['max'])}", f"{int(r['n'])}/{int(r['n_expected'])}",
+                 str(int(r["n_diverged"])), _fmt(r["train_acc"]), *([_fmt(r["test_acc"])] if metric != "test_acc" else []),
+                 *(f"{r[c]:,.0f}" if c in r and not math.isnan(r[c]) else "–" for c in ("parameters", "updates")),
+                 *(f"{r[c]:.2g}" if c in r else "–" for c in ("grad_ratio_init", "grad_ratio_train")),
+                 _fmt(r["seconds_per_epoch"], 2), _fmt(r["seconds_per_run"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", "",
-              f"Lecture: {study['experiment']['lecture_ref']}", ""]
+    return lines
+
+
+def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
+    spec = study["experiment"]
+    lines = [f"## {spec['title']} ({study['protocol']} protocol)", "", spec["claim"], "",
+             *table_markdown(summary, spec["verdict"]["metric"], spec.get("lecture_label", "")),
+             "", f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", "",
+             f"Lecture: {spec['lecture_ref']}", ""]
     return "\n".join(lines)
 
 
-def plot_curves(runs: pd.DataFrame, study: dict) -> bytes:
+def plot_curves(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
     """Train loss, test accuracy (lecture's number dashed) and per-layer gradient norms."""
     spec = study["experiment"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    grad_cols = sorted((c for c in runs.columns if c.startswith("grad_norm_")),
-                       key=lambda c: int(c.rsplit("_", 1)[1]))
+    grad_cols = grad_columns(runs)
     for i, variant in enumerate(spec["variants"]):
         color = f"C{i}"
         mine = runs[runs["variant"] == variant]
@@ -136,7 +202,7 @@ def plot_curves(runs: pd.DataFrame, study: dict) -> bytes:
         n_seeds = mine["seed"].nunique()
         by_epoch = mine.groupby("epoch")
         for ax, column in ((axes[0], "train_loss"), (axes[1], "test_acc")):
-            curve = by_epoch[column].agg(["mean", "min", "max"])
+            curve = by_epoch[column].agg(["mean", "min", "max"]).dropna()  # epochs without evaluation
             ax.plot(curve.index, curve["mean"], color=color, label=f"{variant} (n={n_seeds})")
             ax.fill_between(curve.index, curve["min"], curve["max"], color=color, alpha=0.2, linewidth=0)
         if variant in spec["lecture"] and spec["verdict"]["metric"] == "test_acc":
@@ -150,15 +216,139 @@ def plot_curves(runs: pd.DataFrame, study: dict) -> bytes:
     axes[1].set(title="Test accuracy", xlabel="epoch", ylabel="accuracy (fraction correct)", ylim=(0, 1))
     axes[2].set(title="Gradient norm per weight layer", xlabel="layer (1 = input side)",
                 ylabel="‖∂L/∂W‖₂", yscale="log")
+    return finish(fig, axes, f"{spec['title']} — {study['protocol']} protocol, band = min–max over seeds")
+
+
+def finish(fig, axes, title: str) -> bytes:
+    """The common style: grid, legend, title; PNG bytes without a version stamp, so rebuilds are identical."""
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{spec['title']} — {study['protocol']} protocol, band = min–max over seeds")
+    fig.suptitle(title)
     fig.tight_layout()
     png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=110, metadata={"Software": None})  # no version stamp: rebuilds are identical
+    fig.savefig(png, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     return png.getvalue()
+
+
+def band(ax, table: pd.DataFrame, x: str, y: str, color: str, label: str, **style) -> None:
+    """Mean over seeds as a line, min–max over seeds as a band."""
+    curve = table.groupby(x)[y].agg(["mean", "min", "max"]).dropna()
+    ax.plot(curve.index, curve["mean"], color=color, label=label, **style)
+    ax.fill_between(curve.index, curve["min"], curve["max"], color=color, alpha=0.2, linewidth=0)
+
+
+def probe_figure(study: dict, study_dir: Path, probe: str, draw, xlabel: str, ylabel: str, title: str,
+                 **axes_style) -> bytes | None:
+    """One axes, one colour per variant that has this probe's tables; `draw(ax, table, color, variant)`."""
+    tables = load_probe(study_dir, probe)
+    if tables.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, variant in enumerate(v for v in study["experiment"]["variants"] if v in set(tables["variant"])):
+        draw(ax, tables[tables["variant"] == variant], f"C{i}", variant)
+    ax.set(xlabel=xlabel, ylabel=ylabel, **axes_style)
+    return finish(fig, [ax], title)
+
+
+def plot_mc_dropout(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Test accuracy of averaging k thinned networks, against weight scaling (dashed)."""
+    def draw(ax, table, color, variant):
+        band(ax, table, "k", "mc_acc", color, f"{variant}: mean of k thinned nets")
+        ax.axhline(table["weight_scaling_acc"].mean(), color=color, linestyle="--", linewidth=1,
+                   label=f"{variant}: weight scaling")
+
+    return probe_figure(study, study_dir, "mc_dropout", draw, "k, thinned networks averaged (Monte-Carlo dropout)",
+                        "test accuracy (fraction correct)",
+                        "Weight scaling vs averaging sampled thinned networks — band = min–max over seeds")
+
+
+def plot_loss_line(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Both losses from the initial (t=0) to the trained weights (t=1) of each variant."""
+    probe = load_probe(study_dir, "loss_line")
+    if probe.empty:
+        return None
+    variants = [v for v in study["experiment"]["variants"] if v in set(probe["variant"])]
+    fig, axes = plt.subplots(1, len(variants), figsize=(6.5 * len(variants), 4.2), squeeze=False)
+    for ax, variant in zip(axes[0], variants):
+        mine = probe[probe["variant"] == variant]
+        band(ax, mine, "t", "cross_entropy", "C1", "cross-entropy (left axis)")
+        twin = ax.twinx()
+        band(twin, mine, "t", "mse", "C0", "MSE on softmax (right axis)")
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.axvline(1, color="grey", linewidth=0.8)
+        ax.set(title=f"line from initial (t=0) to trained weights (t=1) of '{variant}'",
+               xlabel="t along the line", ylabel="cross-entropy")
+        twin.set_ylabel("mean squared error")
+        twin.legend(fontsize=8, loc="lower left")
+    return finish(fig, list(axes[0]), "Both losses along a line in weight space, from the initial to the trained weights "
+                  "— band = min–max over seeds")
+
+
+def plot_metric_vs_parameters(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """The verdict metric against parameter count, one line per variant family (name before '_')."""
+    spec = study["experiment"]
+    metric = spec["verdict"]["metric"]
+    finals = per_run(runs)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    families = sorted({v.split("_")[0] for v in finals["variant"]})
+    for i, family in enumerate(families):
+        mine = finals[finals["variant"].str.split("_").str[0] == family]
+        band(ax, mine, "parameters", metric, f"C{i}", family, marker="o", markersize=3)
+    ax.set(xlabel="parameters", ylabel=metric, xscale="log")
+    return finish(fig, [ax], f"{spec['title']} — band = min–max over seeds")
+
+
+def plot_metric_vs_updates(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
+    """Test accuracy against the number of optimizer updates, every variant on one log axis."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, variant in enumerate(study["experiment"]["variants"]):
+        mine = runs[(runs["variant"] == variant) & (runs["updates"] > 0)]
+        if not mine.empty:
+            band(ax, mine, "updates", "test_acc", f"C{i}", variant, marker="o", markersize=2)
+    ax.set(xlabel="optimizer updates", ylabel="test accuracy (fraction correct)", xscale="log", ylim=(0, 1))
+    return finish(fig, [ax], f"{study['experiment']['title']} — per update; band = min–max over seeds")
+
+
+def plot_delete_blocks(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Test accuracy after deleting each block in turn; dashed: nothing deleted."""
+    def draw(ax, table, color, variant):
+        band(ax, table[table["block"] >= 0], "block", "test_acc", color, f"{variant}: one block deleted", marker="o")
+        ax.axhline(table.loc[table["block"] < 0, "test_acc"].mean(), color=color, linestyle="--", linewidth=1,
+                   label=f"{variant}: nothing deleted")
+
+    return probe_figure(study, study_dir, "delete_blocks", draw, "deleted block (0 = nearest the input)",
+                        "test accuracy (fraction correct)", "Deleting one block at test time — band = min–max over seeds",
+                        ylim=(0, 1))
+
+
+def tuned_only(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict]:
+    names = [v for v in study["experiment"]["variants"] if v.endswith("_tuned")]
+    spec = {**study["experiment"], "variants": {v: {} for v in names}}
+    return runs[runs["variant"].isin(names)], {**study, "experiment": spec}
+
+
+def plot_tuned_curves(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
+    """The learning curves of a grid experiment's variants, each at its tuned value."""
+    return plot_curves(*tuned_only(runs, study), study_dir)
+
+
+def plot_effective_lr(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
+    """Step size per unit gradient over training (median over weights): Adagrad's keeps shrinking."""
+    runs, study = tuned_only(runs, study)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, variant in enumerate(study["experiment"]["variants"]):
+        mine = runs[(runs["variant"] == variant) & (runs["epoch"] > 0)]
+        if not mine.empty:
+            band(ax, mine, "epoch", "effective_lr", f"C{i}", variant)
+    ax.set(xlabel="epoch", ylabel="effective step size (median over weights)", yscale="log")
+    return finish(fig, [ax], "Effective learning rate at each optimizer's tuned rate — band = min–max over seeds")
+
+
+FIGURES = {"curves": plot_curves, "mc_dropout": plot_mc_dropout, "loss_line": plot_loss_line,
+           "metric_vs_parameters": plot_metric_vs_parameters, "metric_vs_updates": plot_metric_vs_updates,
+           "tuned_curves": plot_tuned_curves, "effective_lr": plot_effective_lr, "delete_blocks": plot_delete_blocks}
 
 
 def analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
@@ -168,20 +358,61 @@ def analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
         return _analyse(study_dir)
 
 
+def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, str]:
+    """For a grid experiment: each variant at its own configured value (<variant>_default) and at
+    the grid value with the best mean validation accuracy (<variant>_tuned), plus the grid table."""
+    spec = study["experiment"]
+    labels = grid_runs(spec["variants"], spec["grid"])
+    finals = per_run(runs) if len(runs) else pd.DataFrame(columns=["variant", "val_acc", "test_acc"])
+    val = finals.groupby("variant")["val_acc"].mean()
+    test = finals.groupby("variant")["test_acc"].mean()
+    views, keys = [], list(spec["grid"])
+    header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k])]
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for base, partial in spec["variants"].items():
+        mine = [label for label, (b, _) in labels.items() if b == base]
+        table.append(f"| {base} | " + " | ".join(
+            f"{val[label]:.3f} ({test[label]:.3f})" if label in val.index and pd.notna(val[label]) else "–"
+            for label in mine) + " |")
+        scored = [label for label in mine if label in val.index and pd.notna(val[label])]
+        chosen = {"tuned": max(scored, key=lambda label: val[label]) if scored else None,
+                  "default": next((label for label in mine if all(
+                      OmegaConf.select(OmegaConf.create(partial), key) == value
+                      for key, value in labels[label][1].items())), None)}
+        for kind, label in chosen.items():
+            if label is not None:
+                views.append(runs[runs["variant"] == label].assign(variant=f"{base}_{kind}", grid_run=label))
+    view_names = [f"{b}_{kind}" for kind in ("default", "tuned") for b in spec["variants"]]
+    resolved = {**study, "experiment": {**spec, "variants": {name: {} for name in view_names}}}
+    grid_md = "\n".join(["Validation accuracy (test accuracy) of every grid point, mean over seeds; "
+                          "`_tuned` takes the best validation accuracy, never the test set:", "", *table, ""])
+    return (pd.concat(views, ignore_index=True) if views else runs.iloc[0:0]), resolved, grid_md
+
+
 def _analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     study = json.loads((study_dir / STUDY_FILE).read_text())
     runs, metas = load_study(study_dir)
+    grid_md = ""
     if len(runs):
         status = {(m["variant"], m["seed"]): m["status"] for m in metas}
         runs["status"] = [status[(v, s)] for v, s in zip(runs["variant"], runs["seed"])]
-        runs = runs[runs["variant"].isin(study["experiment"]["variants"]) & runs["seed"].isin(study["seeds"])]
+        labels = grid_runs(study["experiment"]["variants"], study["experiment"].get("grid", {}))
+        runs = runs[runs["variant"].isin(labels) & runs["seed"].isin(study["seeds"])]
+    if study["experiment"].get("grid"):
+        runs, study, grid_md = resolve_grid(runs, study)
     summary = summarise(runs, study)
-    verdict = decide(summary, study)
+    verdict = decide(summary, per_run(runs) if len(runs) else runs, study)
     write_atomic(study_dir / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
-    write_atomic(study_dir / "summary.md", markdown_table(summary, study, verdict))
+    write_atomic(study_dir / "summary.md", markdown_table(summary, study, verdict) + grid_md)
+    # what the report needs about the runs, since runs/ is not committed
+    verdict |= {"runs": len(metas), "train_seconds": round(sum(m.get("seconds", 0.0) for m in metas), 1),
+                "devices": sorted({m.get("device", "unknown") for m in metas}),
+                "torch": sorted({m.get("torch", "unknown") for m in metas})}
     write_atomic(study_dir / "verdict.json", json.dumps(verdict, indent=2) + "\n")
-    if len(runs):
-        write_atomic(study_dir / "curves.png", plot_curves(runs, study))
+    for figure in study["experiment"].get("figures", ["curves"]) if len(runs) else []:
+        png = FIGURES[figure](runs, study, study_dir)
+        if png is not None:
+            write_atomic(study_dir / f"{figure}.png", png)
     return summary, verdict
 
 

@@ -7,10 +7,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def experiment_names() -> list[str]:
+    """The experiments `name=` can pick: the files of configs/name/."""
+    return sorted(p.stem for p in (CONFIG_DIR / "name").glob("*.yaml"))
 
 
 class Activation(str, Enum):
@@ -44,7 +53,8 @@ class ModelConfig:
     width: int = 500  # units per hidden layer
     activation: Activation = Activation.sigmoid
     init: Init = Init.glorot_uniform
-    dropout: float = 0.0  # probability of dropping a hidden unit in training
+    dropout: float = 0.0  # probability of dropping a hidden unit in training (mlp)
+    residual: bool = False  # identity shortcuts around each block of two layers (resmlp)
 
 
 @dataclass
@@ -69,15 +79,30 @@ class TrainConfig:
     loss: Loss = Loss.cross_entropy
     batch_size: int = 100
     epochs: int = 20
+    eval_every: int = 1  # evaluate validation and test sets every k epochs (and at the last)
     eval_batch_size: int = 10000
 
 
 @dataclass
-class VerdictConfig:
-    metric: str = "test_acc"  # final-epoch column compared across variants
-    better: str = MISSING  # variant the lecture says wins
+class CheckConfig:
+    """One statement of a claim: variant `better` beats `worse` on `metric` beyond the seeds' spread."""
+    better: str = MISSING
     worse: str = MISSING
-    tolerance: float = 0.05  # |ours - lecture| allowed for "reproduced" rather than "partly"
+    metric: str = ""  # a per-run column (see analysis.per_run); empty: the verdict's metric
+    lower_is_better: bool = False
+    # "beats": better's CI lies wholly beyond worse's; "not_worse": better is not beaten that way
+    kind: str = "beats"
+
+
+@dataclass
+class VerdictConfig:
+    metric: str = "test_acc"  # per-run column the table and the lecture's numbers are about
+    better: str = ""  # variant the lecture says wins (the single check, when `checks` is empty)
+    worse: str = ""
+    checks: List[CheckConfig] = field(default_factory=list)  # several statements: all must hold
+    # |ours - lecture| allowed for "reproduced" rather than "partly"; null when the lecture's
+    # numbers come from another data set and only the direction can be compared
+    tolerance: Optional[float] = 0.05
 
 
 @dataclass
@@ -85,12 +110,21 @@ class ExperimentConfig:
     name: str = "${hydra:runtime.choices.name}"
     title: str = MISSING
     claim: str = MISSING
+    section: str = ""  # CLAIMS.md's section, e.g. "C. Optimisation"; orders the report
     lecture_ref: str = ""  # where the lecture's numbers come from
+    source_ref: str = ""  # the source paper's numbers, where CLAIMS.md gives them
     # variant label -> partial config merged over the base config, e.g. {model: {activation: relu}}
     variants: Dict[str, Any] = field(default_factory=dict)
+    # dotted key -> values, crossed with every variant: {optimizer.lr: [0.01, 0.1]} turns variant
+    # `sgd` into runs `sgd_lr0.01` and `sgd_lr0.1`; the analysis then compares each variant at its
+    # own configured value (`sgd_default`) and at the value with the best validation accuracy (`sgd_tuned`)
+    grid: Dict[str, List[Any]] = field(default_factory=dict)
     # variant label -> the lecture's number for verdict.metric
     lecture: Dict[str, float] = field(default_factory=dict)
+    lecture_label: str = ""  # column title for those numbers; default "lecture <metric>"
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
+    probes: List[str] = field(default_factory=list)  # extra measurements on each trained model (probes.py)
+    figures: List[str] = field(default_factory=lambda: ["curves"])  # analysis.FIGURES
 
 
 @dataclass
@@ -109,3 +143,13 @@ class Config:
 
 def register_schema() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+def grid_runs(variants: dict, grid: dict) -> dict[str, tuple[str, dict]]:
+    """Run label -> (variant, {dotted key: value}) for a grid experiment; label -> (label, {}) otherwise."""
+    runs = {label: (label, {}) for label in variants}
+    for key, values in grid.items():
+        short = key.rsplit(".", 1)[-1]
+        runs = {f"{label}_{short}{value}": (base, {**point, key: value})
+                for label, (base, point) in runs.items() for value in values}
+    return runs

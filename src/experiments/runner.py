@@ -15,8 +15,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import analysis, store
+from experiments.config import grid_runs
 from experiments.data import N_TRAIN_TOTAL, make_splits
 from experiments.errors import UserError, one_line
+from experiments.probes import PROBES
 from experiments.train import train_run
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one path component, no '..' tricks
@@ -28,6 +30,10 @@ def check_values(run: dict) -> None:
     problems = []
     if model["depth"] < 1:
         problems.append(f"model.depth must be >= 1 (got {model['depth']})")
+    if model["arch"] not in ("mlp", "resmlp"):
+        problems.append(f"unknown model.arch {model['arch']!r} (known: mlp, resmlp)")
+    elif model["arch"] == "resmlp" and (model["depth"] < 3 or model["depth"] % 2 == 0):
+        problems.append(f"model.depth of a resmlp must be odd and >= 3 (1 stem layer + 2 per block), got {model['depth']}")
     if model["width"] < 1:
         problems.append(f"model.width must be >= 1 (got {model['width']})")
     if not 0 <= model["dropout"] < 1:
@@ -53,27 +59,41 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
     spec = cfg.experiment
     if not spec.variants:
         raise UserError(f"experiment {spec.name!r} lists no variants")
-    for label in list(spec.variants) + [str(spec.name)]:
+    labels = grid_runs(spec.variants, spec.grid)
+    for label in list(labels) + [str(spec.name)]:
         if not SAFE_NAME.match(label):
             raise UserError(f"name {label!r} is not a safe folder name (letters, digits, _ . - only)")
-    unknown = [v for v in (spec.verdict.better, spec.verdict.worse, *spec.lecture) if v not in spec.variants]
+    checks = spec.verdict.checks or [spec.verdict]
+    named = [v for check in checks for v in (check.better, check.worse)]
+    if not all(named):
+        raise UserError(f"experiment {spec.name!r}: its verdict needs `better` and `worse`, or a list of `checks`")
+    # a grid experiment's verdict speaks of <variant>_default and <variant>_tuned
+    comparable = [f"{v}_{kind}" for v in spec.variants for kind in ("default", "tuned")] if spec.grid else spec.variants
+    unknown = [v for v in (*named, *spec.lecture) if v not in comparable]
+    unknown += [p for p in spec.probes if p not in PROBES] + [f for f in spec.figures if f not in analysis.FIGURES]
     if unknown:
-        raise UserError(f"experiment {spec.name!r} names variants it does not list: {', '.join(unknown)}")
-    selected = list(spec.variants) if cfg.only is None else list(cfg.only)
-    missing = [v for v in selected if v not in spec.variants]
+        raise UserError(f"experiment {spec.name!r} names unknown variants, probes or figures: {', '.join(unknown)}")
+    selected = list(labels) if cfg.only is None else [
+        label for label, (base, _) in labels.items() if label in cfg.only or base in cfg.only]
+    missing = [v for v in (cfg.only or []) if v not in labels and v not in spec.variants]
     if missing:
         raise UserError(f"only= names unknown variants {missing}; {spec.name} has {list(spec.variants)}")
     if not cfg.seeds:
         raise UserError("seeds is empty: give at least one seed, e.g. seeds=[0,1,2]")
     runs = {}
     for label in selected:
+        base, point = labels[label]
         try:
-            merged = OmegaConf.merge(cfg, spec.variants[label])
+            merged = OmegaConf.merge(cfg, spec.variants[base])
+            for key, value in point.items():
+                OmegaConf.update(merged, key, value)
         except Exception as exc:  # a variant that mistypes a key or a value
             raise UserError(f"variant {label!r} of {spec.name}: {one_line(exc)}") from None
         run = OmegaConf.to_container(merged, resolve=True, enum_to_str=True)
         run.pop("hydra", None)
         check_values(run)
+        if spec.grid and not run["data"]["val_size"]:
+            raise UserError(f"experiment {spec.name!r} tunes on a grid, which needs a validation split: data.val_size > 0")
         runs[label] = run
     return runs
 
@@ -142,11 +162,11 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
         splits = make_splits(run["data"], device)
         for seed in cfg.seeds:
             path = store.run_dir(study_dir, label, seed)
-            key = store.run_key(run, seed)
+            key = store.run_key(run, seed, spec["probes"])
             if not cfg.force and store.is_finished(path, key):
                 print(f"{name} | {label} | seed {seed} | already complete, skipped (force=true re-runs it)", flush=True)
                 continue
-            train_one(run, splits, label, seed, path, key, name, commit, device)
+            train_one(run, splits, label, seed, path, key, name, commit, device, spec["probes"])
     summary, verdict = analysis.analyse(study_dir)
     print()
     print((study_dir / "summary.md").read_text())
@@ -163,7 +183,7 @@ def device_name(device: torch.device) -> str:
 
 
 def train_one(run: dict, splits, label: str, seed: int, path, key: str, name: str, commit: str,
-              device: torch.device) -> None:
+              device: torch.device, probes: list[str] = ()) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     try:
@@ -188,7 +208,14 @@ def train_one(run: dict, splits, label: str, seed: int, path, key: str, name: st
     if result.status == "diverged":
         print(f"{name} | {label} | seed {seed} | diverged (non-finite loss) at epoch {result.diverged_epoch}; "
               f"recorded, continuing", flush=True)
+    else:
+        for probe in probes:
+            table, scalars = PROBES[probe](result.model, splits, run, seed)
+            if not table.empty:
+                table.to_csv(tmp / f"{probe}.csv", index=False)
+            result.rows[-1].update(scalars)
     meta = {"experiment": name, "variant": label, "seed": seed, "key": key, "status": result.status,
+            "parameters": result.parameters,
             "diverged_epoch": result.diverged_epoch, "config": run, "seconds": time.perf_counter() - started,
             "device": device_name(device), "torch": torch.__version__, "python": sys.version.split()[0],
             "git_commit": commit}

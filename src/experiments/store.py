@@ -25,12 +25,13 @@ FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-
 KEY_EXCLUDES = {("data", "root"), ("data", "download")}
 
 
-def run_key(run_cfg: dict, seed: int) -> str:
-    """Identity of a run: its resolved training config (no paths, no device) and its seed."""
+def run_key(run_cfg: dict, seed: int, probes: list[str] = ()) -> str:
+    """Identity of a run: its resolved training config (no paths, no device), seed and probes."""
     measured = {k: run_cfg[k] for k in ("model", "data", "optimizer", "train")}
     measured = {group: {k: v for k, v in values.items() if (group, k) not in KEY_EXCLUDES}
                 for group, values in measured.items()}
-    blob = json.dumps({"cfg": measured, "seed": seed}, sort_keys=True)
+    blob = json.dumps({"cfg": measured, "seed": seed, **({"probes": sorted(probes)} if probes else {})},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -116,8 +117,24 @@ def load_study(study_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         table = pd.read_csv(meta_path.parent / "metrics.csv")
         table.insert(0, "seed", meta["seed"])
         table.insert(0, "variant", meta["variant"])
+        table["parameters"] = meta.get("parameters")
         tables.append(table)
         metas.append(meta)
     if not tables:
         return pd.DataFrame(), []
     return pd.concat(tables, ignore_index=True), metas
+
+
+def load_probe(study_dir: Path, probe: str) -> pd.DataFrame:
+    """One probe's tables of every finished run of a study, with variant and seed columns."""
+    tables = []
+    for meta_path in sorted(Path(study_dir).glob("runs/*/seed*/meta.json")):
+        meta = read_meta(meta_path.parent)
+        table_path = meta_path.parent / f"{probe}.csv"
+        if meta is None or meta.get("status") not in FINISHED or not table_path.exists():
+            continue
+        table = pd.read_csv(table_path)
+        table.insert(0, "seed", meta["seed"])
+        table.insert(0, "variant", meta["variant"])
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

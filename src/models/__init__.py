@@ -6,12 +6,16 @@ from __future__ import annotations
 from torch import nn
 
 from models.mlp import MLP, mlp_parameter_count
+from models.resmlp import ResidualMLP
 
-__all__ = ["MLP", "build_model", "mlp_parameter_count"]
+__all__ = ["MLP", "ResidualMLP", "build_model", "mlp_parameter_count"]
 
 
 def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
     if model["arch"] == "mlp":
         return MLP(in_features, out_features, depth=model["depth"], width=model["width"],
                    activation=model["activation"], init=model["init"], dropout=model["dropout"])
-    raise ValueError(f"unknown model.arch {model['arch']!r} (known: mlp)")
+    if model["arch"] == "resmlp":
+        return ResidualMLP(in_features, out_features, depth=model["depth"], width=model["width"],
+                           residual=model["residual"], init=model["init"])
+    raise ValueError(f"unknown model.arch {model['arch']!r} (known: mlp, resmlp)")

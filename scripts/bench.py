@@ -1,0 +1,248 @@
+"""Speed benchmark of the lecture protocol (CLAIMS.md): 784-500-500-500-10 sigmoid, cross-entropy,
+SGD 0.1, batch 100, 20 epochs, the first 10k MNIST images, Glorot init, test set evaluated each epoch.
+
+    python scripts/bench.py                 # writes results/BENCH.md and results/bench.json
+    python scripts/bench.py --repeats 5 --device cuda
+
+Measured one after another in this process, median of --repeats each:
+  suite     the suite's own training loop (experiments.train.train_run), data already loaded;
+  command   `python -m experiments` for one seed, as a user runs it (start-up, data, analysis), and its peak RSS;
+  tutorial  what a PyTorch tutorial writes: torchvision MNIST + ToTensor, Subset, DataLoader(shuffle=True),
+            nn.Sequential, the same optimizer and init, a test loop each epoch;
+  keras     Keras 3 on its torch backend, model.fit with validation_data (skipped when keras is missing:
+            pip install -e ".[bench]");
+  matmul    a large float32 torch.mm: the machine's rate, and from it the ideal training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported anywhere
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from experiments.data import make_splits  # noqa: E402
+from experiments.runner import resolve_device  # noqa: E402
+from experiments.train import train_run  # noqa: E402
+from models import mlp_parameter_count  # noqa: E402
+
+TRAIN_SIZE, DEPTH, WIDTH, EPOCHS, BATCH, LR = 10000, 3, 500, 20, 100, 0.1
+PARAMS = mlp_parameter_count(784, DEPTH, WIDTH, 10)
+TRAIN_FLOPS = 6 * PARAMS * TRAIN_SIZE * EPOCHS  # forward + backward, per the usual 6 x params x samples
+RUN_OVERRIDES = ["name=mse_vs_ce", "only=[cross_entropy]", "seeds=[0]"]  # = the lecture protocol exactly
+
+
+def lecture_run_config(root: str) -> dict:
+    return {
+        "model": {"arch": "mlp", "depth": DEPTH, "width": WIDTH, "activation": "sigmoid", "init": "glorot_uniform", "residual": False,
+                  "dropout": 0.0},
+        "data": {"root": root, "train_size": TRAIN_SIZE, "val_size": 0, "download": False},
+        "optimizer": {"name": "sgd", "lr": LR, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+        "train": {"loss": "cross_entropy", "batch_size": BATCH, "epochs": EPOCHS, "eval_batch_size": 10000, "eval_every": 1},
+    }
+
+
+def bench_suite(root: str, device: torch.device, seed: int) -> dict:
+    cfg = lecture_run_config(root)
+    splits = make_splits(cfg["data"], device)  # the one-time load stays outside the timing
+    started = time.perf_counter()
+    result = train_run(cfg, splits, seed)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    train_only = sum(row["epoch_seconds"] for row in result.rows)
+    return {"seconds": seconds, "train_seconds": train_only, "test_acc": result.rows[-1]["test_acc"]}
+
+
+def bench_command(root: str, device: torch.device) -> dict:
+    with tempfile.TemporaryDirectory() as results:
+        cmd = [sys.executable, "-m", "experiments", *RUN_OVERRIDES, f"device={device.type}", f"results_dir={results}"]
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env=dict(os.environ, MNIST_ROOT=root))
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        if status != 0:
+            raise SystemExit(f"error: the suite's command failed: {proc.stderr.read().decode()}")
+        summary = pd.read_csv(next(Path(results).glob("mse_vs_ce/lecture/summary.csv"))).set_index("variant")
+    test_acc = float(summary.loc["cross_entropy", "mean"])
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "test_acc": test_acc}
+
+
+def bench_tutorial(root: str, device: torch.device, seed: int) -> dict:
+    from torch import nn
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    torch.manual_seed(seed)
+    train_set = Subset(datasets.MNIST(root, train=True, transform=transforms.ToTensor()), range(TRAIN_SIZE))
+    test_set = datasets.MNIST(root, train=False, transform=transforms.ToTensor())
+    train_loader = DataLoader(train_set, batch_size=BATCH, shuffle=True)
+    test_loader = DataLoader(test_set, batch_size=BATCH)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, WIDTH), nn.Sigmoid(), nn.Linear(WIDTH, WIDTH), nn.Sigmoid(),
+                          nn.Linear(WIDTH, WIDTH), nn.Sigmoid(), nn.Linear(WIDTH, 10)).to(device)
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    loss_fn = nn.CrossEntropyLoss()
+    started = time.perf_counter()
+    for _ in range(EPOCHS):
+        model.train()
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in test_loader:
+                x, y = x.to(device), y.to(device)
+                correct += (model(x).argmax(1) == y).sum().item()
+    return {"seconds": time.perf_counter() - started, "test_acc": correct / len(test_set)}
+
+
+def bench_keras(root: str, seed: int) -> dict | None:
+    try:
+        import keras
+    except ImportError:
+        return None
+    from experiments.data import load_mnist
+
+    train_x, train_y, test_x, test_y = load_mnist(root, False)
+    x = (train_x[:TRAIN_SIZE].reshape(-1, 784).float() / 255).numpy()
+    y = keras.utils.to_categorical(train_y[:TRAIN_SIZE].numpy(), 10)
+    xt = (test_x.reshape(-1, 784).float() / 255).numpy()
+    yt = keras.utils.to_categorical(test_y.numpy(), 10)
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((784,))] + [keras.layers.Dense(WIDTH, activation="sigmoid")
+                                                      for _ in range(DEPTH)] + [keras.layers.Dense(10, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.SGD(learning_rate=LR), metrics=["accuracy"])
+    started = time.perf_counter()
+    history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=True, validation_data=(xt, yt), verbose=0)
+    return {"seconds": time.perf_counter() - started, "test_acc": history.history["val_accuracy"][-1],
+            "keras": keras.__version__}
+
+
+def matmul_rate(device: torch.device, n: int = 4096, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    times = []
+    for _ in range(repeats + 2):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return 2 * n ** 3 / statistics.median(times[2:])
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def median_of(runs: list[dict]) -> dict:
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0] if isinstance(runs[0][key], float)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Speed benchmark of the lecture protocol.")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="results")
+    parser.add_argument("--root", default=os.environ.get("MNIST_ROOT", "data"))
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    seeds = range(args.repeats)
+    header = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+              "repeats": args.repeats, "parameters": PARAMS, "train_flops": TRAIN_FLOPS}
+    print(f"benchmark on {header['device']}, {header['threads']} threads, torch {header['torch']}", flush=True)
+
+    rate = matmul_rate(device)
+    results = {"matmul_flops": rate, "ideal_train_seconds": TRAIN_FLOPS / rate}
+    print(f"matmul {rate / 1e9:.0f} GFLOP/s; ideal training time {TRAIN_FLOPS / rate:.2f} s", flush=True)
+    for name, bench in (("suite", lambda s: bench_suite(args.root, device, s)),
+                        ("command", lambda s: bench_command(args.root, device)),
+                        ("tutorial", lambda s: bench_tutorial(args.root, device, s)),
+                        ("keras", lambda s: bench_keras(args.root, s))):
+        if name == "keras" and device.type != "cpu":
+            continue  # the Keras comparison is a CPU one; its torch backend picks its own device
+        runs = [bench(s) for s in seeds]
+        if runs[0] is None:
+            print(f"{name}: skipped (keras is not installed: pip install -e '.[bench]')", flush=True)
+            continue
+        results[name] = median_of(runs) | {"runs": runs}
+        if "keras" in runs[0]:
+            results[name]["keras"] = runs[0]["keras"]
+        print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in median_of(runs).items()), flush=True)
+
+    suite = results["suite"]
+    results["suite_train_fraction_of_matmul"] = TRAIN_FLOPS / suite["train_seconds"] / rate
+    for other in ("tutorial", "keras"):
+        if other in results:
+            results[f"speedup_vs_{other}"] = results[other]["seconds"] / suite["seconds"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if device.type == "cpu" else f"_{device.type}"
+    (out / f"bench{suffix}.json").write_text(json.dumps({"header": header, "results": results}, indent=2) + "\n")
+    (out / f"BENCH{suffix}.md").write_text(render(header, results))
+    print(render(header, results))
+    return 0
+
+
+def render(header: dict, results: dict) -> str:
+    suite = results["suite"]
+    rate = results["matmul_flops"]
+    lines = ["# Speed benchmark: the lecture protocol", "",
+             f"{header['device']} · {header['threads']} threads · torch {header['torch']} · Python {header['python']} · "
+             f"median of {header['repeats']} repeats · generated by `python scripts/bench.py`", "",
+             f"Model 784-500-500-500-10 sigmoid ({header['parameters']:,} parameters), cross-entropy, SGD lr 0.1, "
+             f"batch 100, 20 epochs on the first 10k MNIST images, test set evaluated after every epoch.", "",
+             "| contender | seconds (20 epochs + per-epoch test) | suite is faster by | test accuracy |",
+             "|---|---|---|---|",
+             f"| suite's loop (`experiments.train`) | {suite['seconds']:.2f} | – | {suite['test_acc']:.4f} |"]
+    for name, label in (("tutorial", "PyTorch tutorial (DataLoader + ToTensor)"),
+                        ("keras", f"Keras {results.get('keras', {}).get('keras', '')} (torch backend)")):
+        if name in results:
+            lines.append(f"| {label} | {results[name]['seconds']:.2f} | {results[f'speedup_vs_{name}']:.2f}× | "
+                         f"{results[name]['test_acc']:.4f} |")
+        else:
+            lines.append(f"| {label} | not measured | – | – |")
+    lines += ["", "| measure | value |", "|---|---|",
+              f"| matmul rate (float32 4096² `torch.mm`) | {rate / 1e9:.0f} GFLOP/s |",
+              f"| training FLOPs (6 × parameters × samples × epochs) | {header['train_flops'] / 1e9:.0f} GFLOP |",
+              f"| ideal training time at the matmul rate | {results['ideal_train_seconds']:.2f} s |",
+              f"| suite's training time (epochs only, no test) | {suite['train_seconds']:.2f} s |",
+              f"| suite's achieved rate during training | {header['train_flops'] / suite['train_seconds'] / 1e9:.0f} GFLOP/s "
+              f"= {results['suite_train_fraction_of_matmul']:.0%} of the matmul rate |"]
+    if "command" in results:
+        lines += [f"| `python -m experiments {' '.join(RUN_OVERRIDES)}`, whole command | {results['command']['seconds']:.1f} s |",
+                  f"| peak RSS of that command | {results['command']['peak_rss_mb']:.0f} MB |"]
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Run every experiment, then rebuild results/REPORT.md; the total wall time goes into the report.
+
+    python scripts/reproduce_all.py                       # every claim, lecture protocol, 3 seeds
+    python scripts/reproduce_all.py --protocols lecture,modern device=cuda
+    python scripts/reproduce_all.py --resume              # keep runs that already completed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from experiments import report
+from experiments.config import experiment_names
+from experiments.runner import device_name, resolve_device
+from experiments.store import write_atomic
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocols", default="lecture", help="comma-separated: lecture,modern")
+    parser.add_argument("--resume", action="store_true", help="skip runs that already completed")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every experiment, e.g. device=cuda")
+    args = parser.parse_args()
+    overrides = dict(o.split("=", 1) for o in args.overrides)
+    results_dir = Path(overrides.get("results_dir", "results"))
+    command = [sys.executable, "-m", "experiments", "-m", f"name={','.join(experiment_names())}",
+               f"protocol={args.protocols}", *([] if args.resume else ["force=true"]), *args.overrides]
+    started = time.perf_counter()
+    if subprocess.run(command).returncode != 0:
+        print("error: an experiment failed; the report was not rebuilt", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - started
+    shown = " ".join(["python scripts/reproduce_all.py", *sys.argv[1:]])
+    record = {"command": shown, "seconds": round(seconds, 1), "torch": torch.__version__,
+              "device": device_name(resolve_device(overrides.get("device", "auto")))}
+    write_atomic(results_dir / report.REPRODUCTION_FILE, json.dumps(record, indent=2) + "\n")
+    print(f"all experiments: {seconds / 60:.1f} min")
+    return report.main([str(results_dir)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Grids, check kinds, probes and the residual MLP: the pieces the later claims are built from."""
+
+import pandas as pd
+import pytest
+import torch
+
+from experiments import analysis
+from experiments.config import grid_runs
+from experiments.data import make_splits
+from experiments.probes import delete_blocks, loss_line, mc_dropout
+from experiments.train import train_run
+from models import ResidualMLP, build_model, mlp_parameter_count
+from test_experiments import runs_of
+
+
+def test_grid_crosses_every_variant_with_every_value():
+    labels = grid_runs({"sgd": {}, "adam": {}}, {"optimizer.lr": [0.01, 0.1]})
+    assert labels == {"sgd_lr0.01": ("sgd", {"optimizer.lr": 0.01}), "sgd_lr0.1": ("sgd", {"optimizer.lr": 0.1}),
+                      "adam_lr0.01": ("adam", {"optimizer.lr": 0.01}), "adam_lr0.1": ("adam", {"optimizer.lr": 0.1})}
+    runs = runs_of("name=optimizers")
+    assert len(runs) == 8 * 4
+    assert runs["adadelta_lr0.1"]["optimizer"] == {"name": "adadelta", "lr": 0.1, "momentum": 0.0,
+                                                       "nesterov": False, "weight_decay": 0.0}
+    assert runs["nesterov_lr1.0"]["optimizer"]["nesterov"] is True
+
+
+GRID_STUDY = {"experiment": {"variants": {"sgd": {"optimizer": {"lr": 0.1}}, "adam": {"optimizer": {"lr": 0.01}}},
+                             "grid": {"optimizer.lr": [0.01, 0.1]}, "lecture": {},
+                             "verdict": {"metric": "test_acc", "checks": []}},
+              "seeds": [0, 1]}
+
+
+def test_tuned_takes_the_best_validation_accuracy_and_default_the_configured_value():
+    rows = []
+    for label, val, test in (("sgd_lr0.01", 0.9, 0.1), ("sgd_lr0.1", 0.5, 0.99),  # test set must not decide
+                             ("adam_lr0.01", 0.7, 0.7), ("adam_lr0.1", 0.8, 0.8)):
+        for seed in (0, 1):
+            rows.append({"variant": label, "seed": seed, "epoch": 1, "val_acc": val, "test_acc": test,
+                         "train_acc": val, "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"})
+    runs, study, grid_md = analysis.resolve_grid(pd.DataFrame(rows), GRID_STUDY)
+    chosen = runs.groupby("variant")["grid_run"].first().to_dict()
+    assert chosen == {"sgd_tuned": "sgd_lr0.01", "sgd_default": "sgd_lr0.1",
+                      "adam_tuned": "adam_lr0.1", "adam_default": "adam_lr0.01"}
+    assert list(study["experiment"]["variants"]) == ["sgd_default", "adam_default", "sgd_tuned", "adam_tuned"]
+    assert "| sgd | 0.900 (0.100) | 0.500 (0.990) |" in grid_md
+
+
+def finals(values: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"variant": v, "seed": s, "m": x} for v, xs in values.items() for s, x in enumerate(xs)])
+
+
+@pytest.mark.parametrize("kind,lower,values,holds", [
+    ("beats", False, {"a": [0.9, 0.91, 0.92], "b": [0.5, 0.51, 0.52]}, True),
+    ("beats", True, {"a": [0.9, 0.91, 0.92], "b": [0.5, 0.51, 0.52]}, False),
+    ("beats", True, {"a": [0.1, 0.11, 0.12], "b": [0.5, 0.51, 0.52]}, True),
+    ("not_worse", False, {"a": [0.50, 0.52, 0.54], "b": [0.51, 0.53, 0.55]}, True),  # overlapping: competitive
+    ("not_worse", False, {"a": [0.10, 0.11, 0.12], "b": [0.5, 0.51, 0.52]}, False),
+])
+def test_check_kinds(kind, lower, values, holds):
+    study = {"experiment": {"variants": {"a": {}, "b": {}}, "lecture": {},
+                            "verdict": {"metric": "m", "tolerance": None, "checks": [
+                                {"better": "a", "worse": "b", "kind": kind, "lower_is_better": lower}]}},
+             "seeds": [0, 1, 2]}
+    summary = pd.DataFrame([{"variant": v, "n": 3, "n_expected": 3, "mean": 0.0, "lecture": float("nan")} for v in "ab"])
+    verdict = analysis.decide(summary, finals(values), study)["verdict"]
+    assert verdict == ("reproduced" if holds else "not reproduced")
+
+
+def test_deep_and_shallow_nets_have_equal_parameters_within_one_percent():
+    runs = runs_of("name=deep_vs_fat")
+    for k in range(2, 8):
+        deep, shallow = runs[f"deep_{k}"]["model"], runs[f"shallow_{k}"]["model"]
+        assert deep["depth"] == k and shallow["depth"] == 1
+        p_deep = mlp_parameter_count(784, k, deep["width"], 10)
+        p_shallow = mlp_parameter_count(784, 1, shallow["width"], 10)
+        assert abs(p_shallow - p_deep) / p_deep < 0.01
+
+
+def test_residual_mlp_blocks_and_deletion():
+    torch.manual_seed(0)
+    cfg = {"arch": "resmlp", "depth": 7, "width": 16, "activation": "relu", "init": "he", "dropout": 0.0,
+           "residual": True}
+    net = build_model(cfg, 784, 10).eval()
+    assert isinstance(net, ResidualMLP) and len(net.blocks) == 3 and len(net.linears) == 8
+    x = torch.rand(5, 784)
+    full = net(x)
+    net.skipped = {1}
+    assert not torch.allclose(net(x), full)
+    skipped_out = net(x)
+    # a residual block whose branch outputs zero (its last batch norm scaled to 0) is the identity
+    # on its non-negative input, i.e. the same as deleting it
+    with torch.no_grad():
+        net.blocks[1].branch[4].weight.zero_()
+        net.blocks[1].branch[4].bias.zero_()
+    net.skipped = set()
+    assert torch.allclose(net(x), skipped_out, atol=1e-6)
+    with pytest.raises(ValueError, match="odd"):
+        build_model(cfg | {"depth": 4}, 784, 10)
+
+
+@pytest.fixture(scope="module")
+def tiny(mnist_root):
+    return make_splits({"root": mnist_root, "train_size": 500, "val_size": 0, "download": False}, torch.device("cpu"))
+
+
+def tiny_cfg(mnist_root, **model):
+    return {"model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "he", "dropout": 0.0,
+                      "residual": False, **model},
+            "data": {"root": mnist_root, "train_size": 500, "val_size": 0, "download": False},
+            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0},
+            "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 3, "eval_batch_size": 10000,
+                      "eval_every": 1}}
+
+
+def test_mc_dropout_probe_averages_thinned_networks(mnist_root, tiny):
+    cfg = tiny_cfg(mnist_root, dropout=0.5)
+    result = train_run(cfg, tiny, seed=0)
+    table, scalars = mc_dropout(result.model, tiny, cfg, 0)
+    assert table["k"].tolist() == list(range(1, 51))
+    assert table["weight_scaling_acc"].nunique() == 1
+    assert table["weight_scaling_acc"].iloc[0] == pytest.approx(result.rows[-1]["test_acc"])
+    assert table["mc_acc"].iloc[-1] > table["mc_acc"].iloc[0] - 0.01  # averaging many beats one sample
+    assert scalars["mc50_acc"] == table["mc_acc"].iloc[-1]
+    assert mc_dropout(result.model, tiny, tiny_cfg(mnist_root), 0)[0].empty  # no dropout, nothing to average
+
+
+def test_loss_line_starts_at_init_and_ends_at_the_trained_weights(mnist_root, tiny):
+    cfg = tiny_cfg(mnist_root)
+    result = train_run(cfg, tiny, seed=0)
+    table, _ = loss_line(result.model, tiny, cfg, 0)
+    at = table.set_index("t")
+    assert at.loc[1.0, "cross_entropy"] < at.loc[0.0, "cross_entropy"]
+    assert at.loc[0.0, "cross_entropy"] == pytest.approx(result.rows[0]["train_loss"], rel=0.05)
+
+
+def test_delete_blocks_probe(mnist_root, tiny):
+    cfg = tiny_cfg(mnist_root, arch="resmlp", depth=5, residual=True)
+    result = train_run(cfg, tiny, seed=0)
+    table, scalars = delete_blocks(result.model, tiny, cfg, 0)
+    assert table["block"].tolist() == [-1, 0, 1]
+    assert table.loc[0, "test_acc"] == pytest.approx(result.rows[-1]["test_acc"])
+    assert scalars["min_acc_one_block_deleted"] <= scalars["acc_one_block_deleted"]
+    assert result.model.skipped == set()
