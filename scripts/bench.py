@@ -7,6 +7,7 @@ SGD 0.1, batch 100, 20 epochs, the first 10k MNIST images, Glorot init, test set
 Measured one after another in this process, median of --repeats each:
   suite     the suite's own training loop (experiments.train.train_run), data already loaded;
   command   `python -m experiments` for one seed, as a user runs it (start-up, data, analysis), and its peak RSS;
+  seeds     3 seeds trained as one vectorised model (the default on CUDA) against one after another;
   tutorial  what a PyTorch tutorial writes: torchvision MNIST + ToTensor, Subset, DataLoader(shuffle=True),
             nn.Sequential, the same optimizer and init, a test loop each epoch;
   keras     Keras 3 on its torch backend, model.fit with validation_data (skipped when keras is missing:
@@ -34,7 +35,7 @@ import torch  # noqa: E402
 
 from experiments.data import make_splits  # noqa: E402
 from experiments.runner import resolve_device  # noqa: E402
-from experiments.train import train_run  # noqa: E402
+from experiments.train import train_run, train_seeds  # noqa: E402
 from models import mlp_parameter_count  # noqa: E402
 
 TRAIN_SIZE, DEPTH, WIDTH, EPOCHS, BATCH, LR = 10000, 3, 500, 20, 100, 0.1
@@ -48,7 +49,7 @@ def lecture_run_config(root: str) -> dict:
         "model": {"arch": "mlp", "depth": DEPTH, "width": WIDTH, "activation": "sigmoid", "init": "glorot_uniform", "residual": False,
                   "dropout": 0.0},
         "data": {"root": root, "train_size": TRAIN_SIZE, "val_size": 0, "download": False},
-        "optimizer": {"name": "sgd", "lr": LR, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+        "optimizer": {"name": "sgd", "lr": LR, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
         "train": {"loss": "cross_entropy", "batch_size": BATCH, "epochs": EPOCHS, "eval_batch_size": 10000, "eval_every": 1},
     }
 
@@ -63,6 +64,24 @@ def bench_suite(root: str, device: torch.device, seed: int) -> dict:
     seconds = time.perf_counter() - started
     train_only = sum(row["epoch_seconds"] for row in result.rows)
     return {"seconds": seconds, "train_seconds": train_only, "test_acc": result.rows[-1]["test_acc"]}
+
+
+def bench_vectorised(root: str, device: torch.device, seeds: int = 3) -> dict:
+    """Several seeds as one vectorised model against the same seeds one after another."""
+    cfg = lecture_run_config(root)
+    splits = make_splits(cfg["data"], device)
+    timings = {}
+    for label, vectorise in (("vectorised_seconds", True), ("sequential_seconds", False)):
+        started = time.perf_counter()
+        if vectorise:
+            results = train_seeds(cfg, splits, list(range(seeds)), vectorise=True)
+        else:
+            results = [train_run(cfg, splits, seed) for seed in range(seeds)]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timings[label] = time.perf_counter() - started
+        timings[label.replace("seconds", "test_acc")] = statistics.mean(r.rows[-1]["test_acc"] for r in results)
+    return timings
 
 
 def bench_command(root: str, device: torch.device) -> dict:
@@ -186,6 +205,7 @@ def main() -> int:
     for name, bench in (("suite", lambda s: bench_suite(args.root, device, s)),
                         ("command", lambda s: bench_command(args.root, device)),
                         ("tutorial", lambda s: bench_tutorial(args.root, device, s)),
+                        ("seeds", lambda s: bench_vectorised(args.root, device)),
                         ("keras", lambda s: bench_keras(args.root, s))):
         if name == "keras" and device.type != "cpu":
             continue  # the Keras comparison is a CPU one; its torch backend picks its own device
@@ -237,6 +257,12 @@ def render(header: dict, results: dict) -> str:
               f"| suite's training time (epochs only, no test) | {suite['train_seconds']:.2f} s |",
               f"| suite's achieved rate during training | {header['train_flops'] / suite['train_seconds'] / 1e9:.0f} GFLOP/s "
               f"= {results['suite_train_fraction_of_matmul']:.0%} of the matmul rate |"]
+    if "seeds" in results:
+        seeds = results["seeds"]
+        lines += [f"| 3 seeds as one vectorised model (`train.vectorise=true`) | {seeds['vectorised_seconds']:.1f} s, "
+                  f"test accuracy {seeds['vectorised_test_acc']:.4f} |",
+                  f"| the same 3 seeds one after another (the CPU default) | {seeds['sequential_seconds']:.1f} s, "
+                  f"test accuracy {seeds['sequential_test_acc']:.4f} |"]
     if "command" in results:
         lines += [f"| `python -m experiments {' '.join(RUN_OVERRIDES)}`, whole command | {results['command']['seconds']:.1f} s |",
                   f"| peak RSS of that command | {results['command']['peak_rss_mb']:.0f} MB |"]

@@ -12,7 +12,7 @@ from experiments import __main__ as entry
 from experiments import store
 from experiments.data import make_splits
 from experiments.errors import UserError
-from experiments.runner import train_one
+from experiments.runner import train_group
 
 
 def exit_message(monkeypatch, tmp_path, *args) -> str:
@@ -67,7 +67,7 @@ def test_missing_mnist_offline_through_the_cli(run_cli, tmp_path):
 def test_disk_full_while_writing_leaves_no_run(monkeypatch, tmp_path, mnist_root):
     cfg = {"model": {"arch": "mlp", "depth": 1, "width": 8, "activation": "relu", "init": "he", "dropout": 0.0, "residual": False},
            "data": {"root": mnist_root, "train_size": 100, "val_size": 0, "download": False},
-           "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+           "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
            "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 1, "eval_batch_size": 10000, "eval_every": 1}}
     splits = make_splits(cfg["data"], torch.device("cpu"))
 
@@ -77,7 +77,7 @@ def test_disk_full_while_writing_leaves_no_run(monkeypatch, tmp_path, mnist_root
     monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
     path = store.run_dir(tmp_path, "relu", 0)
     with pytest.raises(UserError, match="No space left on device"):
-        train_one(cfg, splits, "relu", 0, path, "key", "toy", "commit", torch.device("cpu"))
+        train_group(cfg, splits, "relu", [0], tmp_path, "toy", "commit", torch.device("cpu"), [], False)
     assert not path.exists() and list(path.parent.iterdir()) == []
 
 

@@ -70,3 +70,16 @@ def test_wrong_type_and_bad_values_are_rejected(run_cli):
 
 def test_missing_experiment_name(run_cli):
     assert "name=<one of" in one_line_error(run_cli())
+
+
+def test_vectorised_seeds_through_the_cli_match_the_plain_run(run_cli, tmp_path):
+    plain = run_cli("name=relu_vs_sigmoid", *TINY, results_dir=tmp_path / "plain")
+    vectorised = run_cli("name=relu_vs_sigmoid", *TINY, "train.vectorise=true", results_dir=tmp_path / "vectorised")
+    assert plain.returncode == 0 and vectorised.returncode == 0, vectorised.stderr
+    tables = {}
+    for name in ("plain", "vectorised"):
+        (study,) = (tmp_path / name / "relu_vs_sigmoid" / "lecture").iterdir()
+        meta = json.loads((study / "runs" / "relu" / "seed1" / "meta.json").read_text())
+        assert meta["vectorised_seeds"] == (2 if name == "vectorised" else 1)
+        tables[name] = pd.read_csv(study / "summary.csv").set_index("variant")
+    assert (tables["vectorised"]["mean"] - tables["plain"]["mean"]).abs().max() < 2e-3

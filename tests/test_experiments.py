@@ -43,13 +43,13 @@ def test_modern_protocol_uses_the_full_training_set_and_a_validation_split():
 ])
 def test_variants_change_what_the_claim_compares(name, changed):
     runs = runs_of(f"name={name}")
-    assert set(runs) == set(changed)
+    assert set(changed) <= set(runs)
     for variant, (group, key, value) in changed.items():
         assert runs[variant][group][key] == value
-    # apart from the compared key, the variants are the same experiment
+    # apart from the compared key, the lecture's pair of variants are the same experiment
     (group, key, _), *_ = changed.values()
-    stripped = [{g: {k: v for k, v in run[g].items() if (g, k) != (group, key)} for g in ("model", "data", "optimizer", "train")}
-                for run in runs.values()]
+    stripped = [{g: {k: v for k, v in runs[variant][g].items() if (g, k) != (group, key)}
+                 for g in ("model", "data", "optimizer", "train")} for variant in changed]
     assert all(s == stripped[0] for s in stripped)
 
 

@@ -18,9 +18,9 @@ def test_grid_crosses_every_variant_with_every_value():
     assert labels == {"sgd_lr0.01": ("sgd", {"optimizer.lr": 0.01}), "sgd_lr0.1": ("sgd", {"optimizer.lr": 0.1}),
                       "adam_lr0.01": ("adam", {"optimizer.lr": 0.01}), "adam_lr0.1": ("adam", {"optimizer.lr": 0.1})}
     runs = runs_of("name=optimizers")
-    assert len(runs) == 8 * 4
+    assert len(runs) == 9 * 4
     assert runs["adadelta_lr0.1"]["optimizer"] == {"name": "adadelta", "lr": 0.1, "momentum": 0.0,
-                                                       "nesterov": False, "weight_decay": 0.0}
+                                                       "nesterov": False, "weight_decay": 0.0, "schedule": "constant"}
     assert runs["nesterov_lr1.0"]["optimizer"]["nesterov"] is True
 
 
@@ -107,7 +107,7 @@ def tiny_cfg(mnist_root, **model):
     return {"model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "he", "dropout": 0.0,
                       "residual": False, **model},
             "data": {"root": mnist_root, "train_size": 500, "val_size": 0, "download": False},
-            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0},
+            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
             "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 3, "eval_batch_size": 10000,
                       "eval_every": 1}}
 

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -189,43 +190,55 @@ def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
     return "\n".join(lines)
 
 
+MANY_VARIANTS = 6  # past this, one legend below the panels instead of one per panel
+
+
+def colour(i: int, n: int):
+    return f"C{i}" if n <= 10 else plt.get_cmap("tab20")(i % 20)
+
+
 def plot_curves(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
     """Train loss, test accuracy (lecture's number dashed) and per-layer gradient norms."""
     spec = study["experiment"]
+    variants = list(spec["variants"])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     grad_cols = grad_columns(runs)
-    for i, variant in enumerate(spec["variants"]):
-        color = f"C{i}"
+    for i, variant in enumerate(variants):
+        color = colour(i, len(variants))
         mine = runs[runs["variant"] == variant]
         if mine.empty:
             continue
-        n_seeds = mine["seed"].nunique()
-        by_epoch = mine.groupby("epoch")
+        label = f"{variant} (n={mine['seed'].nunique()})"
         for ax, column in ((axes[0], "train_loss"), (axes[1], "test_acc")):
-            curve = by_epoch[column].agg(["mean", "min", "max"]).dropna()  # epochs without evaluation
-            ax.plot(curve.index, curve["mean"], color=color, label=f"{variant} (n={n_seeds})")
-            ax.fill_between(curve.index, curve["min"], curve["max"], color=color, alpha=0.2, linewidth=0)
+            band(ax, mine, "epoch", column, color, label)
         if variant in spec["lecture"] and spec["verdict"]["metric"] == "test_acc":
             axes[1].axhline(spec["lecture"][variant], color=color, linestyle="--", linewidth=1,
                             label=f"{variant}: lecture {spec['lecture'][variant]:.2f}")
         layers = range(1, len(grad_cols) + 1)
-        for epochs, style, when in ((mine["epoch"] == 0, "-", "init"), (mine["epoch"] > 0, ":", "training mean")):
+        for epochs, style in ((mine["epoch"] == 0, "-"), (mine["epoch"] > 0, ":")):
             norms = mine[epochs][grad_cols].mean()
-            axes[2].plot(layers, norms.values, style, marker="o", markersize=3, color=color, label=f"{variant}, {when}")
+            axes[2].plot(layers, norms.values, style, marker="o", markersize=3, color=color,
+                         label=label if style == "-" else None)
     axes[0].set(title="Training loss (mean over the epoch)", xlabel="epoch", ylabel="loss", yscale="log")
     axes[1].set(title="Test accuracy", xlabel="epoch", ylabel="accuracy (fraction correct)", ylim=(0, 1))
-    axes[2].set(title="Gradient norm per weight layer", xlabel="layer (1 = input side)",
-                ylabel="‖∂L/∂W‖₂", yscale="log")
-    return finish(fig, axes, f"{spec['title']} — {study['protocol']} protocol, band = min–max over seeds")
+    axes[2].set(title="Gradient norm per layer (solid: init, dotted: training)",
+                xlabel="layer (1 = input side)", ylabel="‖∂L/∂W‖₂", yscale="log")
+    return finish(fig, axes, f"{spec['title']} — {study['protocol']} protocol, band = min–max over seeds",
+                  shared_legend=len(variants) > MANY_VARIANTS)
 
 
-def finish(fig, axes, title: str) -> bytes:
+def finish(fig, axes, title: str, shared_legend: bool = False) -> bytes:
     """The common style: grid, legend, title; PNG bytes without a version stamp, so rebuilds are identical."""
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
+        if not shared_legend:
+            ax.legend(fontsize=8)
+    fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 12)))  # ~12 characters an inch
     fig.tight_layout()
+    if shared_legend:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
+        fig.subplots_adjust(bottom=0.14 + 0.045 * math.ceil(len(labels) / 7))
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
@@ -404,6 +417,8 @@ def _analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     verdict = decide(summary, per_run(runs) if len(runs) else runs, study)
     write_atomic(study_dir / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
     write_atomic(study_dir / "summary.md", markdown_table(summary, study, verdict) + grid_md)
+    if grid_md:
+        write_atomic(study_dir / "grid.md", grid_md)
     # what the report needs about the runs, since runs/ is not committed
     verdict |= {"runs": len(metas), "train_seconds": round(sum(m.get("seconds", 0.0) for m in metas), 1),
                 "devices": sorted({m.get("device", "unknown") for m in metas}),

@@ -72,6 +72,7 @@ class OptimizerConfig:
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
+    schedule: str = "constant"  # or "cosine": the rate decays to 0 along a half cosine over the epochs
 
 
 @dataclass
@@ -81,6 +82,8 @@ class TrainConfig:
     epochs: int = 20
     eval_every: int = 1  # evaluate validation and test sets every k epochs (and at the last)
     eval_batch_size: int = 10000
+    # train a variant's seeds as one vectorised model (torch.func.vmap); null: yes on CUDA, no on CPU
+    vectorise: Optional[bool] = None
 
 
 @dataclass

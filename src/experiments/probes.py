@@ -55,7 +55,7 @@ def loss_line(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed:
         for p_line, p_start, p_end in zip(line.parameters(), start.parameters(), end.parameters()):
             p_line.copy_(p_start + t * (p_end - p_start))
         logits = line(x)
-        rows.append({"t": t, **{name: fn(logits, y).item() for name, fn in LOSSES.items()}})
+        rows.append({"t": t, **{name: fn(logits[None], y[None]).item() for name, fn in LOSSES.items()}})
     return pd.DataFrame(rows), {}
 
 

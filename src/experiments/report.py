@@ -69,6 +69,8 @@ def build_report(results_dir: Path) -> str:
     except (OSError, ValueError, KeyError):
         lines += ["Full reproduction: not recorded yet (`python scripts/reproduce_all.py`).", ""]
 
+    trained = sum(o["verdict"].get("train_seconds", 0.0) for o in outcomes.values() if o)
+    lines += [f"Training time of every study below, added up: {minutes(trained)}.", ""]
     lines += ["## Summary", "", "| claim | protocol | lecture | ours (mean ± 95% CI) | n seeds | verdict |",
               "|---|---|---|---|---|---|"]
     for name in order:
@@ -105,6 +107,8 @@ def build_report(results_dir: Path) -> str:
                       *table_markdown(outcome["summary"], study["experiment"]["verdict"]["metric"],
                                      study["experiment"].get("lecture_label", "")), "",
                       f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", "",
+                      *([(results_dir / name / protocol / "grid.md").read_text()]
+                        if (results_dir / name / protocol / "grid.md").exists() else []),
                       *(f"![{name}, {protocol} protocol: {figure}]({name}/{protocol}/{figure}.png)\n"
                         for figure in study["experiment"].get("figures", ["curves"])
                         if (results_dir / name / protocol / f"{figure}.png").exists()),

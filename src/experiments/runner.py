@@ -19,7 +19,7 @@ from experiments.config import grid_runs
 from experiments.data import N_TRAIN_TOTAL, make_splits
 from experiments.errors import UserError, one_line
 from experiments.probes import PROBES
-from experiments.train import train_run
+from experiments.train import train_seeds
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one path component, no '..' tricks
 
@@ -42,6 +42,8 @@ def check_values(run: dict) -> None:
         problems.append(f"optimizer.lr must be > 0 (got {opt['lr']})")
     if opt["name"] not in ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta"):
         problems.append(f"unknown optimizer.name {opt['name']!r}")
+    if opt["schedule"] not in ("constant", "cosine"):
+        problems.append(f"unknown optimizer.schedule {opt['schedule']!r} (constant, cosine)")
     if not 1 <= data["train_size"] <= N_TRAIN_TOTAL or data["val_size"] < 0:
         problems.append(f"data.train_size must be in 1..{N_TRAIN_TOTAL} and data.val_size >= 0")
     elif data["train_size"] + data["val_size"] > N_TRAIN_TOTAL:
@@ -160,13 +162,18 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
     started = time.perf_counter()
     for label, run in runs.items():
         splits = make_splits(run["data"], device)
+        pending = []
         for seed in cfg.seeds:
-            path = store.run_dir(study_dir, label, seed)
-            key = store.run_key(run, seed, spec["probes"])
-            if not cfg.force and store.is_finished(path, key):
+            if not cfg.force and store.is_finished(store.run_dir(study_dir, label, seed),
+                                                   store.run_key(run, seed, spec["probes"])):
                 print(f"{name} | {label} | seed {seed} | already complete, skipped (force=true re-runs it)", flush=True)
-                continue
-            train_one(run, splits, label, seed, path, key, name, commit, device, spec["probes"])
+            else:
+                pending.append(seed)
+        vectorise = run["train"]["vectorise"]
+        if vectorise is None:
+            vectorise = device.type == "cuda" and len(pending) > 1
+        for group in ([pending] if vectorise and pending else [[seed] for seed in pending]):
+            train_group(run, splits, label, group, study_dir, name, commit, device, spec["probes"], vectorise)
     summary, verdict = analysis.analyse(study_dir)
     print()
     print((study_dir / "summary.md").read_text())
@@ -182,44 +189,48 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def train_one(run: dict, splits, label: str, seed: int, path, key: str, name: str, commit: str,
-              device: torch.device, probes: list[str] = ()) -> None:
+def train_group(run: dict, splits, label: str, seeds: list[int], study_dir: Path, name: str, commit: str,
+                device: torch.device, probes: list[str], vectorise: bool) -> None:
+    """Train these seeds of one variant together and commit each seed's run folder."""
     from torch.utils.tensorboard import SummaryWriter
 
+    paths = [store.run_dir(study_dir, label, seed) for seed in seeds]
     try:
-        tmp = store.temp_dir_for(path)
+        temps = [store.temp_dir_for(path) for path in paths]
     except OSError as exc:
-        raise UserError(f"cannot write results to {path.parent}: {exc.strerror}") from None
-    writer = SummaryWriter(log_dir=str(tmp))
+        raise UserError(f"cannot write results to {paths[0].parent}: {exc.strerror}") from None
+    writers = [SummaryWriter(log_dir=str(tmp)) for tmp in temps]
     epochs = run["train"]["epochs"]
 
-    def on_epoch(row: dict) -> None:
+    def on_epoch(i: int, row: dict) -> None:
         for column, value in row.items():
             if column != "epoch":
                 group = "grad_norm" if column.startswith("grad_norm") else column.split("_")[0]
-                writer.add_scalar(f"{group}/{column}", value, row["epoch"])
+                writers[i].add_scalar(f"{group}/{column}", value, row["epoch"])
         shown = " | ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "train_acc", "val_acc", "test_acc") if k in row)
-        print(f"{name} | {label} | seed {seed} | epoch {row['epoch']:>3}/{epochs} | {shown} | "
+        print(f"{name} | {label} | seed {seeds[i]} | epoch {row['epoch']:>3}/{epochs} | {shown} | "
               f"{row['seconds']:.1f} s", flush=True)
 
     started = time.perf_counter()
-    result = train_run(run, splits, seed, on_epoch)
-    writer.close()
-    if result.status == "diverged":
-        print(f"{name} | {label} | seed {seed} | diverged (non-finite loss) at epoch {result.diverged_epoch}; "
-              f"recorded, continuing", flush=True)
-    else:
-        for probe in probes:
-            table, scalars = PROBES[probe](result.model, splits, run, seed)
-            if not table.empty:
-                table.to_csv(tmp / f"{probe}.csv", index=False)
-            result.rows[-1].update(scalars)
-    meta = {"experiment": name, "variant": label, "seed": seed, "key": key, "status": result.status,
-            "parameters": result.parameters,
-            "diverged_epoch": result.diverged_epoch, "config": run, "seconds": time.perf_counter() - started,
-            "device": device_name(device), "torch": torch.__version__, "python": sys.version.split()[0],
-            "git_commit": commit}
-    try:
-        store.commit_run(tmp, path, result.rows, meta)
-    except OSError as exc:
-        raise UserError(f"cannot write results to {path}: {exc.strerror}") from None
+    results = train_seeds(run, splits, seeds, vectorise, on_epoch)
+    seconds = (time.perf_counter() - started) / len(seeds)  # a vectorised group shares its time
+    for seed, result, writer, tmp, path in zip(seeds, results, writers, temps, paths):
+        writer.close()
+        if result.status == "diverged":
+            print(f"{name} | {label} | seed {seed} | diverged (non-finite loss) at epoch {result.diverged_epoch}; "
+                  f"recorded, continuing", flush=True)
+        else:
+            for probe in probes:
+                table, scalars = PROBES[probe](result.model, splits, run, seed)
+                if not table.empty:
+                    table.to_csv(tmp / f"{probe}.csv", index=False)
+                result.rows[-1].update(scalars)
+        meta = {"experiment": name, "variant": label, "seed": seed, "key": store.run_key(run, seed, probes),
+                "status": result.status, "parameters": result.parameters, "diverged_epoch": result.diverged_epoch,
+                "config": run, "seconds": seconds, "vectorised_seeds": len(seeds) if vectorise else 1,
+                "device": device_name(device), "torch": torch.__version__, "python": sys.version.split()[0],
+                "git_commit": commit}
+        try:
+            store.commit_run(tmp, path, result.rows, meta)
+        except OSError as exc:
+            raise UserError(f"cannot write results to {path}: {exc.strerror}") from None

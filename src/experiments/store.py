@@ -22,7 +22,7 @@ import pandas as pd
 
 FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-run
 # keys that do not change what a run measures, so they stay out of its identity
-KEY_EXCLUDES = {("data", "root"), ("data", "download")}
+KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise")}
 
 
 def run_key(run_cfg: dict, seed: int, probes: list[str] = ()) -> str:

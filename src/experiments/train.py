@@ -1,7 +1,9 @@
-"""The training loop: one model, one seed, data already on the device, batches drawn by index."""
+"""The training loop: data already on the device, batches drawn by index, the seeds of a variant
+trained side by side as a stack: one plain module per seed, or all seeds as one vectorised model."""
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -9,20 +11,79 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
 
 from experiments.data import N_CLASSES, N_FEATURES, Split
 from models import build_model
 
+# Losses take logits (seeds, batch, classes) and targets (seeds, batch) and return one mean per seed.
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+
 
 def mse_on_softmax(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     # Keras' `mse` with a softmax output: mean over classes and samples of (p - one_hot)^2
-    return F.mse_loss(logits.softmax(dim=1), F.one_hot(y, N_CLASSES).to(logits.dtype))
+    return (logits.softmax(-1) - F.one_hot(y, N_CLASSES).to(logits.dtype)).square().mean((1, 2))
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "cross_entropy": F.cross_entropy,
+    "cross_entropy": cross_entropy,
     "mse": mse_on_softmax,
 }
+
+
+class ModelStack:
+    """The models of several seeds, trained side by side. Plain: one module, called as it is.
+    Vectorised: the seeds' parameters stacked and the module vmapped over them, so each layer is
+    one batched kernel for all seeds — what fills a GPU with the lectures' small nets."""
+
+    def __init__(self, models: list[torch.nn.Module], vectorise: bool):
+        self.models, self.size = models, len(models)
+        self.vectorised = vectorise
+        if not vectorise:
+            assert self.size == 1, "the plain path trains one seed at a time"
+            self.weights = [layer.weight for layer in models[0].linears]
+            return
+        self.params, self.buffers = stack_module_state(models)
+        self.base = copy.deepcopy(models[0]).to("meta")  # the code of the module, no weights
+
+        def call(params, buffers, x):
+            return functional_call(self.base, (params, buffers), (x,))
+
+        self._per_seed_input = vmap(call, randomness="different")  # each seed its own batch
+        self._shared_input = vmap(call, in_dims=(0, 0, None), randomness="different")
+        names = {id(module): name for name, module in models[0].named_modules()}
+        self.weights = [self.params[f"{names[id(layer)]}.weight"] for layer in models[0].linears]
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.params.values()) if self.vectorised else list(self.models[0].parameters())
+
+    def train(self, mode: bool = True) -> None:
+        (self.base if self.vectorised else self.models[0]).train(mode)
+
+    def __call__(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """Logits (seeds, batch, classes) of inputs (seeds, batch, features), or (batch, features) if shared."""
+        if self.vectorised:
+            return (self._shared_input if shared else self._per_seed_input)(self.params, self.buffers, x)
+        return self.models[0](x if shared else x[0]).unsqueeze(0)
+
+    def grad_norms(self) -> torch.Tensor:
+        """L2 norm of each weight layer's gradient, (seeds, layers), input layer first."""
+        if self.vectorised:
+            return torch.stack([w.grad.flatten(1).norm(dim=1) for w in self.weights], dim=1)
+        return torch.stack([w.grad.norm() for w in self.weights]).unsqueeze(0)
+
+    @torch.no_grad()
+    def unstack(self) -> list[torch.nn.Module]:
+        """The per-seed modules, holding the trained values."""
+        if self.vectorised:
+            for i, model in enumerate(self.models):
+                for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+                    tensor.copy_((self.params if name in self.params else self.buffers)[name][i])
+        return self.models
+
 
 OPTIMIZERS = {
     "sgd": (torch.optim.SGD, ("momentum", "nesterov", "weight_decay")),
@@ -49,14 +110,14 @@ SQUARED_GRAD_STATE = {"adagrad": "sum", "rmsprop": "square_avg", "adam": "exp_av
 
 
 @torch.no_grad()
-def effective_lr(optimizer: torch.optim.Optimizer, name: str) -> float:
-    """Median over all weights of the step size the optimizer applies per unit gradient:
-    lr for SGD, lr / (sqrt(v) + eps) for Adagrad, RMSprop and Adam (v bias-corrected for Adam),
-    lr * sqrt(delta + eps) / sqrt(v + eps) for Adadelta. Shows Adagrad's rate shrinking."""
+def effective_lr(optimizer: torch.optim.Optimizer, name: str, stack: ModelStack) -> list[float]:
+    """Per seed, the median over all weights of the step size the optimizer applies per unit
+    gradient: lr for SGD, lr / (sqrt(v) + eps) for Adagrad, RMSprop and Adam (v bias-corrected for
+    Adam), lr * sqrt(delta + eps) / sqrt(v + eps) for Adadelta. Shows Adagrad's rate shrinking."""
     group = optimizer.param_groups[0]
     states = [optimizer.state[p] for p in group["params"] if optimizer.state.get(p)]
     if name.startswith("sgd") or not states:
-        return float(group["lr"])
+        return [float(group["lr"])] * stack.size
     if name == "adadelta":
         steps = [group["lr"] * (st["acc_delta"] + group["eps"]).sqrt() / (st["square_avg"] + group["eps"]).sqrt()
                  for st in states]
@@ -67,7 +128,8 @@ def effective_lr(optimizer: torch.optim.Optimizer, name: str) -> float:
             if name.startswith("adam"):
                 v = v / (1 - group["betas"][1] ** float(st["step"]))
             steps.append(group["lr"] / (v.sqrt() + group["eps"]))
-    return torch.cat([step.flatten() for step in steps]).median().item()
+    per_seed = [step if stack.vectorised else step.unsqueeze(0) for step in steps]  # (seeds, ...)
+    return torch.cat([step.flatten(1) for step in per_seed], dim=1).median(dim=1).values.tolist()
 
 
 @dataclass
@@ -80,95 +142,110 @@ class RunResult:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split, loss_fn, batch_size: int) -> tuple[float, float]:
-    """Mean loss and accuracy over a split, with a single host sync."""
-    model.eval()
-    loss_sum = torch.zeros((), device=split.x.device)
-    correct = torch.zeros((), device=split.x.device, dtype=torch.long)
+def evaluate(stack: ModelStack, split: Split, loss_fn, batch_size: int) -> tuple[list[float], list[float]]:
+    """Per seed, mean loss and accuracy over a split, with a single host sync."""
+    stack.train(False)
+    loss_sum = torch.zeros(stack.size, device=split.x.device)
+    correct = torch.zeros(stack.size, device=split.x.device)
     for start in range(0, len(split), batch_size):
-        x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
-        logits = model(x)
-        loss_sum += loss_fn(logits, y) * len(y)
-        correct += (logits.argmax(dim=1) == y).sum()
-    loss, n_correct = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()
-    return loss / len(split), n_correct / len(split)
-
-
-def layer_grad_norms(model: torch.nn.Module) -> torch.Tensor:
-    """L2 norm of each weight layer's gradient, input layer first."""
-    return torch.stack([layer.weight.grad.norm() for layer in model.linears])
+        x, y = split.x[start:start + batch_size], split.y[start:start + batch_size].expand(stack.size, -1)
+        logits = stack(x, shared=True)
+        loss_sum += loss_fn(logits, y) * y.shape[1]
+        correct += (logits.argmax(dim=-1) == y).sum(dim=1)
+    values = (torch.cat([loss_sum, correct]) / len(split)).tolist()
+    return values[:stack.size], values[stack.size:]
 
 
 def train_run(cfg: dict, splits: dict[str, Split], seed: int,
               on_epoch: Callable[[dict], None] = lambda row: None) -> RunResult:
     """Train one model under `cfg` (a plain, resolved run config) and return its per-epoch rows."""
+    return train_seeds(cfg, splits, [seed], vectorise=False, on_epoch=lambda i, row: on_epoch(row))[0]
+
+
+def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise: bool,
+                on_epoch: Callable[[int, dict], None] = lambda i, row: None) -> list[RunResult]:
+    """Train one model per seed under `cfg`, side by side (vectorised) or a single seed (plain);
+    `on_epoch(i, row)` sees each seed's rows as they come. A seed whose loss turns non-finite is
+    recorded as diverged and leaves the stack's bookkeeping; the others go on."""
     train, device = splits["train"], splits["train"].x.device
-    torch.manual_seed(seed)  # the initial weights (and dropout masks) follow the seed
-    model = build_model(cfg["model"], N_FEATURES, N_CLASSES).to(device)
-    optimizer = build_optimizer(cfg["optimizer"], model.parameters())
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)  # the initial weights (and, plain, the dropout masks) follow the seed
+        models.append(build_model(cfg["model"], N_FEATURES, N_CLASSES).to(device))
+    stack = ModelStack(models, vectorise)
+    optimizer = build_optimizer(cfg["optimizer"], stack.parameters())
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["train"]["epochs"])
+                if cfg["optimizer"]["schedule"] == "cosine" else None)
     loss_fn = LOSSES[cfg["train"]["loss"]]
     batch_size, epochs = cfg["train"]["batch_size"], cfg["train"]["epochs"]
     eval_batch_size = cfg["train"]["eval_batch_size"]
-    shuffler = torch.Generator().manual_seed(seed)  # CPU generator: same order on every device
     eval_every = cfg["train"]["eval_every"]
     n_steps = math.ceil(len(train) / batch_size)  # optimizer updates per epoch
-    n_layers = len(model.linears)
-    result = RunResult(model=model, parameters=sum(p.numel() for p in model.parameters()))
+    shufflers = [torch.Generator().manual_seed(seed) for seed in seeds]  # CPU generators: same order on every device
+    results = [RunResult(model=model, parameters=sum(p.numel() for p in model.parameters())) for model in models]
+    active = list(range(len(seeds)))  # seeds that have not diverged
     started = time.perf_counter()
 
-    def record(epoch: int, train_loss: float, train_acc: float, grad_norms: list[float],
-               epoch_seconds: float) -> dict:
-        row = {"epoch": epoch, "updates": epoch * n_steps, "train_loss": train_loss, "train_acc": train_acc}
-        evaluated = epoch % eval_every == 0 or epoch == epochs or not math.isfinite(train_loss)
-        for name, split in splits.items():
-            if name != "train":
-                row[f"{name}_loss"], row[f"{name}_acc"] = (
-                    evaluate(model, split, loss_fn, eval_batch_size) if evaluated else (math.nan, math.nan))
-        row["epoch_seconds"] = epoch_seconds
-        row["effective_lr"] = effective_lr(optimizer, cfg["optimizer"]["name"])
-        row["seconds"] = time.perf_counter() - started
-        row.update({f"grad_norm_{i + 1}": g for i, g in enumerate(grad_norms)})
-        result.rows.append(row)
-        on_epoch(row)
-        return row
+    def record(epoch: int, train_loss: list[float], train_acc: list[float], grad_norms: list[list[float]],
+               epoch_seconds: float) -> None:
+        evaluated = epoch % eval_every == 0 or epoch == epochs or not all(map(math.isfinite, train_loss))
+        scores = {name: evaluate(stack, split, loss_fn, eval_batch_size) if evaluated else None
+                  for name, split in splits.items() if name != "train"}
+        step_sizes = effective_lr(optimizer, cfg["optimizer"]["name"], stack)
+        for i in active:
+            row = {"epoch": epoch, "updates": epoch * n_steps, "train_loss": train_loss[i], "train_acc": train_acc[i]}
+            for name, score in scores.items():
+                row[f"{name}_loss"], row[f"{name}_acc"] = (score[0][i], score[1][i]) if score else (math.nan, math.nan)
+            row["epoch_seconds"] = epoch_seconds
+            row["effective_lr"] = step_sizes[i]
+            row["seconds"] = time.perf_counter() - started
+            row.update({f"grad_norm_{layer + 1}": g for layer, g in enumerate(grad_norms[i])})
+            results[i].rows.append(row)
+            on_epoch(i, row)
 
-    # Epoch 0: the untrained net, with the gradient of one batch (vanishing gradients show here).
-    model.train()
-    x0, y0 = train.x[:batch_size], train.y[:batch_size]
-    loss0 = loss_fn(model(x0), y0)
-    loss0.backward()
-    init_norms = layer_grad_norms(model).tolist()
+    # Epoch 0: the untrained nets, with the gradient of one batch (vanishing gradients show here).
+    stack.train()
+    x0, y0 = train.x[:batch_size].expand(len(seeds), -1, -1), train.y[:batch_size].expand(len(seeds), -1)
+    loss_fn(stack(x0), y0).sum().backward()
+    init_norms = stack.grad_norms().tolist()
     optimizer.zero_grad(set_to_none=True)
-    train_loss0, train_acc0 = evaluate(model, train, loss_fn, eval_batch_size)
+    train_loss0, train_acc0 = evaluate(stack, train, loss_fn, eval_batch_size)
     record(0, train_loss0, train_acc0, init_norms, 0.0)
 
     n = len(train)
     n_sampled = len(range(0, n_steps, GRAD_NORM_EVERY))
     for epoch in range(1, epochs + 1):
-        model.train()
+        stack.train()
         epoch_start = time.perf_counter()
-        order = torch.randperm(n, generator=shuffler).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        grad_norm_sum = torch.zeros(n_layers, device=device)
+        order = torch.stack([torch.randperm(n, generator=g) for g in shufflers]).to(device)  # (seeds, n)
+        loss_sum = torch.zeros(len(seeds), device=device)
+        correct = torch.zeros(len(seeds), device=device)
+        grad_norm_sum = torch.zeros(len(seeds), len(stack.weights), device=device)
         for step, start in enumerate(range(0, n, batch_size)):
-            idx = order[start:start + batch_size]
+            idx = order[:, start:start + batch_size]
             x, y = train.x[idx], train.y[idx]
-            logits = model(x)
-            loss = loss_fn(logits, y)
+            logits = stack(x)
+            losses = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses.sum().backward()  # the seeds share no weights: each gets exactly its own gradient
             if step % GRAD_NORM_EVERY == 0:
-                grad_norm_sum += layer_grad_norms(model)
+                grad_norm_sum += stack.grad_norms()
             optimizer.step()
             # running sums stay on the device: no host sync inside the epoch
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.argmax(dim=1) == y).sum()
-        stats = torch.cat([torch.stack([loss_sum / n, correct / n]), grad_norm_sum / n_sampled]).tolist()
+            loss_sum += losses.detach() * idx.shape[1]
+            correct += (logits.argmax(dim=-1) == y).sum(dim=1)
+        if schedule is not None:
+            schedule.step()
+        stats = torch.cat([loss_sum / n, correct / n, (grad_norm_sum / n_sampled).flatten()]).tolist()
         epoch_seconds = time.perf_counter() - epoch_start
-        train_loss, train_acc, grad_norms = stats[0], stats[1], stats[2:]
-        record(epoch, train_loss, train_acc, grad_norms, epoch_seconds)
-        if not math.isfinite(train_loss):
-            result.status, result.diverged_epoch = "diverged", epoch
+        k = len(seeds)
+        grad_norms = [stats[2 * k + i * len(stack.weights):2 * k + (i + 1) * len(stack.weights)] for i in range(k)]
+        record(epoch, stats[:k], stats[k:2 * k], grad_norms, epoch_seconds)
+        for i in list(active):
+            if not math.isfinite(stats[i]):
+                results[i].status, results[i].diverged_epoch = "diverged", epoch
+                active.remove(i)
+        if not active:
             break
-    return result
+    stack.unstack()
+    return results

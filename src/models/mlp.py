@@ -44,4 +44,5 @@ def initialise(linears: list[nn.Linear], init: str) -> None:
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
         else:
             raise ValueError(f"unknown init {init!r}")
-        nn.init.zeros_(layer.bias)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)

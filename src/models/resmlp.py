@@ -16,8 +16,9 @@ class Block(nn.Module):
     def __init__(self, width: int, residual: bool):
         super().__init__()
         self.residual = residual
-        self.branch = nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(),
-                                    nn.Linear(width, width), nn.BatchNorm1d(width))
+        # no bias before batch norm: BN's shift replaces it (a bias there has zero gradient)
+        self.branch = nn.Sequential(nn.Linear(width, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(),
+                                    nn.Linear(width, width, bias=False), nn.BatchNorm1d(width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.branch(x)
@@ -30,7 +31,7 @@ class ResidualMLP(nn.Module):
         super().__init__()
         if depth < 3 or depth % 2 == 0:
             raise ValueError(f"resmlp depth must be odd and >= 3 (1 stem layer + 2 per block), got {depth}")
-        self.stem = nn.Sequential(nn.Linear(in_features, width), nn.BatchNorm1d(width), nn.ReLU())
+        self.stem = nn.Sequential(nn.Linear(in_features, width, bias=False), nn.BatchNorm1d(width), nn.ReLU())
         self.blocks = nn.ModuleList(Block(width, residual) for _ in range((depth - 1) // 2))
         self.head = nn.Linear(width, out_features)
         self.linears = [m for m in self.modules() if isinstance(m, nn.Linear)]
