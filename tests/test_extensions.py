@@ -43,6 +43,7 @@ def test_tuned_takes_the_best_validation_accuracy_and_default_the_configured_val
                       "adam_tuned": "adam_lr0.1", "adam_default": "adam_lr0.01"}
     assert list(study["experiment"]["variants"]) == ["sgd_default", "adam_default", "sgd_tuned", "adam_tuned"]
     assert "| sgd | 0.900 (0.100) | 0.500 (0.990) |" in grid_md
+    assert "edge of the grid" not in grid_md  # two-point grids have no inside
 
 
 def finals(values: dict[str, list[float]]) -> pd.DataFrame:
@@ -141,3 +142,13 @@ def test_delete_blocks_probe(mnist_root, tiny):
     assert table.loc[0, "test_acc"] == pytest.approx(result.rows[-1]["test_acc"])
     assert scalars["min_acc_one_block_deleted"] <= scalars["acc_one_block_deleted"]
     assert result.model.skipped == set()
+
+
+def test_a_tuned_value_at_the_grid_edge_is_flagged():
+    study = {"experiment": {**GRID_STUDY["experiment"], "variants": {"sgd": {"optimizer": {"lr": 0.1}}},
+                            "grid": {"optimizer.lr": [0.01, 0.1, 1.0]}}, "seeds": [0]}
+    rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
+             "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
+            for label, val in (("sgd_lr0.01", 0.5), ("sgd_lr0.1", 0.6), ("sgd_lr1.0", 0.7))]
+    _, _, grid_md = analysis.resolve_grid(pd.DataFrame(rows), study)
+    assert "edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md

@@ -43,11 +43,12 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
 
     grad_ratio_init / grad_ratio_train: input layer's gradient norm over the output layer's, at
     initialisation and averaged over the training epochs (variants may differ in depth, so each
-    run's last layer is its last non-empty column); log10_* the same in decades; test_error = 1 - test_acc.
+    run's last layer is its last non-empty column); log10_* the same in decades; test_error and train_error = 1 - accuracy.
     """
     ordered = runs.sort_values(["variant", "seed", "epoch"])
     finals = ordered.groupby(["variant", "seed"], sort=False).tail(1).set_index(["variant", "seed"])
     finals["test_error"] = 1 - finals["test_acc"]
+    finals["train_error"] = 1 - finals["train_acc"]  # over the last epoch, as the model trained
     # how fast training converged: the training loss averaged over the epochs
     trained = ordered[ordered["epoch"] > 0].groupby(["variant", "seed"])
     finals["mean_train_loss"] = trained["train_loss"].mean()
@@ -379,7 +380,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
     finals = per_run(runs) if len(runs) else pd.DataFrame(columns=["variant", "val_acc", "test_acc"])
     val = finals.groupby("variant")["val_acc"].mean()
     test = finals.groupby("variant")["test_acc"].mean()
-    views, keys = [], list(spec["grid"])
+    views, keys, at_edge = [], list(spec["grid"]), []
     header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k])]
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for base, partial in spec["variants"].items():
@@ -392,13 +393,18 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
                   "default": next((label for label in mine if all(
                       OmegaConf.select(OmegaConf.create(partial), key) == value
                       for key, value in labels[label][1].items())), None)}
+        if chosen["tuned"] in (mine[0], mine[-1]) and len(mine) > 2:
+            at_edge.append(f"{base} ({chosen['tuned']})")
         for kind, label in chosen.items():
             if label is not None:
                 views.append(runs[runs["variant"] == label].assign(variant=f"{base}_{kind}", grid_run=label))
     view_names = [f"{b}_{kind}" for kind in ("default", "tuned") for b in spec["variants"]]
     resolved = {**study, "experiment": {**spec, "variants": {name: {} for name in view_names}}}
+    edge_note = ([f"Best value at the edge of the grid, so tuning may be incomplete for: {', '.join(at_edge)}.", ""]
+                 if at_edge else [])
     grid_md = "\n".join(["Validation accuracy (test accuracy) of every grid point, mean over seeds; "
-                          "`_tuned` takes the best validation accuracy, never the test set:", "", *table, ""])
+                          "`_tuned` takes the best validation accuracy, never the test set:", "", *table, "",
+                          *edge_note])
     return (pd.concat(views, ignore_index=True) if views else runs.iloc[0:0]), resolved, grid_md
 
 

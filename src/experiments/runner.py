@@ -19,7 +19,7 @@ from experiments.config import grid_runs
 from experiments.data import N_TRAIN_TOTAL, make_splits
 from experiments.errors import UserError, one_line
 from experiments.probes import PROBES
-from experiments.train import train_seeds
+from experiments.train import OPTIMIZERS, train_seeds
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one path component, no '..' tricks
 
@@ -40,8 +40,8 @@ def check_values(run: dict) -> None:
         problems.append(f"model.dropout must be in [0, 1) (got {model['dropout']})")
     if not opt["lr"] > 0:
         problems.append(f"optimizer.lr must be > 0 (got {opt['lr']})")
-    if opt["name"] not in ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta"):
-        problems.append(f"unknown optimizer.name {opt['name']!r}")
+    if opt["name"] not in OPTIMIZERS:
+        problems.append(f"unknown optimizer.name {opt['name']!r} ({', '.join(OPTIMIZERS)})")
     if opt["schedule"] not in ("constant", "cosine"):
         problems.append(f"unknown optimizer.schedule {opt['schedule']!r} (constant, cosine)")
     if not 1 <= data["train_size"] <= N_TRAIN_TOTAL or data["val_size"] < 0:
