@@ -33,12 +33,13 @@ def make_runs(finals: dict[str, list[float]]) -> pd.DataFrame:
 ])
 def test_verdict_follows_the_rule(finals, verdict):
     runs = make_runs(finals)
-    summary = analysis.summarise(runs, STUDY)
-    assert analysis.decide(summary, analysis.per_run(runs), STUDY)["verdict"] == verdict
+    finals = analysis.per_run(runs)
+    assert analysis.decide(analysis.summarise(finals, STUDY), finals, STUDY)["verdict"] == verdict
 
 
 def test_summary_numbers():
-    summary = analysis.summarise(make_runs({"a": [0.1, 0.2, 0.3], "b": [0.9, 0.9, 0.9]}), STUDY).set_index("variant")
+    runs = make_runs({"a": [0.1, 0.2, 0.3], "b": [0.9, 0.9, 0.9]})
+    summary = analysis.summarise(analysis.per_run(runs), STUDY).set_index("variant")
     assert summary.loc["a", "mean"] == pytest.approx(0.2)
     assert summary.loc["a", "std"] == pytest.approx(0.1)
     assert summary.loc["a", "ci95"] == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2)
@@ -49,7 +50,7 @@ def test_summary_numbers():
 def test_gradient_ratio_uses_each_runs_own_last_layer():
     runs = make_runs({"a": [0.1, 0.2, 0.3], "b": [0.9, 0.9, 0.9]})
     runs["grad_norm_3"] = runs["variant"].map({"a": 0.001, "b": float("nan")})  # a is one layer deeper
-    summary = analysis.summarise(runs, STUDY).set_index("variant")
+    summary = analysis.summarise(analysis.per_run(runs), STUDY).set_index("variant")
     assert summary.loc["a", "grad_ratio_init"] == pytest.approx(10.0)
     assert summary.loc["b", "grad_ratio_init"] == pytest.approx(0.01)
 

@@ -65,11 +65,12 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     return finals.reset_index()
 
 
-def summarise(runs: pd.DataFrame, study: dict) -> pd.DataFrame:
-    """One row per variant: the verdict metric's mean, 95% CI, spread and n over seeds."""
+def summarise(finals: pd.DataFrame, study: dict) -> pd.DataFrame:
+    """One row per variant of the per-run table: the verdict metric's mean, 95% CI, spread and n over seeds."""
     spec = study["experiment"]
     metric = spec["verdict"]["metric"]
-    finals = per_run(runs) if len(runs) else pd.DataFrame(columns=["variant", "seed", metric])
+    if finals.empty:
+        finals = pd.DataFrame(columns=["variant", "seed", metric])
     rows = []
     for variant in spec["variants"]:
         mine = finals[finals["variant"] == variant]
@@ -419,8 +420,9 @@ def _analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
         runs = runs[runs["variant"].isin(labels) & runs["seed"].isin(study["seeds"])]
     if study["experiment"].get("grid"):
         runs, study, grid_md = resolve_grid(runs, study)
-    summary = summarise(runs, study)
-    verdict = decide(summary, per_run(runs) if len(runs) else runs, study)
+    finals = per_run(runs) if len(runs) else pd.DataFrame()
+    summary = summarise(finals, study)
+    verdict = decide(summary, finals, study)
     write_atomic(study_dir / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
     write_atomic(study_dir / "summary.md", markdown_table(summary, study, verdict) + grid_md)
     if grid_md:

@@ -20,6 +20,7 @@ from experiments.data import N_TRAIN_TOTAL, make_splits
 from experiments.errors import UserError, one_line
 from experiments.probes import PROBES
 from experiments.train import OPTIMIZERS, train_seeds
+from models import ARCHITECTURES
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one path component, no '..' tricks
 
@@ -30,8 +31,8 @@ def check_values(run: dict) -> None:
     problems = []
     if model["depth"] < 1:
         problems.append(f"model.depth must be >= 1 (got {model['depth']})")
-    if model["arch"] not in ("mlp", "resmlp"):
-        problems.append(f"unknown model.arch {model['arch']!r} (known: mlp, resmlp)")
+    if model["arch"] not in ARCHITECTURES:
+        problems.append(f"unknown model.arch {model['arch']!r} (known: {', '.join(ARCHITECTURES)})")
     elif model["arch"] == "resmlp" and (model["depth"] < 3 or model["depth"] % 2 == 0):
         problems.append(f"model.depth of a resmlp must be odd and >= 3 (1 stem layer + 2 per block), got {model['depth']}")
     if model["width"] < 1:

@@ -8,7 +8,9 @@ from torch import nn
 from models.mlp import MLP, mlp_parameter_count
 from models.resmlp import ResidualMLP
 
-__all__ = ["MLP", "ResidualMLP", "build_model", "mlp_parameter_count"]
+__all__ = ["ARCHITECTURES", "MLP", "ResidualMLP", "build_model", "mlp_parameter_count"]
+
+ARCHITECTURES = ("mlp", "resmlp")  # the values model.arch can take
 
 
 def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
@@ -18,4 +20,4 @@ def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
     if model["arch"] == "resmlp":
         return ResidualMLP(in_features, out_features, depth=model["depth"], width=model["width"],
                            residual=model["residual"], init=model["init"])
-    raise ValueError(f"unknown model.arch {model['arch']!r} (known: mlp, resmlp)")
+    raise ValueError(f"unknown model.arch {model['arch']!r} (known: {', '.join(ARCHITECTURES)})")
