@@ -91,3 +91,33 @@ def test_missing_seed_is_reported_incomplete(tmp_path):
     _, verdict = analysis.analyse(study_dir)
     assert (verdict["verdict"], verdict["reason"]) == ("incomplete", "missing runs (a: 2 of 3 seeds)")
     assert verdict["runs"] == 5
+
+
+def curves(by_variant: dict[str, list[float]], metric: str = "train_acc") -> pd.DataFrame:
+    """Two seeds per variant, the given value of `metric` at epochs 0, 1, 2, ..."""
+    return pd.DataFrame([{"variant": variant, "seed": seed, "epoch": epoch, metric: value}
+                         for variant, values in by_variant.items() for seed in (0, 1)
+                         for epoch, value in enumerate(values)])
+
+
+@pytest.mark.parametrize("a,b,caveat", [
+    ([0.1, 0.80, 0.90, 0.93, 0.96], [0.1, 0.95, 0.98, 0.99, 0.99], True),  # b's lead: 0.08 at epoch 2, 0.03 at 4
+    ([0.1, 0.80, 0.90, 0.93, 0.97], [0.1, 0.95, 0.98, 0.99, 0.99], True),
+    ([0.1, 0.80, 0.90, 0.92, 0.94], [0.1, 0.95, 0.98, 0.99, 0.99], False),  # 0.08 -> 0.05: still more than half
+    ([0.1, 0.80, 0.90, 0.95, 0.99], [0.1, 0.95, 0.98, 0.99, 0.99], False),  # the gap closed: the check fails instead
+])
+def test_budget_caveat_when_a_lead_is_closing(a, b, caveat):
+    study = {"experiment": {**STUDY["experiment"], "verdict": {
+        "metric": "train_error", "checks": [{"better": "b", "worse": "a", "lower_is_better": True}]}}}
+    notes = analysis.closing_gaps(curves({"a": a, "b": b}), study)
+    assert bool(notes) == caveat
+    if caveat:
+        assert notes[0].startswith("b's lead over a in train_error shrank from 0.08 at epoch 2")
+        assert "*Budget caveat*" in "\n".join(analysis.verdict_lines({"verdict": "partly", "reason": "r", "closing_gaps": notes}))
+
+
+def test_no_budget_caveat_for_not_worse_checks_or_metrics_measured_once():
+    closing = curves({"a": [0.1, 0.80, 0.90, 0.93, 0.95], "b": [0.1, 0.95, 0.98, 0.99, 0.99]})
+    for check in ({"better": "b", "worse": "a", "kind": "not_worse"}, {"better": "b", "worse": "a", "metric": "mean_train_loss"}):
+        study = {"experiment": {**STUDY["experiment"], "verdict": {"metric": "train_acc", "checks": [check]}}}
+        assert analysis.closing_gaps(closing, study) == []

@@ -105,7 +105,8 @@ def checks_of(rule: dict) -> list[dict]:
     if rule.get("checks"):
         return [{"metric": c.get("metric") or rule["metric"], "lower_is_better": c.get("lower_is_better", False),
                  "better": c["better"], "worse": c["worse"], "kind": c.get("kind", "beats")} for c in rule["checks"]]
-    return [{"metric": rule["metric"], "lower_is_better": False, "better": rule["better"], "worse": rule["worse"]}]
+    return [{"metric": rule["metric"], "lower_is_better": False, "better": rule["better"], "worse": rule["worse"],
+             "kind": "beats"}]
 
 
 def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
@@ -135,7 +136,7 @@ def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
         (b_mean, b_ci), (w_mean, w_ci) = stats_of[check["better"]], stats_of[check["worse"]]
         described = (f"{check['better']} {b_mean:.3g} ± {b_ci:.2g} vs {check['worse']} {w_mean:.3g} ± {w_ci:.2g} "
                      f"{metric}")
-        if check.get("kind", "beats") == "not_worse":
+        if check["kind"] == "not_worse":
             holds = sign * (w_mean - b_mean) <= b_ci + w_ci
             described = f"{check['better']} is not worse than {check['worse']}: " + described
         else:
@@ -158,6 +159,49 @@ def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
         return {"verdict": "partly", "reason": reason}
     size = "" if tolerance is None else f" and every variant within {tolerance} of the lecture's number"
     return {"verdict": "reproduced", "reason": f"holds (95% CI, n={n}){size}: " + "; ".join(held)}
+
+
+def per_epoch(runs: pd.DataFrame, metric: str) -> pd.Series | None:
+    """A verdict metric at every epoch that measured it (errors from accuracies); None if not per epoch."""
+    if metric in runs:
+        return runs[metric]
+    if metric.endswith("_error") and metric.replace("_error", "_acc") in runs:
+        return 1 - runs[metric.replace("_error", "_acc")]
+    return None
+
+
+def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
+    """Checks whose lead shrank by more than half over the second half of training. A longer
+    budget might close them, so there the check measures convergence speed as much as the state
+    training ends in (the caveat the report prints under the verdict)."""
+    notes = []
+    for check in checks_of(study["experiment"]["verdict"]):
+        values = per_epoch(runs, check["metric"])
+        if values is None or check["kind"] == "not_worse":
+            continue
+        measured = runs.assign(value=values).dropna(subset=["value"])
+        curves = [measured[measured["variant"] == v].groupby("epoch")["value"].mean() for v in (check["better"], check["worse"])]
+        epochs = curves[0].index.intersection(curves[1].index)
+        last = epochs.max() if len(epochs) else 0
+        middle = epochs[(epochs >= 1) & (epochs <= last / 2)]
+        if not len(middle):
+            continue
+        sign = -1 if check["lower_is_better"] else 1
+        lead = {epoch: sign * (curves[0][epoch] - curves[1][epoch]) for epoch in (middle.max(), last)}
+        if 0 < lead[last] < lead[middle.max()] / 2:
+            notes.append(f"{check['better']}'s lead over {check['worse']} in {check['metric']} shrank from "
+                         f"{lead[middle.max()]:.3g} at epoch {middle.max()} to {lead[last]:.3g} at epoch {last}: "
+                         "a longer budget may close it")
+    return notes
+
+
+def verdict_lines(verdict: dict) -> list[str]:
+    """The verdict and its reason, then any caveat about the training budget."""
+    lines = [f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", ""]
+    if verdict.get("closing_gaps"):
+        lines += ["*Budget caveat* (computed from the curves): " + "; ".join(verdict["closing_gaps"]) + ". "
+                  "Where a gap is still closing, the run measures convergence speed as much as the end state.", ""]
+    return lines
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -187,7 +231,7 @@ def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
     spec = study["experiment"]
     lines = [f"## {spec['title']} ({study['protocol']} protocol)", "", spec["claim"], "",
              *table_markdown(summary, spec["verdict"]["metric"], spec.get("lecture_label", "")),
-             "", f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", "",
+             "", *verdict_lines(verdict),
              f"Lecture: {spec['lecture_ref']}", ""]
     return "\n".join(lines)
 
@@ -423,6 +467,7 @@ def _analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     finals = per_run(runs) if len(runs) else pd.DataFrame()
     summary = summarise(finals, study)
     verdict = decide(summary, finals, study)
+    verdict["closing_gaps"] = closing_gaps(runs, study) if len(runs) else []
     write_atomic(study_dir / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
     write_atomic(study_dir / "summary.md", markdown_table(summary, study, verdict) + grid_md)
     if grid_md:

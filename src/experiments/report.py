@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from experiments.analysis import table_markdown
+from experiments.analysis import table_markdown, verdict_lines
 from experiments.config import CONFIG_DIR, experiment_names
 from experiments.store import write_atomic
 
@@ -106,7 +106,7 @@ def build_report(results_dir: Path) -> str:
             lines += [f"#### {protocol.capitalize()} protocol", "",
                       *table_markdown(outcome["summary"], study["experiment"]["verdict"]["metric"],
                                      study["experiment"].get("lecture_label", "")), "",
-                      f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", "",
+                      *verdict_lines(verdict),
                       *([(results_dir / name / protocol / "grid.md").read_text()]
                         if (results_dir / name / protocol / "grid.md").exists() else []),
                       *(f"![{name}, {protocol} protocol: {figure}]({name}/{protocol}/{figure}.png)\n"
