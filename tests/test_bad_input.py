@@ -2,6 +2,7 @@
 
 import errno
 import json
+import shutil
 import sys
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from experiments import __main__ as entry
+from experiments import config
 from experiments import store
 from experiments.data import make_splits
 from experiments.errors import UserError
@@ -31,15 +33,27 @@ def exit_message(monkeypatch, tmp_path, *args) -> str:
     ("model.dropout=1.0", "model.dropout must be in [0, 1)"),
     ("train.batch_size=20000", "train.batch_size must be in 1..data.train_size=10000"),
     ("data.train_size=70000", "data.train_size must be in 1..60000"),
+    ("data.test_size=0", "data.test_size must be in 1..10000"),
     ("device=tpu", "device"),
     ("optimizer.name=adamm", "unknown optimizer.name 'adamm'"),
     ("seeds=[]", "seeds is empty"),
     ("only=[tanh]", "only= names unknown variants"),
     ("experiment.title=../../../../elsewhere", "may not contain '/'"),
     ("model.widht=3", "widht"),
+    ("model.arch=rescnn", "model.depth of a rescnn must be 6n + 2 >= 8"),
 ])
 def test_bad_value_is_one_line(monkeypatch, tmp_path, override, expected):
     assert expected in exit_message(monkeypatch, tmp_path, "name=relu_vs_sigmoid", override)
+
+
+def test_experiment_file_without_its_package_line_says_so(monkeypatch, tmp_path):
+    configs = tmp_path / "configs"
+    shutil.copytree(config.CONFIG_DIR, configs)
+    (configs / "name" / "headless.yaml").write_text("model:\n  depth: 2\nexperiment:\n  title: t\n")
+    monkeypatch.setattr(config, "CONFIG_DIR", configs)
+    monkeypatch.setattr(entry, "CONFIG_DIR", configs)
+    message = exit_message(monkeypatch, tmp_path, "name=headless")
+    assert "Key 'name' not in 'Config'" in message and "'# @package _global_'" in message
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -66,9 +80,9 @@ def test_missing_mnist_offline_through_the_cli(run_cli, tmp_path):
 
 def test_disk_full_while_writing_leaves_no_run(monkeypatch, tmp_path, mnist_root):
     cfg = {"model": {"arch": "mlp", "depth": 1, "width": 8, "activation": "relu", "init": "he", "dropout": 0.0, "residual": False},
-           "data": {"root": mnist_root, "train_size": 100, "val_size": 0, "download": False},
+           "data": {"root": mnist_root, "train_size": 100, "val_size": 0, "test_size": 10000, "download": False},
            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
-           "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 1, "eval_batch_size": 10000, "eval_every": 1}}
+           "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 1, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None}}
     splits = make_splits(cfg["data"], torch.device("cpu"))
 
     def disk_full(*args, **kwargs):

@@ -8,8 +8,8 @@ from experiments.data import RAW_FILES, load_mnist, make_splits
 from experiments.errors import UserError
 
 
-def data_cfg(root, train_size=1000, val_size=0, download=False):
-    return {"root": root, "train_size": train_size, "val_size": val_size, "download": download}
+def data_cfg(root, train_size=1000, val_size=0, download=False, test_size=10000):
+    return {"root": root, "train_size": train_size, "val_size": val_size, "test_size": test_size, "download": download}
 
 
 def test_splits_have_documented_shapes_range_and_first_labels(mnist_root):
@@ -30,6 +30,12 @@ def test_validation_split_comes_from_the_end_of_the_training_set(mnist_root):
     splits = make_splits(data_cfg(mnist_root, train_size=100, val_size=50), torch.device("cpu"))
     assert torch.equal(splits["val"].y, train_y[-50:])
     assert torch.equal(splits["val"].x, train_x[-50:].reshape(50, -1).float() / 255)
+
+
+def test_a_smaller_test_set_is_the_first_test_images(mnist_root):
+    _, _, test_x, test_y = load_mnist(mnist_root, False)
+    test = make_splits(data_cfg(mnist_root, test_size=300), torch.device("cpu"))["test"]
+    assert torch.equal(test.y, test_y[:300]) and test.x.shape == (300, 784)
 
 
 def test_no_validation_split_by_default(mnist_root):

@@ -59,7 +59,8 @@ def test_full_batch_follows_the_training_set_size():
 
 @pytest.mark.parametrize("name", experiment_names())
 def test_each_experiment_runs_at_a_tiny_size(run_cli, tmp_path, name):
-    done = run_cli(f"name={name}", "data.train_size=200", "model.width=16", "train.epochs=1", "seeds=[0,1]")
+    done = run_cli(f"name={name}", "data.train_size=200", "data.test_size=500", "model.width=16", "train.epochs=1",
+                   "seeds=[0,1]")
     assert done.returncode == 0, done.stderr
     (study,) = (tmp_path / "results" / name / "lecture").iterdir()
     summary = pd.read_csv(study / "summary.csv")
@@ -67,3 +68,11 @@ def test_each_experiment_runs_at_a_tiny_size(run_cli, tmp_path, name):
     assert json.loads((study / "verdict.json").read_text())["verdict"] in {"reproduced", "partly", "not reproduced"}
     for figure in json.loads((study / "study.json").read_text())["experiment"]["figures"]:
         assert (study / f"{figure}.png").stat().st_size > 10000, figure
+
+
+@pytest.mark.parametrize("protocol,train_size", [("lecture", 10000), ("modern", 55000)])
+def test_equal_updates_variants_make_200_updates_under_either_protocol(protocol, train_size):
+    runs = runs_of("name=minibatch_vs_fullbatch", f"protocol={protocol}")
+    full, mini = runs["full_batch_200_updates"]["train"], runs["minibatch_200_updates"]["train"]
+    assert full["batch_size"] == train_size and full["epochs"] == 200 and full["max_updates"] is None
+    assert mini["batch_size"] == 100 and mini["max_updates"] == 200 and mini["epochs"] * train_size >= 200 * 100

@@ -82,7 +82,7 @@ def test_residual_mlp_blocks_and_deletion():
     cfg = {"arch": "resmlp", "depth": 7, "width": 16, "activation": "relu", "init": "he", "dropout": 0.0,
            "residual": True}
     net = build_model(cfg, 784, 10).eval()
-    assert isinstance(net, ResidualMLP) and len(net.blocks) == 3 and len(net.linears) == 8
+    assert isinstance(net, ResidualMLP) and len(net.blocks) == 3 and len(net.weight_layers) == 8
     x = torch.rand(5, 784)
     full = net(x)
     net.skipped = {1}
@@ -101,16 +101,16 @@ def test_residual_mlp_blocks_and_deletion():
 
 @pytest.fixture(scope="module")
 def tiny(mnist_root):
-    return make_splits({"root": mnist_root, "train_size": 500, "val_size": 0, "download": False}, torch.device("cpu"))
+    return make_splits({"root": mnist_root, "train_size": 500, "val_size": 0, "test_size": 10000, "download": False}, torch.device("cpu"))
 
 
 def tiny_cfg(mnist_root, **model):
     return {"model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "he", "dropout": 0.0,
                       "residual": False, **model},
-            "data": {"root": mnist_root, "train_size": 500, "val_size": 0, "download": False},
+            "data": {"root": mnist_root, "train_size": 500, "val_size": 0, "test_size": 10000, "download": False},
             "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
             "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 3, "eval_batch_size": 10000,
-                      "eval_every": 1}}
+                      "eval_every": 1, "max_updates": None}}
 
 
 def test_mc_dropout_probe_averages_thinned_networks(mnist_root, tiny):

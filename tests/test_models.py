@@ -23,7 +23,7 @@ def test_parameter_count_matches_formula(depth, width):
 
 def test_glorot_init_is_keras_like():
     model = build_model(model_cfg(depth=2, width=300), 784, 10)
-    for layer in model.linears:
+    for layer in model.weight_layers:
         fan_out, fan_in = layer.weight.shape
         bound = math.sqrt(6 / (fan_in + fan_out))
         assert layer.weight.abs().max() <= bound
@@ -33,12 +33,12 @@ def test_glorot_init_is_keras_like():
 
 def test_torch_default_init_keeps_nonzero_biases():
     model = build_model(model_cfg(init="torch_default"), 784, 10)
-    assert all(torch.count_nonzero(layer.bias) > 0 for layer in model.linears)
+    assert all(torch.count_nonzero(layer.bias) > 0 for layer in model.weight_layers)
 
 
 def test_activation_and_depth_shape_the_network():
     relu = build_model(model_cfg(depth=9, activation="relu"), 784, 10)
-    assert len(relu.linears) == 10
+    assert len(relu.weight_layers) == 10
     assert sum(isinstance(m, torch.nn.ReLU) for m in relu.modules()) == 9
     assert relu(torch.rand(4, 784)).shape == (4, 10)
 
@@ -47,3 +47,35 @@ def test_dropout_layers_only_when_asked():
     assert not any(isinstance(m, torch.nn.Dropout) for m in build_model(model_cfg(), 784, 10).modules())
     dropped = build_model(model_cfg(dropout=0.5), 784, 10)
     assert sum(isinstance(m, torch.nn.Dropout) for m in dropped.modules()) == 3
+
+
+@pytest.mark.parametrize("depth", [8, 20])
+def test_conv_nets_count_their_layers_and_plain_and_residual_share_parameters(depth):
+    plain = build_model(model_cfg(arch="rescnn", depth=depth, width=4, init="he"), 784, 10)
+    residual = build_model(model_cfg(arch="rescnn", depth=depth, width=4, init="he", residual=True), 784, 10)
+    assert len(plain.weight_layers) == depth  # stem + 2 convs per block + output layer
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in residual.parameters()]
+    # three stages: width, 2 x width, 4 x width channels; the last stage at 7 x 7
+    assert [b.branch[0].out_channels for b in plain.blocks] == sorted([4, 8, 16] * ((depth - 2) // 6))
+    residual.load_state_dict(plain.state_dict())
+    x = torch.rand(3, 784)
+    assert plain(x).shape == residual(x).shape == (3, 10)
+    assert not torch.allclose(plain.eval()(x), residual.eval()(x))  # the shortcuts change the function
+
+
+def test_deleting_any_conv_block_keeps_the_shapes_and_its_shortcut():
+    net = build_model(model_cfg(arch="rescnn", depth=14, width=4, init="he", residual=True), 784, 10).eval()
+    x = torch.rand(2, 784)
+    full = net(x)
+    for block in range(len(net.blocks)):  # including the two that halve the resolution
+        net.skipped = {block}
+        assert net(x).shape == (2, 10) and not torch.allclose(net(x), full)
+    # a downsampling shortcut subsamples and pads the new channels with zeros (option A)
+    down = net.blocks[2]
+    y = torch.rand(2, 4, 28, 28)
+    assert torch.equal(down.shortcut(y)[:, :4], y[:, :, ::2, ::2]) and not down.shortcut(y)[:, 4:].any()
+
+
+def test_conv_net_rejects_a_depth_outside_6n_plus_2():
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        build_model(model_cfg(arch="rescnn", depth=10, width=4), 784, 10)

@@ -9,6 +9,8 @@ import time
 
 import pandas as pd
 
+from experiments import store
+
 TINY = ["name=relu_vs_sigmoid", "data.train_size=300", "model.width=16", "train.epochs=1", "seeds=[0,1]"]
 
 
@@ -83,3 +85,16 @@ def test_killed_sweep_resumes_to_the_same_table(run_cli, mnist_root, tmp_path):
     (study,) = studies(results)
     assert not list(study.glob("runs/*/.seed*"))  # no half-written run left behind
     assert json.loads((study / "study.json").read_text())["seeds"] == [0, 1, 2]
+
+
+def test_keys_added_at_their_old_behaviour_keep_finished_runs_valid():
+    # runs made before data.test_size and train.max_updates existed must still count as done
+    older = {"model": {"arch": "mlp", "depth": 3}, "data": {"train_size": 100}, "optimizer": {"lr": 0.1},
+             "train": {"epochs": 2}}
+    newer = {**older, "data": {"train_size": 100, "test_size": 10000},
+             "train": {"epochs": 2, "max_updates": None}}
+    assert store.run_key(newer, seed=0) == store.run_key(older, seed=0)
+    capped = {**newer, "train": {"epochs": 2, "max_updates": 5}}
+    assert store.run_key(capped, seed=0) != store.run_key(older, seed=0)
+    fewer_test_images = {**newer, "data": {"train_size": 100, "test_size": 500}}
+    assert store.run_key(fewer_test_images, seed=0) != store.run_key(older, seed=0)

@@ -10,15 +10,15 @@ from experiments.train import mse_on_softmax, train_run, train_seeds
 def run_cfg(mnist_root, **train):
     return {
         "model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "glorot_uniform", "dropout": 0.0, "residual": False},
-        "data": {"root": mnist_root, "train_size": 600, "val_size": 200, "download": False},
+        "data": {"root": mnist_root, "train_size": 600, "val_size": 200, "test_size": 10000, "download": False},
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
-        "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1, **train},
+        "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, **train},
     }
 
 
 @pytest.fixture(scope="module")
 def splits(mnist_root):
-    return make_splits({"root": mnist_root, "train_size": 600, "val_size": 200, "download": False}, torch.device("cpu"))
+    return make_splits({"root": mnist_root, "train_size": 600, "val_size": 200, "test_size": 10000, "download": False}, torch.device("cpu"))
 
 
 def without_timing(rows):
@@ -109,3 +109,19 @@ def test_cosine_schedule_decays_the_rate_to_zero(mnist_root, splits):
     cfg["optimizer"]["schedule"] = "cosine"
     rates = [row["effective_lr"] for row in train_run(cfg, splits, seed=0).rows]
     assert rates == pytest.approx([0.1, 0.05, 0.0], abs=1e-9)
+
+
+def test_an_update_cap_cuts_the_last_epoch_short_and_counts_updates(mnist_root, splits):
+    full = train_run(run_cfg(mnist_root, epochs=3), splits, seed=0)  # 12 updates an epoch
+    capped = train_run(run_cfg(mnist_root, epochs=3, max_updates=17), splits, seed=0)
+    assert [row["updates"] for row in full.rows] == [0, 12, 24, 36]
+    assert [row["updates"] for row in capped.rows] == [0, 12, 17]  # stops in epoch 2, after 5 of its 12
+    assert without_timing(capped.rows[:2]) == without_timing(full.rows[:2])
+    assert capped.rows[-1]["test_acc"] != full.rows[2]["test_acc"]  # the short epoch is evaluated, not skipped
+    assert capped.rows[-1]["train_loss"] != full.rows[2]["train_loss"]
+
+
+def test_cosine_schedule_ends_where_the_update_cap_ends_training(mnist_root, splits):
+    cfg = run_cfg(mnist_root, epochs=10, max_updates=24)
+    cfg["optimizer"]["schedule"] = "cosine"
+    assert [row["effective_lr"] for row in train_run(cfg, splits, seed=0).rows] == pytest.approx([0.1, 0.05, 0.0], abs=1e-9)

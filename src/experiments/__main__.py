@@ -66,7 +66,10 @@ def precheck(args: list[str]) -> None:
                 build_runs(cfg)
                 resolve_device(cfg.device.value)
             except (HydraException, OmegaConfBaseException) as exc:
-                raise UserError(one_line(exc)) from None
+                message = one_line(exc)
+                if "In 'name/" in message and "not in 'Config'" in message:
+                    message += " (an experiment file must start with the line '# @package _global_')"
+                raise UserError(message) from None
             check_folder_names(job_overrides, set(cfg.hydra.job.config.override_dirname.exclude_keys))
             check_writable(Path(cfg.results_dir))
 

@@ -48,13 +48,13 @@ class Device(str, Enum):
 
 @dataclass
 class ModelConfig:
-    arch: str = "mlp"
-    depth: int = 3  # hidden layers
-    width: int = 500  # units per hidden layer
+    arch: str = "mlp"  # or resmlp, rescnn (src/models/)
+    depth: int = 3  # hidden layers (weight layers for rescnn: 6n + 2)
+    width: int = 500  # units per hidden layer (channels of the first stage for rescnn)
     activation: Activation = Activation.sigmoid
     init: Init = Init.glorot_uniform
     dropout: float = 0.0  # probability of dropping a hidden unit in training (mlp)
-    residual: bool = False  # identity shortcuts around each block of two layers (resmlp)
+    residual: bool = False  # identity shortcuts around each block of two layers (resmlp, rescnn)
 
 
 @dataclass
@@ -62,6 +62,7 @@ class DataConfig:
     root: str = "data"
     train_size: int = 10000  # the first N training images (after the validation split)
     val_size: int = 0  # held out from the end of the 60k training images
+    test_size: int = 10000  # the first N test images; fewer only for quick checks (results/ uses all)
     download: bool = True  # try torchvision's download when the files are missing
 
 
@@ -80,6 +81,9 @@ class TrainConfig:
     loss: Loss = Loss.cross_entropy
     batch_size: int = 100
     epochs: int = 20
+    # stop after this many optimizer updates, the last epoch cut short (equal-updates comparisons
+    # that hold under any training-set size); null: every epoch in full
+    max_updates: Optional[int] = None
     eval_every: int = 1  # evaluate validation and test sets every k epochs (and at the last)
     eval_batch_size: int = 10000
     # train a variant's seeds as one vectorised model (torch.func.vmap); null: yes on CUDA, no on CPU

@@ -19,6 +19,7 @@ RAW_FILES = {
     "t10k-labels-idx1-ubyte": (10008, "27ae3e4e09519cfbb04c329615203637"),
 }
 N_TRAIN_TOTAL = 60000
+N_TEST_TOTAL = 10000
 N_FEATURES = 28 * 28
 N_CLASSES = 10
 
@@ -70,7 +71,8 @@ def _to_split(images: torch.Tensor, labels: torch.Tensor, device: torch.device) 
 
 
 def make_splits(data: dict, device: torch.device) -> dict[str, Split]:
-    """train: the first `train_size` images; val: the last `val_size` of the 60k; test: all 10k."""
+    """train: the first `train_size` images; val: the last `val_size` of the 60k; test: the first
+    `test_size` of the 10k."""
     train_x, train_y, test_x, test_y = load_mnist(data["root"], data["download"])
     train_size, val_size = data["train_size"], data["val_size"]
     if train_size + val_size > N_TRAIN_TOTAL:
@@ -79,5 +81,5 @@ def make_splits(data: dict, device: torch.device) -> dict[str, Split]:
     splits = {"train": _to_split(train_x[:train_size], train_y[:train_size], device)}
     if val_size:
         splits["val"] = _to_split(train_x[-val_size:], train_y[-val_size:], device)
-    splits["test"] = _to_split(test_x, test_y, device)
+    splits["test"] = _to_split(test_x[:data["test_size"]], test_y[:data["test_size"]], device)
     return splits

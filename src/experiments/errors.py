@@ -6,10 +6,12 @@ class UserError(Exception):
 
 
 def one_line(exc: BaseException) -> str:
-    """The first line of an exception and of each exception that caused it, joined."""
+    """The first line of an exception and of each exception that caused it, joined (with the
+    second line where the first only announces it, as Hydra's 'raised while composing config:')."""
     parts = []
     while exc is not None:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        first = " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
         if first not in parts:
             parts.append(first)
         exc = exc.__cause__

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import analysis, store
 from experiments.config import grid_runs
-from experiments.data import N_TRAIN_TOTAL, make_splits
+from experiments.data import N_TEST_TOTAL, N_TRAIN_TOTAL, make_splits
 from experiments.errors import UserError, one_line
 from experiments.probes import PROBES
 from experiments.train import OPTIMIZERS, train_seeds
@@ -35,6 +35,8 @@ def check_values(run: dict) -> None:
         problems.append(f"unknown model.arch {model['arch']!r} (known: {', '.join(ARCHITECTURES)})")
     elif model["arch"] == "resmlp" and (model["depth"] < 3 or model["depth"] % 2 == 0):
         problems.append(f"model.depth of a resmlp must be odd and >= 3 (1 stem layer + 2 per block), got {model['depth']}")
+    elif model["arch"] == "rescnn" and (model["depth"] < 8 or (model["depth"] - 2) % 6):
+        problems.append(f"model.depth of a rescnn must be 6n + 2 >= 8 (8, 14, 20, ...), got {model['depth']}")
     if model["width"] < 1:
         problems.append(f"model.width must be >= 1 (got {model['width']})")
     if not 0 <= model["dropout"] < 1:
@@ -49,10 +51,12 @@ def check_values(run: dict) -> None:
         problems.append(f"data.train_size must be in 1..{N_TRAIN_TOTAL} and data.val_size >= 0")
     elif data["train_size"] + data["val_size"] > N_TRAIN_TOTAL:
         problems.append(f"data.train_size + data.val_size must be <= {N_TRAIN_TOTAL}")
+    if not 1 <= data["test_size"] <= N_TEST_TOTAL:
+        problems.append(f"data.test_size must be in 1..{N_TEST_TOTAL} (got {data['test_size']})")
     if not 1 <= train["batch_size"] <= data["train_size"]:
         problems.append(f"train.batch_size must be in 1..data.train_size={data['train_size']} (got {train['batch_size']})")
-    if train["epochs"] < 1 or train["eval_batch_size"] < 1:
-        problems.append("train.epochs and train.eval_batch_size must be >= 1")
+    if train["epochs"] < 1 or train["eval_batch_size"] < 1 or (train["max_updates"] or 1) < 1:
+        problems.append("train.epochs, train.max_updates and train.eval_batch_size must be >= 1")
     if problems:
         raise UserError("; ".join(problems))
 

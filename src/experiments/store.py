@@ -23,12 +23,17 @@ import pandas as pd
 FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-run
 # keys that do not change what a run measures, so they stay out of its identity
 KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise")}
+# keys added after runs were made, at the value that reproduces the older behaviour: left out of the
+# identity at that value, so finished runs stay valid
+KEY_DEFAULTS_ADDED = {("data", "test_size"): 10000, ("train", "max_updates"): None}
 
 
 def run_key(run_cfg: dict, seed: int, probes: list[str] = ()) -> str:
     """Identity of a run: its resolved training config (no paths, no device), seed and probes."""
     measured = {k: run_cfg[k] for k in ("model", "data", "optimizer", "train")}
-    measured = {group: {k: v for k, v in values.items() if (group, k) not in KEY_EXCLUDES}
+    measured = {group: {k: v for k, v in values.items()
+                        if (group, k) not in KEY_EXCLUDES
+                        and not ((group, k) in KEY_DEFAULTS_ADDED and v == KEY_DEFAULTS_ADDED[(group, k)])}
                 for group, values in measured.items()}
     blob = json.dumps({"cfg": measured, "seed": seed, **({"probes": sorted(probes)} if probes else {})},
                       sort_keys=True)

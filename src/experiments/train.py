@@ -44,7 +44,7 @@ class ModelStack:
         self.vectorised = vectorise
         if not vectorise:
             assert self.size == 1, "the plain path trains one seed at a time"
-            self.weights = [layer.weight for layer in models[0].linears]
+            self.weights = [layer.weight for layer in models[0].weight_layers]
             return
         self.params, self.buffers = stack_module_state(models)
         self.base = copy.deepcopy(models[0]).to("meta")  # the code of the module, no weights
@@ -55,7 +55,7 @@ class ModelStack:
         self._per_seed_input = vmap(call, randomness="different")  # each seed its own batch
         self._shared_input = vmap(call, in_dims=(0, 0, None), randomness="different")
         names = {id(module): name for name, module in models[0].named_modules()}
-        self.weights = [self.params[f"{names[id(layer)]}.weight"] for layer in models[0].linears]
+        self.weights = [self.params[f"{names[id(layer)]}.weight"] for layer in models[0].weight_layers]
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values()) if self.vectorised else list(self.models[0].parameters())
@@ -174,16 +174,19 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         models.append(build_model(cfg["model"], N_FEATURES, N_CLASSES).to(device))
     stack = ModelStack(models, vectorise)
     optimizer = build_optimizer(cfg["optimizer"], stack.parameters())
-    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["train"]["epochs"])
-                if cfg["optimizer"]["schedule"] == "cosine" else None)
     loss_fn = LOSSES[cfg["train"]["loss"]]
-    batch_size, epochs = cfg["train"]["batch_size"], cfg["train"]["epochs"]
+    batch_size, max_updates = cfg["train"]["batch_size"], cfg["train"]["max_updates"]
     eval_batch_size = cfg["train"]["eval_batch_size"]
     eval_every = cfg["train"]["eval_every"]
-    n_steps = math.ceil(len(train) / batch_size)  # optimizer updates per epoch
+    n_steps = math.ceil(len(train) / batch_size)  # optimizer updates per full epoch
+    # a cap on the updates ends training early, in the epoch that reaches it
+    epochs = cfg["train"]["epochs"] if max_updates is None else min(cfg["train"]["epochs"], math.ceil(max_updates / n_steps))
     shufflers = [torch.Generator().manual_seed(seed) for seed in seeds]  # CPU generators: same order on every device
     results = [RunResult(model=model, parameters=sum(p.numel() for p in model.parameters())) for model in models]
     active = list(range(len(seeds)))  # seeds that have not diverged
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+                if cfg["optimizer"]["schedule"] == "cosine" else None)
+    updates = 0
     started = time.perf_counter()
 
     def record(epoch: int, train_loss: list[float], train_acc: list[float], grad_norms: list[list[float]],
@@ -193,7 +196,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
                   for name, split in splits.items() if name != "train"}
         step_sizes = effective_lr(optimizer, cfg["optimizer"]["name"], stack)
         for i in active:
-            row = {"epoch": epoch, "updates": epoch * n_steps, "train_loss": train_loss[i], "train_acc": train_acc[i]}
+            row = {"epoch": epoch, "updates": updates, "train_loss": train_loss[i], "train_acc": train_acc[i]}
             for name, score in scores.items():
                 row[f"{name}_loss"], row[f"{name}_acc"] = (score[0][i], score[1][i]) if score else (math.nan, math.nan)
             row["epoch_seconds"] = epoch_seconds
@@ -213,7 +216,6 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     record(0, train_loss0, train_acc0, init_norms, 0.0)
 
     n = len(train)
-    n_sampled = len(range(0, n_steps, GRAD_NORM_EVERY))
     for epoch in range(1, epochs + 1):
         stack.train()
         epoch_start = time.perf_counter()
@@ -221,8 +223,9 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         loss_sum = torch.zeros(len(seeds), device=device)
         correct = torch.zeros(len(seeds), device=device)
         grad_norm_sum = torch.zeros(len(seeds), len(stack.weights), device=device)
-        for step, start in enumerate(range(0, n, batch_size)):
-            idx = order[:, start:start + batch_size]
+        steps = n_steps if max_updates is None else min(n_steps, max_updates - updates)
+        for step in range(steps):
+            idx = order[:, step * batch_size:(step + 1) * batch_size]
             x, y = train.x[idx], train.y[idx]
             logits = stack(x)
             losses = loss_fn(logits, y)
@@ -234,9 +237,11 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
             # running sums stay on the device: no host sync inside the epoch
             loss_sum += losses.detach() * idx.shape[1]
             correct += (logits.argmax(dim=-1) == y).sum(dim=1)
+        updates += steps
         if schedule is not None:
             schedule.step()
-        stats = torch.cat([loss_sum / n, correct / n, (grad_norm_sum / n_sampled).flatten()]).tolist()
+        seen, n_sampled = min(n, steps * batch_size), len(range(0, steps, GRAD_NORM_EVERY))
+        stats = torch.cat([loss_sum / seen, correct / seen, (grad_norm_sum / n_sampled).flatten()]).tolist()
         epoch_seconds = time.perf_counter() - epoch_start
         k = len(seeds)
         grad_norms = [stats[2 * k + i * len(stack.weights):2 * k + (i + 1) * len(stack.weights)] for i in range(k)]

@@ -1,4 +1,4 @@
-"""Model zoo: `build_model` turns a plain `model:` config dict into a module whose `.linears`
+"""Model zoo: `build_model` turns a plain `model:` config dict into a module whose `.weight_layers`
 lists its weight layers in input-to-output order (used for per-layer gradient norms)."""
 
 from __future__ import annotations
@@ -6,11 +6,12 @@ from __future__ import annotations
 from torch import nn
 
 from models.mlp import MLP, mlp_parameter_count
+from models.rescnn import ResidualCNN
 from models.resmlp import ResidualMLP
 
-__all__ = ["ARCHITECTURES", "MLP", "ResidualMLP", "build_model", "mlp_parameter_count"]
+__all__ = ["ARCHITECTURES", "MLP", "ResidualCNN", "ResidualMLP", "build_model", "mlp_parameter_count"]
 
-ARCHITECTURES = ("mlp", "resmlp")  # the values model.arch can take
+ARCHITECTURES = ("mlp", "resmlp", "rescnn")  # the values model.arch can take
 
 
 def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
@@ -19,5 +20,8 @@ def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
                    activation=model["activation"], init=model["init"], dropout=model["dropout"])
     if model["arch"] == "resmlp":
         return ResidualMLP(in_features, out_features, depth=model["depth"], width=model["width"],
+                           residual=model["residual"], init=model["init"])
+    if model["arch"] == "rescnn":
+        return ResidualCNN(in_features, out_features, depth=model["depth"], width=model["width"],
                            residual=model["residual"], init=model["init"])
     raise ValueError(f"unknown model.arch {model['arch']!r} (known: {', '.join(ARCHITECTURES)})")

@@ -27,17 +27,17 @@ class MLP(nn.Module):
                 layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(sizes[-1], out_features))
         self.net = nn.Sequential(*layers)
-        self.linears = [m for m in self.net if isinstance(m, nn.Linear)]
-        initialise(self.linears, init)
+        self.weight_layers = [m for m in self.net if isinstance(m, nn.Linear)]
+        initialise(self.weight_layers, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
-def initialise(linears: list[nn.Linear], init: str) -> None:
+def initialise(weight_layers: list[nn.Module], init: str) -> None:
     if init == "torch_default":
         return
-    for layer in linears:
+    for layer in weight_layers:
         if init == "glorot_uniform":
             nn.init.xavier_uniform_(layer.weight)
         elif init == "he":

@@ -34,9 +34,9 @@ class ResidualMLP(nn.Module):
         self.stem = nn.Sequential(nn.Linear(in_features, width, bias=False), nn.BatchNorm1d(width), nn.ReLU())
         self.blocks = nn.ModuleList(Block(width, residual) for _ in range((depth - 1) // 2))
         self.head = nn.Linear(width, out_features)
-        self.linears = [m for m in self.modules() if isinstance(m, nn.Linear)]
+        self.weight_layers = [m for m in self.modules() if isinstance(m, nn.Linear)]
         self.skipped: set[int] = set()
-        initialise(self.linears, init)
+        initialise(self.weight_layers, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
