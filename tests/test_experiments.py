@@ -6,18 +6,24 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
 
+from experiments import analysis
 from experiments.config import CONFIG_DIR, experiment_names
 from experiments.config import register_schema
 from experiments.runner import build_runs
 
 
-def runs_of(*overrides: str) -> dict[str, dict]:
+def composed(*overrides: str):
     register_schema()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
-        return build_runs(cfg)
+        return cfg
+
+
+def runs_of(*overrides: str) -> dict[str, dict]:
+    return build_runs(composed(*overrides))
 
 
 def test_lecture_protocol_is_the_claims_md_demo():
@@ -76,3 +82,65 @@ def test_equal_updates_variants_make_200_updates_under_either_protocol(protocol,
     full, mini = runs["full_batch_200_updates"]["train"], runs["minibatch_200_updates"]["train"]
     assert full["batch_size"] == train_size and full["epochs"] == 200 and full["max_updates"] is None
     assert mini["batch_size"] == 100 and mini["max_updates"] == 200 and mini["epochs"] * train_size >= 200 * 100
+
+
+def scores_where(checks: list[dict], holding: list[bool]) -> dict[tuple[str, str], float]:
+    """Values per (metric, variant) under which exactly the `holding` checks hold: a longest-path
+    solution of the difference constraints the checks make (one unit = a clear lead)."""
+    constraints = []  # (high, low, gap): value[high] >= value[low] + gap, in 'better' orientation
+    for check, holds in zip(checks, holding):
+        b, w = (check["metric"], check["better"]), (check["metric"], check["worse"])
+        if check["kind"] == "beats":
+            constraints.append((b, w, 1) if holds else (w, b, 0))
+        else:
+            constraints.append((b, w, 0) if holds else (w, b, 1))
+    score = {key: 0 for c in constraints for key in c[:2]}
+    for _ in range(len(score) + 1):
+        changed = False
+        for high, low, gap in constraints:
+            if score[high] < score[low] + gap:
+                score[high], changed = score[low] + gap, True
+        if not changed:
+            break
+    assert not changed, "these checks cannot hold and fail together"
+    lower = {c["metric"]: c["lower_is_better"] for c in checks}
+    return {key: 0.5 + (-0.1 if lower[key[0]] else 0.1) * value for key, value in score.items()}
+
+
+def verdict_on(spec: dict, values: dict[tuple[str, str], float]) -> str:
+    """The experiment's own rule applied to three seeds per variant around the given values."""
+    variants = sorted({v for _, v in values} | set(spec["lecture"]))
+    rows = [{"variant": v, "seed": seed, "status": "complete", "train_acc": 0.5, "test_acc": 0.5,
+             "seconds": 1.0, "seconds_per_epoch": 1.0,
+             **{m: value + 0.001 * (seed - 1) for (m, variant), value in values.items() if variant == v}}
+            for v in variants for seed in range(3)]
+    study = {"experiment": {**spec, "variants": {v: {} for v in variants}}, "seeds": [0, 1, 2]}
+    finals = pd.DataFrame(rows)
+    return analysis.decide(analysis.summarise(finals, study), finals, study)["verdict"]
+
+
+@pytest.mark.parametrize("name", experiment_names())
+def test_each_experiment_rule_gives_every_outcome_on_hand_made_tables(name):
+    spec = OmegaConf.to_container(composed(f"name={name}").experiment)
+    rule, lecture = spec["verdict"], spec["lecture"]
+    checks = analysis.checks_of(rule)
+    sized = rule["tolerance"] is not None and lecture
+    metric = rule["metric"]
+
+    def with_lecture_sizes(values, shrink):  # the verdict metric at (or part way towards) the lecture's numbers
+        centre = sum(lecture.values()) / len(lecture)
+        return values | {(metric, v): centre + shrink * (x - centre) for v, x in lecture.items()}
+
+    everything = scores_where(checks, [True] * len(checks))
+    if sized:
+        everything = with_lecture_sizes(everything, 1.0)
+    assert verdict_on(spec, everything) == "reproduced"
+
+    nothing = scores_where(checks, [False] * len(checks))
+    assert verdict_on(spec, nothing) == "not reproduced"
+
+    if len(checks) > 1:  # one statement fails, the others hold
+        assert verdict_on(spec, scores_where(checks, [True] * (len(checks) - 1) + [False])) == "partly"
+    if sized:  # right direction, but the lecture's gap is halved
+        assert verdict_on(spec, with_lecture_sizes(everything, 0.5)) == "partly"
+    assert len(checks) > 1 or sized, "a single check without a size test cannot come out 'partly'"
