@@ -38,7 +38,7 @@ def main() -> int:
         return 1
     seconds = time.perf_counter() - started
     shown = " ".join(["python scripts/reproduce_all.py", *sys.argv[1:]])
-    record = {"command": shown, "seconds": round(seconds, 1), "torch": torch.__version__,
+    record = {"command": shown, "seconds": round(seconds, 1), "experiments": experiment_names(), "torch": torch.__version__,
               "device": device_name(resolve_device(overrides.get("device", "auto")))}
     write_atomic(results_dir / report.REPRODUCTION_FILE, json.dumps(record, indent=2) + "\n")
     print(f"all experiments: {seconds / 60:.1f} min")

@@ -57,4 +57,18 @@ def test_recorded_reproduction_time_is_shown(tmp_path, monkeypatch):
     (results / report.REPRODUCTION_FILE).write_text(json.dumps(
         {"command": "python scripts/reproduce_all.py", "seconds": 600.0, "device": "cpu (x86_64, 2 threads)", "torch": "2.x"}))
     report.main([str(results)])
-    assert "took 10.0 min on cpu (x86_64, 2 threads)" in (results / "REPORT.md").read_text()
+    text = (results / "REPORT.md").read_text()
+    assert "took 10.0 min on cpu (x86_64, 2 threads) (torch 2.x). Which claims it covered was not recorded" in text
+
+    # a claim added after the reproduction was recorded is named as not in its time
+    names = experiment_names()
+    (results / report.REPRODUCTION_FILE).write_text(json.dumps(
+        {"command": "python scripts/reproduce_all.py", "seconds": 600.0, "experiments": names[:-1],
+         "device": "cpu (x86_64, 2 threads)", "torch": "2.x"}))
+    report.main([str(results)])
+    assert f"(torch 2.x). It did not include {names[-1]} (added since)." in (results / "REPORT.md").read_text()
+    (results / report.REPRODUCTION_FILE).write_text(json.dumps(
+        {"command": "python scripts/reproduce_all.py", "seconds": 600.0, "experiments": names,
+         "device": "cpu (x86_64, 2 threads)", "torch": "2.x"}))
+    report.main([str(results)])
+    assert "(torch 2.x).\n" in (results / "REPORT.md").read_text()

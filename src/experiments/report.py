@@ -64,8 +64,13 @@ def build_report(results_dir: Path) -> str:
              ""]
     try:
         reproduction = json.loads((results_dir / REPRODUCTION_FILE).read_text())
+        covered = reproduction.get("experiments")
+        newer = [name for name in order if covered is not None and name not in covered]
+        scope = ("" if covered and not newer else
+                 f" It did not include {', '.join(newer)} (added since)." if newer else
+                 " Which claims it covered was not recorded; claims added since are not in this time.")
         lines += [f"Full reproduction: `{reproduction['command']}` took {minutes(reproduction['seconds'])} "
-                  f"on {reproduction['device']} (torch {reproduction['torch']}).", ""]
+                  f"on {reproduction['device']} (torch {reproduction['torch']}).{scope}", ""]
     except (OSError, ValueError, KeyError):
         lines += ["Full reproduction: not recorded yet (`python scripts/reproduce_all.py`).", ""]
 
