@@ -41,6 +41,7 @@ def exit_message(monkeypatch, tmp_path, *args) -> str:
     ("experiment.title=../../../../elsewhere", "may not contain '/'"),
     ("model.widht=3", "widht"),
     ("model.arch=rescnn", "model.depth of a rescnn must be 6n + 2 >= 8"),
+    ("model.arch=cnn", "unknown model.arch 'cnn'"),
 ])
 def test_bad_value_is_one_line(monkeypatch, tmp_path, override, expected):
     assert expected in exit_message(monkeypatch, tmp_path, "name=relu_vs_sigmoid", override)

@@ -9,7 +9,7 @@ from models.mlp import MLP, mlp_parameter_count
 from models.rescnn import ResidualCNN
 from models.resmlp import ResidualMLP
 
-__all__ = ["ARCHITECTURES", "MLP", "ResidualCNN", "ResidualMLP", "build_model", "mlp_parameter_count"]
+__all__ = ["MLP", "ResidualCNN", "ResidualMLP", "build_model", "mlp_parameter_count"]
 
 ARCHITECTURES = ("mlp", "resmlp", "rescnn")  # the values model.arch can take
 

@@ -50,7 +50,7 @@ class ResidualCNN(nn.Module):
                  init: str = "he"):
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"rescnn depth must be 6n + 2 >= 8 (stem + 3 stages of n blocks of 2 + output), got {depth}")
+            raise ValueError(f"model.depth of a rescnn must be 6n + 2 >= 8 (8, 14, 20, ...: stem + 3 stages of n blocks of 2 + output), got {depth}")
         self.side = math.isqrt(in_features)
         if self.side ** 2 != in_features:
             raise ValueError(f"rescnn needs square one-channel images, got {in_features} input features")

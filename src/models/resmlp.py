@@ -30,7 +30,7 @@ class ResidualMLP(nn.Module):
                  init: str = "he"):
         super().__init__()
         if depth < 3 or depth % 2 == 0:
-            raise ValueError(f"resmlp depth must be odd and >= 3 (1 stem layer + 2 per block), got {depth}")
+            raise ValueError(f"model.depth of a resmlp must be odd and >= 3 (1 stem layer + 2 per block), got {depth}")
         self.stem = nn.Sequential(nn.Linear(in_features, width, bias=False), nn.BatchNorm1d(width), nn.ReLU())
         self.blocks = nn.ModuleList(Block(width, residual) for _ in range((depth - 1) // 2))
         self.head = nn.Linear(width, out_features)
