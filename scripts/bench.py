@@ -244,7 +244,7 @@ def render(header: dict, results: dict) -> str:
              "|---|---|---|---|",
              f"| suite's loop (`experiments.train`) | {suite['seconds']:.2f} | – | {suite['test_acc']:.4f} |"]
     for name, label in (("tutorial", "PyTorch tutorial (DataLoader + ToTensor)"),
-                        ("keras", f"Keras {results.get('keras', {}).get('keras', '')} (torch backend)")):
+                        ("keras", f"Keras {results['keras']['keras']} (torch backend)" if "keras" in results else "Keras (torch backend)")):
         if name in results:
             lines.append(f"| {label} | {results[name]['seconds']:.2f} | {results[f'speedup_vs_{name}']:.2f}× | "
                          f"{results[name]['test_acc']:.4f} |")
