@@ -55,7 +55,7 @@ def test_gradient_ratio_uses_each_runs_own_last_layer():
     assert summary.loc["b", "grad_ratio_init"] == pytest.approx(0.01)
 
 
-def write_store(study_dir, finals):
+def write_store(study_dir, finals, vectorised_seeds: int = 1):
     (study_dir).mkdir(parents=True)
     (study_dir / analysis.STUDY_FILE).write_text(json.dumps(STUDY))
     runs = make_runs(finals)
@@ -63,7 +63,7 @@ def write_store(study_dir, finals):
         path = store.run_dir(study_dir, variant, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = store.temp_dir_for(path)
-        meta = {"variant": variant, "seed": int(seed), "status": "complete", "key": "k"}
+        meta = {"variant": variant, "seed": int(seed), "status": "complete", "key": "k", "vectorised_seeds": vectorised_seeds}
         store.commit_run(tmp, path, rows.drop(columns=["variant", "seed", "status"]).to_dict("records"), meta)
 
 
@@ -81,6 +81,15 @@ def test_analysis_from_store_is_deterministic_and_ignores_unfinished_runs(tmp_pa
     assert first == {name: (study_dir / name).read_bytes() for name in analysis.OUTPUTS}
     markdown = first["summary.md"].decode()
     assert "| b | 0.96 | 0.960 ± 0.025 |" in markdown and "**Verdict: reproduced**" in markdown
+
+
+@pytest.mark.parametrize("vectorised_seeds", [1, 3])
+def test_seconds_per_run_are_each_runs_share_of_a_vectorised_group(tmp_path, vectorised_seeds):
+    study_dir = tmp_path / "toy" / "lecture"
+    write_store(study_dir, {"a": [0.11, 0.12, 0.10], "b": [0.95, 0.96, 0.97]}, vectorised_seeds)
+    summary, _ = analysis.analyse(study_dir)  # make_runs logs 2 s for its one epoch
+    assert summary.set_index("variant")["seconds_per_run"].tolist() == [2.0 / vectorised_seeds] * 2
+    assert summary.set_index("variant")["seconds_per_epoch"].tolist() == [2.0 / vectorised_seeds] * 2
 
 
 def test_missing_seed_is_reported_incomplete(tmp_path):

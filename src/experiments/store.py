@@ -123,6 +123,8 @@ def load_study(study_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         table.insert(0, "seed", meta["seed"])
         table.insert(0, "variant", meta["variant"])
         table["parameters"] = meta.get("parameters")
+        # a vectorised group logged the time of all its seeds together: give each run its share
+        table[["epoch_seconds", "seconds"]] /= meta.get("vectorised_seeds", 1)
         tables.append(table)
         metas.append(meta)
     if not tables:
