@@ -279,7 +279,7 @@ def finish(fig, axes, title: str, shared_legend: bool = False) -> bytes:
         ax.grid(alpha=0.3)
         if not shared_legend:
             ax.legend(fontsize=8)
-    fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 12)))  # ~12 characters an inch
+    fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 10)))  # ~10 characters of 12-pt text an inch
     fig.tight_layout()
     if shared_legend:
         handles, labels = axes[0].get_legend_handles_labels()
