@@ -20,6 +20,7 @@ from scipy import stats  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from experiments.config import grid_runs  # noqa: E402
+from experiments import verdicts  # noqa: E402
 from experiments.store import load_probe, load_study, locked, write_atomic  # noqa: E402
 
 STUDY_FILE = "study.json"
@@ -48,11 +49,18 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     ordered = runs.sort_values(["variant", "seed", "epoch"])
     finals = ordered.groupby(["variant", "seed"], sort=False).tail(1).set_index(["variant", "seed"])
     finals["test_error"] = 1 - finals["test_acc"]
-    finals["train_error"] = 1 - finals["train_acc"]  # over the last epoch, as the model trained
+    finals["train_acc_running"] = finals["train_acc"]  # over the last epoch, as the model trained
+    if "train_eval_acc" in finals:  # the trained model in eval mode: dropout off, batch norm's running statistics
+        finals["train_acc"] = finals["train_eval_acc"]
+    finals["train_error"] = 1 - finals["train_acc"]
     # how fast training converged: the training loss averaged over the epochs
     trained = ordered[ordered["epoch"] > 0].groupby(["variant", "seed"])
     finals["mean_train_loss"] = trained["train_loss"].mean()
     finals["seconds_per_epoch"] = trained["epoch_seconds"].mean()  # training only, no evaluation
+    finals["log10_seconds_per_epoch"] = finals["seconds_per_epoch"].map(safe_log10)
+    if "effective_lr" in finals:  # how far the step size per unit gradient fell from the first epoch to the last
+        first = ordered[ordered["epoch"] == 1].set_index(["variant", "seed"])["effective_lr"]
+        finals["log10_lr_shrink"] = (finals["effective_lr"] / first).map(safe_log10)
     grad_cols = grad_columns(runs)
     if grad_cols:
         norms = ordered.set_index(["variant", "seed"])[grad_cols]
@@ -60,9 +68,16 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
         at_init = ordered.set_index(["variant", "seed"])["epoch"] == 0
         finals["grad_ratio_init"] = ratio[at_init.values].groupby(level=[0, 1]).mean()
         finals["grad_ratio_train"] = ratio[~at_init.values].groupby(level=[0, 1]).mean()
-        for column in ("grad_ratio_init", "grad_ratio_train"):
-            finals[f"log10_{column}"] = finals[column].map(math.log10)
+        # the whole gradient's size at initialisation: small where the error surface is flat
+        total = norms.pow(2).sum(axis=1, min_count=1).pow(0.5)
+        finals["grad_norm_init"] = total[at_init.values].groupby(level=[0, 1]).mean()
+        for column in ("grad_ratio_init", "grad_ratio_train", "grad_norm_init"):
+            finals[f"log10_{column}"] = finals[column].map(safe_log10)
     return finals.reset_index()
+
+
+def safe_log10(x: float) -> float:
+    return math.log10(x) if x > 0 else math.nan
 
 
 def summarise(finals: pd.DataFrame, study: dict) -> pd.DataFrame:
@@ -101,64 +116,37 @@ def summarise(finals: pd.DataFrame, study: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def checks_of(rule: dict) -> list[dict]:
-    if rule.get("checks"):
-        return [{"metric": c.get("metric") or rule["metric"], "lower_is_better": c.get("lower_is_better", False),
-                 "better": c["better"], "worse": c["worse"], "kind": c.get("kind", "beats")} for c in rule["checks"]]
-    return [{"metric": rule["metric"], "lower_is_better": False, "better": rule["better"], "worse": rule["worse"],
-             "kind": "beats"}]
+def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
+    """The claim's checks as the engine takes them; under the lecture protocol, plus a size check
+    (equivalence within ±tolerance) for each variant the lecture gives a number for."""
+    raw = rule.get("checks") or [{"better": rule["better"], "worse": rule["worse"]}]
+    checks = [verdicts.Check(better=c["better"], worse=c.get("worse") or None, value=c.get("value"),
+                             metric=c.get("metric") or rule["metric"], kind=c.get("kind", "beats"),
+                             margin=c.get("margin", 0.0), lower_is_better=c.get("lower_is_better", False),
+                             key=c.get("key", True), note=c.get("note", "")) for c in raw]
+    if study is not None and study.get("protocol") == "lecture" and rule.get("tolerance") is not None:
+        checks += [verdicts.Check(better=variant, value=number, metric=rule["metric"], kind="equivalent",
+                                  margin=rule["tolerance"], key=False, note="size: the lecture's number")
+                   for variant, number in study["experiment"].get("lecture", {}).items()]
+    return checks
 
 
 def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
-    """The experiment's rule, applied to the numbers: reproduced / partly / not reproduced.
-
-    Each check: its `better` variant must beat `worse` on the check's metric with non-overlapping
-    95% confidence intervals over seeds. Size: each variant's mean of the verdict metric must lie
-    within `tolerance` of the lecture's number (skipped when tolerance is null). Every check and
-    the size hold -> reproduced; at least one check holds -> partly; none -> not reproduced.
-    """
-    rule = study["experiment"]["verdict"]
+    """The experiment's checks, tested by the verdict engine on the per-seed values."""
     by_variant = summary.set_index("variant")
     incomplete = by_variant[by_variant["n"] < by_variant["n_expected"]]
     if len(incomplete):
         parts = [f"{v}: {int(r.n)} of {int(r.n_expected)} seeds" for v, r in incomplete.iterrows()]
-        return {"verdict": "incomplete", "reason": "missing runs (" + "; ".join(parts) + ")"}
-    if (by_variant["n"] < 2).any():
-        return {"verdict": "inconclusive", "reason": "fewer than 2 seeds per variant: no confidence interval"}
-
-    held, failed = [], []
-    for check in checks_of(rule):
-        metric, sign = check["metric"], -1 if check["lower_is_better"] else 1
-        stats_of = {}
-        for variant in (check["better"], check["worse"]):
-            values = finals.loc[finals["variant"] == variant, metric]
-            stats_of[variant] = (values.mean(), ci95_half_width(values))
-        (b_mean, b_ci), (w_mean, w_ci) = stats_of[check["better"]], stats_of[check["worse"]]
-        described = (f"{check['better']} {b_mean:.3g} ± {b_ci:.2g} vs {check['worse']} {w_mean:.3g} ± {w_ci:.2g} "
-                     f"{metric}")
-        if check["kind"] == "not_worse":
-            holds = sign * (w_mean - b_mean) <= b_ci + w_ci
-            described = f"{check['better']} is not worse than {check['worse']}: " + described
-        else:
-            holds = sign * (b_mean - w_mean) > b_ci + w_ci
-        (held if holds else failed).append(described)
-    n = int(by_variant["n"].min())
-    if not held:
-        return {"verdict": "not reproduced", "reason": f"no check holds beyond the seeds' spread (95% CI, n={n}): "
-                + "; ".join(failed)}
-    tolerance = rule.get("tolerance")
-    off = [] if tolerance is None else [
-        f"{v} {r['mean']:.3f} vs lecture {r['lecture']:.2f}" for v, r in by_variant.iterrows()
-        if not math.isnan(r["lecture"]) and abs(r["mean"] - r["lecture"]) > tolerance]
-    if failed or off:
-        reason = f"holds (95% CI, n={n}): " + "; ".join(held)
-        if failed:
-            reason += ". Does not hold: " + "; ".join(failed)
-        if off:
-            reason += f". Size differs from the lecture by more than {tolerance}: " + "; ".join(off)
-        return {"verdict": "partly", "reason": reason}
-    size = "" if tolerance is None else f" and every variant within {tolerance} of the lecture's number"
-    return {"verdict": "reproduced", "reason": f"holds (95% CI, n={n}){size}: " + "; ".join(held)}
+        return {"verdict": "incomplete", "reason": "missing runs (" + "; ".join(parts) + ")", "checks": []}
+    checks = checks_of(study["experiment"]["verdict"], study)
+    values = {(c_variant, metric): finals.loc[finals["variant"] == c_variant, metric].to_numpy()
+              for check in checks for c_variant in (check.better, check.worse) if c_variant is not None
+              for metric in [check.metric] if metric in finals}
+    result = verdicts.decide(checks, values)
+    n = int(by_variant["n"].min()) if len(by_variant) else 0
+    return {"verdict": result.verdict, "headline": f"n = {n} seeds per variant; {result.headline()}",
+            "reason": f"n = {n} seeds per variant; " + result.reason(),
+            "checks": [o.as_dict() for o in result.outcomes], "possible": result.possible}
 
 
 def per_epoch(runs: pd.DataFrame, metric: str) -> pd.Series | None:
@@ -176,28 +164,37 @@ def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
     training ends in (the caveat the report prints under the verdict)."""
     notes = []
     for check in checks_of(study["experiment"]["verdict"]):
-        values = per_epoch(runs, check["metric"])
-        if values is None or check["kind"] == "not_worse":
+        values = per_epoch(runs, check.metric)
+        if values is None or check.kind != "beats" or check.worse is None:
             continue
         measured = runs.assign(value=values).dropna(subset=["value"])
-        curves = [measured[measured["variant"] == v].groupby("epoch")["value"].mean() for v in (check["better"], check["worse"])]
+        curves = [measured[measured["variant"] == v].groupby("epoch")["value"].mean() for v in (check.better, check.worse)]
         epochs = curves[0].index.intersection(curves[1].index)
         last = epochs.max() if len(epochs) else 0
         middle = epochs[(epochs >= 1) & (epochs <= last / 2)]
         if not len(middle):
             continue
-        sign = -1 if check["lower_is_better"] else 1
+        sign = -1 if check.lower_is_better else 1
         lead = {epoch: sign * (curves[0][epoch] - curves[1][epoch]) for epoch in (middle.max(), last)}
         if 0 < lead[last] < lead[middle.max()] / 2:
-            notes.append(f"{check['better']}'s lead over {check['worse']} in {check['metric']} shrank from "
+            notes.append(f"{check.better}'s lead over {check.worse} in {check.metric} shrank from "
                          f"{lead[middle.max()]:.3g} at epoch {middle.max()} to {lead[last]:.3g} at epoch {last}: "
                          "a longer budget may close it")
     return notes
 
 
+INTERVAL_NOTE = ("Each check: the advantage of the first variant over the second (difference of means over seeds, "
+                 "oriented so that > 0 favours the first), [its 90% Welch interval, whose ends are one-sided 95% bounds], "
+                 "the one-sided p-value of the decision shown and its Holm-adjusted value over the claim's checks.")
+
+
 def verdict_lines(verdict: dict) -> list[str]:
-    """The verdict and its reason, then any caveat about the training budget."""
-    lines = [f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", ""]
+    """The verdict, one line per check, then any caveat about the training budget."""
+    if not verdict.get("checks"):
+        return [f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", ""]
+    lines = [f"**Verdict: {verdict['verdict']}** — {verdict['headline']}.", "",
+             *(f"- {'' if c['key'] else '(not a key check) '}{c['text']}" for c in verdict["checks"]), "",
+             f"<sub>{INTERVAL_NOTE}</sub>", ""]
     if verdict.get("closing_gaps"):
         lines += ["*Budget caveat* (computed from the curves): " + "; ".join(verdict["closing_gaps"]) + ". "
                   "Where a gap is still closing, the run measures convergence speed as much as the end state.", ""]
@@ -434,10 +431,12 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
             f"{val[label]:.3f} ({test[label]:.3f})" if label in val.index and pd.notna(val[label]) else "–"
             for label in mine) + " |")
         scored = [label for label in mine if label in val.index and pd.notna(val[label])]
+        # the variant's own value of each grid key, as the runner resolved it without the grid
+        own = study.get("grid_defaults", {}).get(base) or {key: OmegaConf.select(OmegaConf.create(partial), key)
+                                                          for key in keys}
         chosen = {"tuned": max(scored, key=lambda label: val[label]) if scored else None,
                   "default": next((label for label in mine if all(
-                      OmegaConf.select(OmegaConf.create(partial), key) == value
-                      for key, value in labels[label][1].items())), None)}
+                      own.get(key) == value for key, value in labels[label][1].items())), None)}
         if chosen["tuned"] in (mine[0], mine[-1]) and len(mine) > 2:
             at_edge.append(f"{base} ({chosen['tuned']})")
         for kind, label in chosen.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -90,15 +90,27 @@ class TrainConfig:
     vectorise: Optional[bool] = None
 
 
+class CheckKind(str, Enum):
+    beats = "beats"  # better's advantage over worse is > 0 (experiments/verdicts.py)
+    not_worse = "not_worse"  # better's deficit is below `margin` (non-inferiority)
+    equivalent = "equivalent"  # the difference lies within ±margin (two one-sided tests)
+
+
 @dataclass
 class CheckConfig:
-    """One statement of a claim: variant `better` beats `worse` on `metric` beyond the seeds' spread."""
+    """One statement of a claim, tested on the difference of two variants' means over seeds
+    (or of one variant's mean and the number `value`); see experiments/verdicts.py."""
     better: str = MISSING
-    worse: str = MISSING
+    worse: str = ""  # the other variant; empty when `value` is given
+    value: Optional[float] = None  # compare `better` with this fixed number instead of a variant
     metric: str = ""  # a per-run column (see analysis.per_run); empty: the verdict's metric
     lower_is_better: bool = False
-    # "beats": better's CI lies wholly beyond worse's; "not_worse": better is not beaten that way
-    kind: str = "beats"
+    kind: CheckKind = CheckKind.beats
+    # stated before running: for not_worse the largest deficit that still counts as "not worse",
+    # for equivalent the half-width of the band, for beats the smallest advantage that matters
+    margin: float = 0.0
+    key: bool = True  # a key statement: the claim is "not reproduced" when every key check fails
+    note: str = ""  # what the check stands for, in a few words
 
 
 @dataclass
@@ -106,10 +118,20 @@ class VerdictConfig:
     metric: str = "test_acc"  # per-run column the table and the lecture's numbers are about
     better: str = ""  # variant the lecture says wins (the single check, when `checks` is empty)
     worse: str = ""
-    checks: List[CheckConfig] = field(default_factory=list)  # several statements: all must hold
-    # |ours - lecture| allowed for "reproduced" rather than "partly"; null when the lecture's
-    # numbers come from another data set and only the direction can be compared
+    checks: List[CheckConfig] = field(default_factory=list)  # several statements of the claim
+    # lecture protocol only: each variant's mean must lie within ±tolerance of the lecture's number
+    # (an equivalence check that is not a key check); null when the lecture's numbers come from
+    # another data set or are a derived bound, so only directions compare
     tolerance: Optional[float] = 0.05
+
+
+@dataclass
+class RevisionConfig:
+    """A change of the study's settings or rule made after results existed, with its reason."""
+    commit: str = MISSING  # the commit that made the change (as much of its hash as is unique)
+    date: str = MISSING
+    what: str = MISSING
+    why: str = MISSING
 
 
 @dataclass
@@ -132,6 +154,7 @@ class ExperimentConfig:
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     probes: List[str] = field(default_factory=list)  # extra measurements on each trained model (probes.py)
     figures: List[str] = field(default_factory=lambda: ["curves"])  # analysis.FIGURES
+    revisions: List[RevisionConfig] = field(default_factory=list)  # shown in the report (revisions.py)
 
 
 @dataclass
@@ -141,7 +164,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     device: Device = Device.auto
     results_dir: str = "results"
     force: bool = False  # re-run seeds that already completed
@@ -160,3 +183,17 @@ def grid_runs(variants: dict, grid: dict) -> dict[str, tuple[str, dict]]:
         runs = {f"{label}_{short}{value}": (base, {**point, key: value})
                 for label, (base, point) in runs.items() for value in values}
     return runs
+
+
+def protocol_settings(protocol: str) -> dict:
+    """The settings a protocol gives the base config (configs/config.yaml's default model, data
+    and optimizer, then configs/protocol/<protocol>.yaml), before any experiment changes them."""
+    cfg = OmegaConf.structured(Config)
+    defaults = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "config.yaml").defaults)
+    for entry in defaults:
+        if isinstance(entry, dict):
+            ((group, choice),) = entry.items()
+            if group in ("model", "data", "optimizer"):
+                cfg[group] = OmegaConf.merge(cfg[group], OmegaConf.load(CONFIG_DIR / group / f"{choice}.yaml"))
+    cfg = OmegaConf.merge(cfg, OmegaConf.load(CONFIG_DIR / "protocol" / f"{protocol}.yaml"))
+    return {group: OmegaConf.to_container(cfg[group], enum_to_str=True) for group in ("model", "data", "optimizer", "train")}

@@ -37,7 +37,9 @@ def mc_dropout(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed
         rows.append({"k": k, "mc_acc": (prob_sum.argmax(1) == test.y).float().mean().item(),
                      "weight_scaling_acc": scaled_acc})
     model.eval()
-    return pd.DataFrame(rows), {f"mc{MC_SAMPLES}_acc": rows[-1]["mc_acc"], "mc1_acc": rows[0]["mc_acc"]}
+    return pd.DataFrame(rows), {f"mc{MC_SAMPLES}_acc": rows[-1]["mc_acc"], "mc1_acc": rows[0]["mc_acc"],
+                                "weight_scaling_acc": scaled_acc,
+                                f"mc{MC_SAMPLES}_minus_scaling_acc": rows[-1]["mc_acc"] - scaled_acc}
 
 
 @torch.no_grad()
@@ -69,9 +71,13 @@ def delete_blocks(model: torch.nn.Module, splits: dict[str, Split], run: dict, s
         model.skipped = {block} - {-1}
         rows.append({"block": block, "test_acc": (model(test.x).argmax(1) == test.y).float().mean().item()})
     model.skipped = set()
-    deleted = [row["test_acc"] for row in rows[1:]]
+    full, deleted = rows[0]["test_acc"], [row["test_acc"] for row in rows[1:]]
     return pd.DataFrame(rows), {"acc_one_block_deleted": sum(deleted) / len(deleted),
-                                "min_acc_one_block_deleted": min(deleted)}
+                                "min_acc_one_block_deleted": min(deleted),
+                                # what deleting costs: on average over the blocks, and at the worst block
+                                "drop_one_block": full - sum(deleted) / len(deleted),
+                                "max_drop_one_block": full - min(deleted),
+                                "worst_block": deleted.index(min(deleted))}
 
 
 PROBES: dict[str, Callable[[torch.nn.Module, dict[str, Split], dict, int], tuple[pd.DataFrame, dict]]] = {

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import analysis, store
-from experiments.config import grid_runs
+from experiments.config import grid_runs, protocol_settings
 from experiments.data import N_CLASSES, N_FEATURES, N_TEST_TOTAL, N_TRAIN_TOTAL, make_splits
 from experiments.errors import UserError, one_line
 from experiments.probes import PROBES
@@ -61,8 +61,16 @@ def check_values(run: dict) -> None:
         raise UserError("; ".join(problems))
 
 
+def selected(cfg: DictConfig, runs: dict[str, dict]) -> dict[str, dict]:
+    """The runs `only=` picks (by run label or by variant), all of them without it."""
+    if cfg.only is None:
+        return runs
+    labels = grid_runs(cfg.experiment.variants, cfg.experiment.grid)
+    return {label: run for label, run in runs.items() if label in cfg.only or labels[label][0] in cfg.only}
+
+
 def build_runs(cfg: DictConfig) -> dict[str, dict]:
-    """Each selected variant's full, resolved config: the base config with the variant merged over it."""
+    """Every run's full, resolved config: the base config with its variant (and grid point) merged over it."""
     spec = cfg.experiment
     if not spec.variants:
         raise UserError(f"experiment {spec.name!r} lists no variants")
@@ -70,25 +78,27 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
     for label in list(labels) + [str(spec.name)]:
         if not SAFE_NAME.match(label):
             raise UserError(f"name {label!r} is not a safe folder name (letters, digits, _ . - only)")
-    checks = spec.verdict.checks or [spec.verdict]
-    named = [v for check in checks for v in (check.better, check.worse)]
-    if not all(named):
-        raise UserError(f"experiment {spec.name!r}: its verdict needs `better` and `worse`, or a list of `checks`")
+    try:  # the verdict engine's own rules for a check (one of worse / value, margins)
+        checks = analysis.checks_of(OmegaConf.to_container(spec.verdict, resolve=True, enum_to_str=True))
+    except (ValueError, KeyError) as exc:
+        raise UserError(f"experiment {spec.name!r}: verdict: {one_line(exc)}") from None
+    if not checks or not all(check.better for check in checks) or not any(check.key for check in checks):
+        raise UserError(f"experiment {spec.name!r}: its verdict needs `better` and `worse`, or a list of `checks` "
+                        "with at least one key check")
+    named = [v for check in checks for v in (check.better, check.worse) if v is not None]
     # a grid experiment's verdict speaks of <variant>_default and <variant>_tuned
     comparable = [f"{v}_{kind}" for v in spec.variants for kind in ("default", "tuned")] if spec.grid else spec.variants
     unknown = [v for v in (*named, *spec.lecture) if v not in comparable]
     unknown += [p for p in spec.probes if p not in PROBES] + [f for f in spec.figures if f not in analysis.FIGURES]
     if unknown:
         raise UserError(f"experiment {spec.name!r} names unknown variants, probes or figures: {', '.join(unknown)}")
-    selected = list(labels) if cfg.only is None else [
-        label for label, (base, _) in labels.items() if label in cfg.only or base in cfg.only]
     missing = [v for v in (cfg.only or []) if v not in labels and v not in spec.variants]
     if missing:
         raise UserError(f"only= names unknown variants {missing}; {spec.name} has {list(spec.variants)}")
     if not cfg.seeds:
         raise UserError("seeds is empty: give at least one seed, e.g. seeds=[0,1,2]")
     runs = {}
-    for label in selected:
+    for label in labels:
         base, point = labels[label]
         try:
             merged = OmegaConf.merge(cfg, spec.variants[base])
@@ -103,6 +113,19 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
             raise UserError(f"experiment {spec.name!r} tunes on a grid, which needs a validation split: data.val_size > 0")
         runs[label] = run
     return runs
+
+
+def measured_settings(run: dict) -> dict:
+    """The settings that decide what a run measures (no paths, no device choices)."""
+    return {group: {k: v for k, v in run[group].items() if (group, k) not in store.KEY_EXCLUDES}
+            for group in ("model", "data", "optimizer", "train")}
+
+
+def grid_defaults(cfg: DictConfig) -> dict[str, dict]:
+    """Each variant's own value of every grid key (the `_default` point of a grid experiment)."""
+    spec = cfg.experiment
+    return {variant: {key: OmegaConf.select(OmegaConf.merge(cfg, partial), key) for key in spec.grid}
+            for variant, partial in spec.variants.items()} if spec.grid else {}
 
 
 def record_study(study_dir: Path, study: dict) -> None:
@@ -151,14 +174,19 @@ def check_inside(study_dir: Path, results_dir: Path) -> None:
 
 def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[str]) -> dict:
     """Train what is missing, then rebuild the study's table, plot and verdict."""
-    runs = build_runs(cfg)
+    every_run = build_runs(cfg)
+    runs = selected(cfg, every_run)
     device = resolve_device(cfg.device.value)
     check_inside(study_dir, Path(cfg.results_dir))
-    spec = OmegaConf.to_container(cfg.experiment, resolve=True)
+    spec = OmegaConf.to_container(cfg.experiment, resolve=True, enum_to_str=True)
     try:
         study_dir.mkdir(parents=True, exist_ok=True)
         record_study(study_dir, {"experiment": spec, "seeds": list(cfg.seeds), "protocol": protocol,
-                                 "overrides": sorted(o for o in overrides if not o.startswith(("seeds=", "only=")))})
+                                 "overrides": sorted(o for o in overrides if not o.startswith(("seeds=", "only="))),
+                                 # every setting of every run, for the report's settings table
+                                 "settings": {label: measured_settings(run) for label, run in every_run.items()},
+                                 "lecture_settings": measured_settings(protocol_settings("lecture")),
+                                 "grid_defaults": grid_defaults(cfg)})
     except OSError as exc:
         raise UserError(f"cannot write results to {study_dir}: {exc.strerror}") from None
 

@@ -194,6 +194,9 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         evaluated = epoch % eval_every == 0 or epoch == epochs or not all(map(math.isfinite, train_loss))
         scores = {name: evaluate(stack, split, loss_fn, eval_batch_size) if evaluated else None
                   for name, split in splits.items() if name != "train"}
+        # the trained model on its own training data, dropout off and batch norm in eval mode (the
+        # running train_acc is measured while training, with dropout on); once, at the end
+        scores["train_eval"] = evaluate(stack, train, loss_fn, eval_batch_size) if epoch == epochs else None
         step_sizes = effective_lr(optimizer, cfg["optimizer"]["name"], stack)
         for i in active:
             row = {"epoch": epoch, "updates": updates, "train_loss": train_loss[i], "train_acc": train_acc[i]}
