@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from experiments import analysis
 from experiments.config import CONFIG_DIR, experiment_names
 from experiments.config import register_schema
-from experiments.runner import build_runs
+from experiments.runner import build_runs, grid_defaults
 
 
 def composed(*overrides: str):
@@ -65,13 +65,19 @@ def test_full_batch_follows_the_training_set_size():
 
 @pytest.mark.parametrize("name", experiment_names())
 def test_each_experiment_runs_at_a_tiny_size(run_cli, tmp_path, name):
-    done = run_cli(f"name={name}", "data.train_size=200", "data.test_size=500", "model.width=16", "train.epochs=1",
-                   "seeds=[0,1]")
+    spec = composed(f"name={name}")
+    # a grid experiment at its variants' own values only: each still has its _default and _tuned
+    grid = sorted({v for values in grid_defaults(spec).values() for v in values.values()})
+    done = run_cli(f"name={name}", "data.train_size=200", "data.test_size=500", "model.width=8", "train.epochs=1",
+                   "seeds=[0,1]", "data.val_size=500", *([f"experiment.grid={{optimizer.lr:{grid}}}"] if grid else []))
     assert done.returncode == 0, done.stderr
     (study,) = (tmp_path / "results" / name / "lecture").iterdir()
     summary = pd.read_csv(study / "summary.csv")
     assert (summary["n"] == 2).all()
-    assert json.loads((study / "verdict.json").read_text())["verdict"] in {"reproduced", "partly", "not reproduced"}
+    verdict = json.loads((study / "verdict.json").read_text())
+    assert verdict["verdict"] in {"reproduced", "partly", "not reproduced", "inconclusive"}
+    # every check found its variants and its metric among the runs' measurements
+    assert verdict["checks"] and all(check["difference"] is not None for check in verdict["checks"]), verdict["reason"]
     for figure in json.loads((study / "study.json").read_text())["experiment"]["figures"]:
         assert (study / f"{figure}.png").stat().st_size > 10000, figure
 
@@ -82,65 +88,3 @@ def test_equal_updates_variants_make_200_updates_under_either_protocol(protocol,
     full, mini = runs["full_batch_200_updates"]["train"], runs["minibatch_200_updates"]["train"]
     assert full["batch_size"] == train_size and full["epochs"] == 200 and full["max_updates"] is None
     assert mini["batch_size"] == 100 and mini["max_updates"] == 200 and mini["epochs"] * train_size >= 200 * 100
-
-
-def scores_where(checks: list[dict], holding: list[bool]) -> dict[tuple[str, str], float]:
-    """Values per (metric, variant) under which exactly the `holding` checks hold: a longest-path
-    solution of the difference constraints the checks make (one unit = a clear lead)."""
-    constraints = []  # (high, low, gap): value[high] >= value[low] + gap, in 'better' orientation
-    for check, holds in zip(checks, holding):
-        b, w = (check["metric"], check["better"]), (check["metric"], check["worse"])
-        if check["kind"] == "beats":
-            constraints.append((b, w, 1) if holds else (w, b, 0))
-        else:
-            constraints.append((b, w, 0) if holds else (w, b, 1))
-    score = {key: 0 for c in constraints for key in c[:2]}
-    for _ in range(len(score) + 1):
-        changed = False
-        for high, low, gap in constraints:
-            if score[high] < score[low] + gap:
-                score[high], changed = score[low] + gap, True
-        if not changed:
-            break
-    assert not changed, "these checks cannot hold and fail together"
-    lower = {c["metric"]: c["lower_is_better"] for c in checks}
-    return {key: 0.5 + (-0.1 if lower[key[0]] else 0.1) * value for key, value in score.items()}
-
-
-def verdict_on(spec: dict, values: dict[tuple[str, str], float]) -> str:
-    """The experiment's own rule applied to three seeds per variant around the given values."""
-    variants = sorted({v for _, v in values} | set(spec["lecture"]))
-    rows = [{"variant": v, "seed": seed, "status": "complete", "train_acc": 0.5, "test_acc": 0.5,
-             "seconds": 1.0, "seconds_per_epoch": 1.0,
-             **{m: value + 0.001 * (seed - 1) for (m, variant), value in values.items() if variant == v}}
-            for v in variants for seed in range(3)]
-    study = {"experiment": {**spec, "variants": {v: {} for v in variants}}, "seeds": [0, 1, 2]}
-    finals = pd.DataFrame(rows)
-    return analysis.decide(analysis.summarise(finals, study), finals, study)["verdict"]
-
-
-@pytest.mark.parametrize("name", experiment_names())
-def test_each_experiment_rule_gives_every_outcome_on_hand_made_tables(name):
-    spec = OmegaConf.to_container(composed(f"name={name}").experiment)
-    rule, lecture = spec["verdict"], spec["lecture"]
-    checks = analysis.checks_of(rule)
-    sized = rule["tolerance"] is not None and lecture
-    metric = rule["metric"]
-
-    def with_lecture_sizes(values, shrink):  # the verdict metric at (or part way towards) the lecture's numbers
-        centre = sum(lecture.values()) / len(lecture)
-        return values | {(metric, v): centre + shrink * (x - centre) for v, x in lecture.items()}
-
-    everything = scores_where(checks, [True] * len(checks))
-    if sized:
-        everything = with_lecture_sizes(everything, 1.0)
-    assert verdict_on(spec, everything) == "reproduced"
-
-    nothing = scores_where(checks, [False] * len(checks))
-    assert verdict_on(spec, nothing) == "not reproduced"
-
-    if len(checks) > 1:  # one statement fails, the others hold
-        assert verdict_on(spec, scores_where(checks, [True] * (len(checks) - 1) + [False])) == "partly"
-    if sized:  # right direction, but the lecture's gap is halved
-        assert verdict_on(spec, with_lecture_sizes(everything, 0.5)) == "partly"
-    assert len(checks) > 1 or sized, "a single check without a size test cannot come out 'partly'"

@@ -191,10 +191,11 @@ INTERVAL_NOTE = ("Each check: the advantage of the first variant over the second
 def verdict_lines(verdict: dict) -> list[str]:
     """The verdict, one line per check, then any caveat about the training budget."""
     if not verdict.get("checks"):
-        return [f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", ""]
-    lines = [f"**Verdict: {verdict['verdict']}** — {verdict['headline']}.", "",
-             *(f"- {'' if c['key'] else '(not a key check) '}{c['text']}" for c in verdict["checks"]), "",
-             f"<sub>{INTERVAL_NOTE}</sub>", ""]
+        lines = [f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", ""]
+    else:
+        lines = [f"**Verdict: {verdict['verdict']}** — {verdict['headline']}.", "",
+                 *(f"- {'' if c['key'] else '(not a key check) '}{c['text']}" for c in verdict["checks"]), "",
+                 f"<sub>{INTERVAL_NOTE}</sub>", ""]
     if verdict.get("closing_gaps"):
         lines += ["*Budget caveat* (computed from the curves): " + "; ".join(verdict["closing_gaps"]) + ". "
                   "Where a gap is still closing, the run measures convergence speed as much as the end state.", ""]
@@ -474,7 +475,8 @@ def _analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     # what the report needs about the runs, since runs/ is not committed
     verdict |= {"runs": len(metas), "train_seconds": round(sum(m.get("seconds", 0.0) for m in metas), 1),
                 "devices": sorted({m.get("device", "unknown") for m in metas}),
-                "torch": sorted({m.get("torch", "unknown") for m in metas})}
+                "torch": sorted({m.get("torch", "unknown") for m in metas}),
+                "git_commits": sorted({m.get("git_commit", "unknown") for m in metas})}
     write_atomic(study_dir / "verdict.json", json.dumps(verdict, indent=2) + "\n")
     for figure in study["experiment"].get("figures", ["curves"]) if len(runs) else []:
         png = FIGURES[figure](runs, study, study_dir)

@@ -150,12 +150,17 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def git_commit() -> str:
+    """The commit the code and configs come from; '-dirty' when they have uncommitted changes
+    (results/, which every study rewrites, does not count)."""
+    here = Path(__file__).parent
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True,
-                             text=True, cwd=Path(__file__).parent, timeout=10)
-        return out.stdout.strip() or "unknown"
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                                cwd=here, timeout=10).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--", ":/", ":(exclude,top)results"],
+                                 capture_output=True, text=True, cwd=here, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return (commit + ("-dirty" if changed else "")) if commit else "unknown"
 
 
 def check_writable(results_dir: Path) -> None:

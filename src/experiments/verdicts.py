@@ -4,7 +4,7 @@ A check compares the *difference* of two variants' means (or one variant's mean 
 with Welch's t, one-sided in the claimed direction, on the per-seed values of one metric:
 
 - `beats`: the claimed winner's advantage is > 0 (holds); it **fails** when the data show the
-  advantage is below `margin` (0: the other side is significantly ahead);
+  advantage is below `margin` (0: the other side is significantly ahead), even if it is > 0;
 - `not_worse` (non-inferiority): the winner's deficit is < `margin`, a number stated in the
   experiment file before running (holds); it fails when the deficit is significantly above it;
 - `equivalent` (two one-sided tests): |difference| < `margin` (holds); it fails when the
@@ -223,10 +223,10 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
     tested = [o for o in outcomes if o.diff is not None]
     for o, p_h, p_f in zip(tested, holm([o.p_holds for o in tested]), holm([o.p_fails for o in tested])):
         o.p_holds_adjusted, o.p_fails_adjusted = p_h, p_f
-        if p_h < alpha:
-            o.status = HOLDS
-        elif p_f < alpha:
+        if p_f < alpha:  # first: a `beats` advantage shown to be below its margin fails even if it is > 0
             o.status = FAILS
+        elif p_h < alpha:
+            o.status = HOLDS
         else:
             o.seeds = seeds_needed(o.check, o.diff, alpha / len(tested))  # Holm's strictest step
     return outcomes

@@ -1,0 +1,71 @@
+"""What a study ran: its settings beside the lecture protocol's, each departure marked.
+
+A study stores the resolved settings of every run in study.json (`settings`, by run label) and the
+lecture protocol's (`lecture_settings`); this module turns them into the report's settings table
+and the study's label."""
+
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+from experiments.config import CONFIG_DIR, protocol_settings
+
+# the report's names for the table's marks
+DEPARTS, VARIES = "≠ lecture protocol", "varies (what the claim compares, or the tuning grid)"
+
+
+def flatten(settings: dict) -> dict[str, object]:
+    return {f"{group}.{key}": value for group, values in settings.items() for key, value in values.items()}
+
+
+def shown(value) -> str:
+    return "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def settings_rows(study: dict) -> list[tuple[str, str, str, str]]:
+    """(key, lecture protocol's value, this study's value, mark) for every setting of the study."""
+    runs = {label: flatten(run) for label, run in study["settings"].items()}
+    reference = flatten(study["lecture_settings"])
+    keys = list(reference) + sorted({k for run in runs.values() for k in run} - set(reference))
+    rows = []
+    for key in keys:
+        values = {label: run.get(key) for label, run in runs.items()}
+        distinct = list(dict.fromkeys(shown(v) for v in values.values()))
+        if len(distinct) == 1:
+            value = next(iter(values.values()))
+            rows.append((key, shown(reference.get(key)), distinct[0], DEPARTS if value != reference.get(key) else ""))
+        else:
+            rows.append((key, shown(reference.get(key)), " · ".join(distinct), VARIES))
+    return rows
+
+
+def departures(study: dict) -> list[str]:
+    """'key=value' for each setting every run shares that differs from the lecture protocol."""
+    return [f"{key}={value}" for key, _, value, mark in settings_rows(study) if mark == DEPARTS]
+
+
+def study_label(study: dict) -> str:
+    """'lecture protocol', 'lecture protocol, changed: model.activation=relu, ...' or 'modern protocol'."""
+    if study["protocol"] != "lecture" or "settings" not in study:
+        return f"{study['protocol']} protocol"
+    changed = departures(study)
+    return "lecture protocol" + (f", changed: {', '.join(changed)}" if changed else "")
+
+
+def settings_markdown(study: dict) -> list[str]:
+    if "settings" not in study:
+        return ["*Settings: not recorded with these runs (they predate the settings table).*", ""]
+    lines = ["| setting | lecture protocol | this study | |", "|---|---|---|---|"]
+    lines += [f"| `{key}` | {ref} | {value} | {mark} |" for key, ref, value, mark in settings_rows(study)]
+    seeds = study.get("seeds", [])
+    lines += [f"| seeds | – | {', '.join(map(str, seeds))} (n = {len(seeds)}) | |", ""]
+    return lines
+
+
+def protocols_identical(name: str) -> bool:
+    """True when the experiment file itself sets every key in which the protocols differ, so
+    `protocol=modern` runs exactly the lecture-protocol study again."""
+    lecture, modern = flatten(protocol_settings("lecture")), flatten(protocol_settings("modern"))
+    differing = [key for key in lecture if lecture[key] != modern.get(key)]
+    own = OmegaConf.load(CONFIG_DIR / "name" / f"{name}.yaml")
+    return all(OmegaConf.select(own, key) is not None for key in differing)

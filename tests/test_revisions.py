@@ -1,0 +1,101 @@
+"""What a study ran and what changed after it had results: the settings table, and revisions
+detected in a throw-away git repository."""
+
+import subprocess
+
+import pytest
+
+from experiments import revisions, settings
+
+EXPERIMENT = """\
+# @package _global_
+optimizer:
+  lr: {lr}
+experiment:
+  title: {title}
+  verdict:
+    checks:
+      - {{better: a, worse: b, note: "{note}"}}
+  revisions: {revisions}
+"""
+
+
+def commit(repo, files: dict[str, str], message: str) -> str:
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], cwd=repo, check=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    return tmp_path
+
+
+def experiment(lr=0.1, title="T", note="n", recorded="[]") -> dict[str, str]:
+    return {"configs/name/x.yaml": EXPERIMENT.format(lr=lr, title=title, note=note, revisions=recorded)}
+
+
+def test_a_settings_change_after_committed_results_is_a_revision(repo):
+    commit(repo, experiment(lr=0.1), "experiment")
+    commit(repo, experiment(lr=0.3), "tuned before any result: not a revision")
+    commit(repo, {"results/x/lecture/verdict.json": "{}"}, "results")
+    changed = commit(repo, experiment(lr=0.03), "rate changed after results")
+    commit(repo, experiment(lr=0.03, title="Reworded", note="reworded"), "wording only: not a revision")
+    found = revisions.revisions(repo, ["configs/name/x.yaml"], "results/x")
+    assert [(c.commit, c.keys) for c in found] == [(changed, ["optimizer.lr"])]
+
+    lines = revisions.revision_lines(repo, ["configs/name/x.yaml"], "results/x", [])
+    assert len(lines) == 1 and "`optimizer.lr`" in lines[0] and "Reason not recorded" in lines[0]
+    recorded = [{"commit": changed[:7], "date": "d", "what": "lr 0.3 -> 0.03", "why": "the validation split said so"}]
+    lines = revisions.revision_lines(repo, ["configs/name/x.yaml"], "results/x", recorded)
+    assert lines == [f"- {found[0].date}, commit {changed[:7]}: lr 0.3 -> 0.03 (changed `optimizer.lr`). "
+                     "Why: the validation split said so"]
+
+
+def test_recording_the_reason_is_not_itself_a_revision(repo):
+    commit(repo, experiment(lr=0.1), "experiment")
+    commit(repo, {"results/x/lecture/verdict.json": "{}"}, "results")
+    commit(repo, experiment(lr=0.1, recorded='[{commit: abc, date: d, what: w, why: y}]'), "reason added")
+    assert revisions.revisions(repo, ["configs/name/x.yaml"], "results/x") == []
+
+
+def test_runs_older_than_the_experiment_file_are_stale(repo):
+    runs_at = commit(repo, experiment(lr=0.1), "experiment")
+    assert revisions.stale_keys(repo, "configs/name/x.yaml", runs_at[:12]) == []
+    commit(repo, experiment(lr=0.1, title="Reworded"), "wording")
+    assert revisions.stale_keys(repo, "configs/name/x.yaml", runs_at[:12] + "-dirty") == []
+    commit(repo, experiment(lr=0.2), "rate")
+    assert revisions.stale_keys(repo, "configs/name/x.yaml", runs_at[:12]) == ["optimizer.lr"]
+    assert revisions.stale_keys(repo, "configs/name/x.yaml", "unknown") is None
+
+
+def test_without_git_history_the_report_says_so(tmp_path):
+    assert revisions.revisions(tmp_path, ["configs/name/x.yaml"], "results/x") is None
+    assert "git history unavailable" in revisions.revision_lines(tmp_path, ["configs/name/x.yaml"], "results/x", [])[0]
+
+
+STUDY = {
+    "protocol": "lecture", "seeds": [0, 1, 2, 3, 4],
+    "lecture_settings": {"model": {"depth": 3, "activation": "sigmoid"}, "optimizer": {"lr": 0.1}},
+    "settings": {"relu": {"model": {"depth": 9, "activation": "relu"}, "optimizer": {"lr": 0.1}},
+                 "sigmoid": {"model": {"depth": 9, "activation": "sigmoid"}, "optimizer": {"lr": 0.1}}},
+}
+
+
+def test_settings_table_marks_departures_and_what_varies():
+    rows = {key: (ref, value, mark) for key, ref, value, mark in settings.settings_rows(STUDY)}
+    assert rows["model.depth"] == ("3", "9", settings.DEPARTS)
+    assert rows["model.activation"] == ("sigmoid", "relu · sigmoid", settings.VARIES)
+    assert rows["optimizer.lr"] == ("0.1", "0.1", "")
+    assert settings.study_label(STUDY) == "lecture protocol, changed: model.depth=9"
+    assert settings.study_label({**STUDY, "protocol": "modern"}) == "modern protocol"
+    assert "| seeds | – | 0, 1, 2, 3, 4 (n = 5) | |" in settings.settings_markdown(STUDY)
+
+
+@pytest.mark.parametrize("name,identical", [("dropout", True), ("relu_vs_sigmoid", False), ("deep_vs_fat", False)])
+def test_an_experiment_that_fixes_every_protocol_setting_is_not_run_twice(name, identical):
+    assert settings.protocols_identical(name) == identical

@@ -1,0 +1,173 @@
+"""The verdict engine on hand-made per-seed values: every outcome of every check kind, the margins,
+Holm's correction, the seeds estimate, and the verdict the outcomes add up to."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from experiments import verdicts
+from experiments.verdicts import FAILS, HOLDS, INCONCLUSIVE, Check
+
+SPREAD = np.array([-0.002, -0.001, 0.0, 0.001, 0.002])  # five seeds, sd 0.0016
+
+
+def seeds(mean: float, spread: float = 1.0) -> np.ndarray:
+    return mean + spread * SPREAD
+
+
+def outcome(check: Check, **means) -> verdicts.Outcome:
+    values = {(variant, check.metric): value if isinstance(value, np.ndarray) else seeds(value)
+              for variant, value in means.items()}
+    return verdicts.run_checks([check], values)[0]
+
+
+@pytest.mark.parametrize("lower,a,b,status", [
+    (False, 0.90, 0.80, HOLDS),
+    (False, 0.80, 0.90, FAILS),  # the other side is significantly ahead
+    (False, 0.900, 0.8995, INCONCLUSIVE),  # a lead smaller than the seeds' spread
+    (True, 0.05, 0.10, HOLDS),  # lower is better: a's 0.05 error beats b's 0.10
+    (True, 0.10, 0.05, FAILS),
+])
+def test_beats(lower, a, b, status):
+    assert outcome(Check("a", "m", worse="b", lower_is_better=lower), a=a, b=b).status == status
+
+
+def test_beats_with_a_margin_fails_when_the_advantage_is_shown_to_be_too_small():
+    check = Check("a", "m", worse="b", margin=0.05)
+    assert outcome(check, a=0.96, b=0.90).status == HOLDS  # ahead by 0.06
+    assert outcome(check, a=0.91, b=0.90).status == FAILS  # ahead, but shown to be ahead by less than 0.05
+    tight = Check("a", "m", worse="b", margin=0.05)
+    result = verdicts.run_checks([tight], {("a", "m"): seeds(0.901, 0.1), ("b", "m"): seeds(0.900, 0.1)})[0]
+    assert result.status == FAILS  # ahead by 0.001 ± 0.0002: shown to be far below the margin
+
+
+@pytest.mark.parametrize("a,b,status", [
+    (0.899, 0.900, HOLDS),  # 0.001 behind, margin 0.02: not worse
+    (0.850, 0.900, FAILS),  # 0.05 behind: worse by more than the margin
+    (0.880, 0.900, INCONCLUSIVE),  # exactly at the margin
+    (0.950, 0.900, HOLDS),  # ahead is not worse either
+])
+def test_not_worse_uses_the_stated_margin(a, b, status):
+    assert outcome(Check("a", "m", worse="b", kind="not_worse", margin=0.02), a=a, b=b).status == status
+
+
+def test_not_worse_with_a_large_deficit_and_wide_spread_is_inconclusive_not_a_pass():
+    wide = {("a", "m"): np.array([0.2, 0.9, 0.5]), ("b", "m"): np.array([0.9, 0.91, 0.92])}
+    assert verdicts.run_checks([Check("a", "m", worse="b", kind="not_worse", margin=0.02)], wide)[0].status == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("a,value,status", [
+    (0.112, 0.11, HOLDS),  # inside ±0.05 of the lecture's 0.11
+    (0.30, 0.11, FAILS),  # far outside
+    (0.16, 0.11, INCONCLUSIVE),  # on the band's edge
+])
+def test_equivalence_with_a_fixed_number(a, value, status):
+    check = Check("a", "m", value=value, kind="equivalent", margin=0.05)
+    assert outcome(check, a=seeds(a, 5.0)).status == status
+
+
+def test_one_sample_beats_a_fixed_number():
+    check = Check("sigmoid", "log10_ratio", value=-2.0, lower_is_better=True)
+    assert outcome(check, sigmoid=-5.6).status == HOLDS
+    assert outcome(check, sigmoid=-1.0).status == FAILS
+
+
+def test_welch_matches_scipy():
+    a, b = np.array([0.91, 0.93, 0.95, 0.92]), np.array([0.88, 0.90, 0.86, 0.89, 0.91])
+    diff = verdicts.welch(a, b)
+    reference = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
+    assert diff.p_above(0.0) == pytest.approx(reference.pvalue)
+    assert diff.estimate == pytest.approx(a.mean() - b.mean())
+    one = verdicts.welch(a, 0.9)
+    assert one.p_above(0.0) == pytest.approx(stats.ttest_1samp(a, 0.9, alternative="greater").pvalue)
+
+
+def test_seeds_that_all_agree_give_an_exact_decision():
+    check = Check("a", "m", worse="b")
+    same = {("a", "m"): np.full(5, 0.1135), ("b", "m"): np.full(5, 0.1135)}
+    assert verdicts.run_checks([check], same)[0].status == INCONCLUSIVE
+    apart = {("a", "m"): np.full(5, 0.2), ("b", "m"): np.full(5, 0.1135)}
+    assert verdicts.run_checks([check], apart)[0].status == HOLDS
+
+
+def test_holm_adjusted_p_values():
+    assert verdicts.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert verdicts.holm([0.5]) == [0.5]
+
+
+def test_multiplicity_correction_can_undo_a_nominal_pass():
+    # each check alone: p about 0.03; three of them: Holm needs p < 0.0167 for the first
+    a = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    values = {(v, "m"): a + shift for v, shift in (("x", 2.2), ("y", 0.0))}
+    single = verdicts.run_checks([Check("x", "m", worse="y")], values)[0]
+    assert single.status == HOLDS and 0.01 < single.p_holds < 0.05
+    tripled = verdicts.run_checks([Check("x", "m", worse="y", note=str(i)) for i in range(3)], values)
+    assert all(o.status == INCONCLUSIVE and o.p_holds_adjusted == pytest.approx(min(1, 3 * single.p_holds))
+               for o in tripled)
+
+
+def test_seeds_needed_is_enough_at_the_observed_effect():
+    check = Check("a", "m", worse="b")
+    rng = np.random.default_rng(0)
+    a, b = 0.905 + 0.01 * rng.standard_normal(3), 0.900 + 0.01 * rng.standard_normal(3)
+    first = verdicts.run_checks([check], {("a", "m"): a, ("b", "m"): b})[0]
+    assert first.status == INCONCLUSIVE and first.seeds > 3
+    n = first.seeds
+    # the same means and spreads with that many seeds settle it
+    grow = lambda x: x.mean() + x.std(ddof=1) * stats.norm.ppf((np.arange(n) + 0.5) / n) / 0.98
+    settled = verdicts.run_checks([check], {("a", "m"): grow(a), ("b", "m"): grow(b)})[0]
+    assert settled.status == HOLDS
+    assert "seeds per variant would settle it" in first.describe()
+
+
+def test_too_few_values_is_inconclusive_with_the_reason():
+    result = verdicts.run_checks([Check("a", "m", worse="b")], {("a", "m"): np.array([0.9]), ("b", "m"): seeds(0.1)})[0]
+    assert result.status == INCONCLUSIVE and "fewer than 2 finite values of m for a" in result.describe()
+
+
+def test_a_check_needs_one_of_worse_and_value_and_a_sane_margin():
+    with pytest.raises(ValueError):
+        Check("a", "m")
+    with pytest.raises(ValueError):
+        Check("a", "m", worse="b", value=0.5)
+    with pytest.raises(ValueError):
+        Check("a", "m", worse="b", kind="not_worse", margin=-0.1)
+    with pytest.raises(ValueError):
+        Check("a", "m", worse="b", kind="equivalent")  # no band
+    with pytest.raises(ValueError):
+        Check("a", "m", worse="b", kind="beets")
+
+
+CHECKS = [Check("a", "m", worse="b"), Check("c", "m", worse="d"), Check("e", "m", worse="f", key=False)]
+
+
+@pytest.mark.parametrize("statuses,expected", [
+    ([HOLDS, HOLDS, HOLDS], "reproduced"),
+    ([FAILS, FAILS, HOLDS], "not reproduced"),  # every key check fails
+    ([HOLDS, FAILS, HOLDS], "partly"),
+    ([HOLDS, HOLDS, FAILS], "partly"),  # a failed side check keeps it from 'reproduced'
+    ([HOLDS, INCONCLUSIVE, HOLDS], "inconclusive"),  # could still be reproduced or partly
+    ([HOLDS, FAILS, INCONCLUSIVE], "partly"),  # settled whichever way the open check goes
+    ([FAILS, FAILS, INCONCLUSIVE], "not reproduced"),
+    ([FAILS, INCONCLUSIVE, HOLDS], "inconclusive"),  # partly or not reproduced
+])
+def test_the_verdict_is_what_every_settling_of_the_open_checks_agrees_on(statuses, expected):
+    values = {}
+    for check, status in zip(CHECKS, statuses):
+        better, worse = {HOLDS: (0.9, 0.1), FAILS: (0.1, 0.9), INCONCLUSIVE: (0.5, 0.5)}[status]
+        values[(check.better, "m")], values[(check.worse, "m")] = seeds(better), seeds(worse, 1.1)
+    result = verdicts.decide(CHECKS, values)
+    assert [o.status for o in result.outcomes] == statuses
+    assert result.verdict == expected
+    if expected == "inconclusive":
+        assert len(result.possible) > 1 and "could make it" in result.headline()
+
+
+def test_outcomes_are_reported_with_effect_interval_and_p():
+    result = verdicts.decide([Check("relu", "test_acc", worse="sigmoid")], {
+        ("relu", "test_acc"): seeds(0.96), ("sigmoid", "test_acc"): seeds(0.11)})
+    record = result.outcomes[0].as_dict()
+    assert result.verdict == "reproduced" and record["status"] == HOLDS
+    assert record["difference"] == pytest.approx(0.85) and record["ci90"][0] < 0.85 < record["ci90"][1]
+    assert record["p"] < 1e-6 and record["n"] == [5, 5]
+    assert "relu vs sigmoid, test_acc (higher is better): advantage +0.85" in record["text"]
