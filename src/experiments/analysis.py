@@ -424,13 +424,10 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
     val = finals.groupby("variant")["val_acc"].mean()
     test = finals.groupby("variant")["test_acc"].mean()
     views, keys, at_edge = [], list(spec["grid"]), []
-    header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k])]
+    header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned", "default"]
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for base, partial in spec["variants"].items():
         mine = [label for label, (b, _) in labels.items() if b == base]
-        table.append(f"| {base} | " + " | ".join(
-            f"{val[label]:.3f} ({test[label]:.3f})" if label in val.index and pd.notna(val[label]) else "–"
-            for label in mine) + " |")
         scored = [label for label in mine if label in val.index and pd.notna(val[label])]
         # the variant's own value of each grid key, as the runner resolved it without the grid
         own = study.get("grid_defaults", {}).get(base) or {key: OmegaConf.select(OmegaConf.create(partial), key)
@@ -438,6 +435,11 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
         chosen = {"tuned": max(scored, key=lambda label: val[label]) if scored else None,
                   "default": next((label for label in mine if all(
                       own.get(key) == value for key, value in labels[label][1].items())), None)}
+        point = {kind: ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in labels[label][1].values())
+                 if label else "–" for kind, label in chosen.items()}
+        table.append(f"| {base} | " + " | ".join(
+            f"{val[label]:.3f} ({test[label]:.3f})" if label in val.index and pd.notna(val[label]) else "–"
+            for label in mine) + f" | {point['tuned']} | {point['default']} |")
         if chosen["tuned"] in (mine[0], mine[-1]) and len(mine) > 2:
             at_edge.append(f"{base} ({chosen['tuned']})")
         for kind, label in chosen.items():
