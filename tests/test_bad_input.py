@@ -28,7 +28,7 @@ def exit_message(monkeypatch, tmp_path, *args) -> str:
 
 
 @pytest.mark.parametrize("override,expected", [
-    ("optimizer.lr=-0.1", "optimizer.lr must be > 0"),
+    ("optimizer.lr=-0.1", "optimizer.lr must be a finite number > 0"),
     ("model.depth=0", "model.depth must be >= 1"),
     ("model.dropout=1.0", "model.dropout must be in [0, 1)"),
     ("train.batch_size=20000", "train.batch_size must be in 1..data.train_size=10000"),

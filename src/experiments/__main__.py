@@ -6,6 +6,7 @@ unknown experiment, a mistyped key or a bad value ends in one line, not a Hydra 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,12 +18,55 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from experiments.config import CONFIG_DIR, experiment_names, register_schema
+from experiments.config import CONFIG_DIR, experiment_names, protocol_names, register_schema
 from experiments.errors import UserError, one_line
 from experiments.runner import build_runs, check_writable, resolve_device, run_study
 
-# Hydra's own flags (--help, --cfg job, --info, ...) are left to Hydra; -m only picks multirun.
-PASS_THROUGH_FLAGS = ("-m", "--multirun")
+# Hydra's flags that print or pick multirun, and never read configs from or write files to another
+# place: passed on to Hydra. Any other flag (--config-dir, --config-name, ...) is refused.
+FLAGS = {"-m", "--multirun", "--resolve"}
+FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p"}
+INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+HELP_FLAGS = {"--help", "-h", "--hydra-help", "--version"}  # print and exit: nothing to check
+
+
+def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra flags with their values, overrides); a flag that could move files is an error."""
+    flags, overrides, i = [], [], 0  # flags: as Hydra reads them, a flag's value its own item
+    while i < len(args):
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        if not arg.startswith("-"):
+            overrides.append(arg)
+        elif arg in FLAGS or arg in HELP_FLAGS:
+            flags.append(arg)
+        elif name in FLAGS_WITH_VALUE:
+            value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+            if name in ("--cfg", "-c") and value not in ("job", "hydra", "all"):
+                raise UserError(f"{name} takes job, hydra or all (got {value!r})")
+            if not value:
+                raise UserError(f"{name} needs a value")
+            i += "=" not in arg
+            flags += [arg] if "=" in arg else [arg, value]
+        elif name in ("--info", "-i"):
+            flags.append(arg)
+            if "=" not in arg and i + 1 < len(args) and args[i + 1] in INFO_TOPICS:
+                i += 1
+                flags.append(args[i])
+        else:
+            raise UserError(f"the Hydra flag {name!r} is not supported here: use overrides (key=value), "
+                            "and results_dir= to choose where results go")
+        i += 1
+    return flags, overrides
+
+
+def check_hydra_override(override: str) -> None:
+    """Of Hydra's own settings only the launcher may change: the others (run.dir, output_subdir,
+    sweep.dir, job.chdir, ...) would move files outside results_dir."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    if key.startswith("hydra") and not (key == "hydra/launcher" or key.startswith("hydra.launcher.")):
+        raise UserError(f"{override!r}: Hydra's own settings cannot be overridden here, except hydra/launcher and "
+                        "hydra.launcher.*; use results_dir= to choose where results go")
 
 
 def override_sets(args: list[str]) -> list[list[str]]:
@@ -30,7 +74,8 @@ def override_sets(args: list[str]) -> list[list[str]]:
     try:
         parsed = OverridesParser.create().parse_overrides(args)
     except HydraException as exc:
-        raise UserError(one_line(exc)) from None
+        raise UserError(f"cannot read the command line ({one_line(exc)}); quote a value that holds spaces or "
+                        "characters other than letters, digits and _-./, e.g. 'experiment.title=\"Élan\"'") from None
     choices = []
     for override in parsed:
         if override.is_sweep_override():
@@ -45,10 +90,14 @@ def override_sets(args: list[str]) -> list[list[str]]:
     return sets
 
 
-def precheck(args: list[str]) -> None:
-    if any(a.startswith("-") and a not in PASS_THROUGH_FLAGS for a in args):
-        return
-    overrides = [a for a in args if a not in PASS_THROUGH_FLAGS]
+def precheck(args: list[str]) -> list[str]:
+    """Check the command line; return it as Hydra reads it: the flags, then the overrides (Hydra
+    takes one unbroken run of overrides)."""
+    flags, overrides = split_flags(args)
+    if any(flag in HELP_FLAGS for flag in flags):
+        return flags + overrides
+    for override in overrides:
+        check_hydra_override(override)
     names = experiment_names()
     sets = override_sets(overrides)
     chosen = {o.split("=", 1)[1] for s in sets for o in s if o.split("=", 1)[0] == "name"}
@@ -57,6 +106,11 @@ def precheck(args: list[str]) -> None:
     for name in sorted(chosen):
         if name not in names:
             raise UserError(f"unknown experiment {name!r}; choose one of: {', '.join(names)}")
+    protocols = {o.split("=", 1)[1] for s in sets for o in s if o.lstrip("+~").split("=", 1)[0] == "protocol"}
+    for protocol in sorted(protocols):
+        if protocol not in protocol_names():
+            raise UserError(f"unknown protocol {protocol!r}; choose one of: {', '.join(protocol_names())}")
+    folders = set()  # checked once every value of every job has passed, so a bad one writes nothing
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         for overrides_now in sets:
             job_overrides = [o for o in overrides_now if not o.lstrip("+~").startswith("hydra")]
@@ -71,7 +125,12 @@ def precheck(args: list[str]) -> None:
                     message += " (an experiment file must start with the line '# @package _global_')"
                 raise UserError(message) from None
             check_folder_names(job_overrides, set(cfg.hydra.job.config.override_dirname.exclude_keys))
-            check_writable(Path(cfg.results_dir))
+            folders.add((Path(cfg.results_dir), Path(cfg.hydra.run.dir)))
+    for results_dir, study_dir in sorted(folders):
+        check_writable(results_dir)
+        if study_dir.exists() and not os.access(study_dir, os.W_OK | os.X_OK):  # Hydra writes .hydra/ there first
+            raise UserError(f"the study folder {study_dir} is not writable")
+    return flags + overrides
 
 
 def check_folder_names(overrides: list[str], excluded: set[str]) -> None:
@@ -97,7 +156,7 @@ def task(cfg: DictConfig) -> None:
 def main() -> None:
     register_schema()
     try:
-        precheck(sys.argv[1:])
+        sys.argv[1:] = precheck(sys.argv[1:])
     except UserError as exc:
         sys.exit(f"error: {exc}")
     task()

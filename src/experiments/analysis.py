@@ -76,6 +76,20 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     return finals.reset_index()
 
 
+# what a check's metric can name: a column of the last epoch's row, a derived column of per_run,
+# or a probe's scalar
+EPOCH_COLUMNS = {"updates", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "train_eval_loss",
+                 "train_eval_acc", "epoch_seconds", "effective_lr", "seconds", "parameters"}
+DERIVED = {"test_error", "train_error", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
+           "log10_seconds_per_epoch", "log10_lr_shrink", "grad_ratio_init", "grad_ratio_train", "grad_norm_init",
+           "log10_grad_ratio_init", "log10_grad_ratio_train", "log10_grad_norm_init"}
+
+
+def known_metrics(probe_scalars: set[str]) -> set[str]:
+    """Every metric a check may name, given the scalars the experiment's probes add."""
+    return EPOCH_COLUMNS | DERIVED | set(probe_scalars) | {f"grad_norm_{k}" for k in range(1, 200)}
+
+
 def safe_log10(x: float) -> float:
     return math.log10(x) if x > 0 else math.nan
 

@@ -22,6 +22,11 @@ def experiment_names() -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / "name").glob("*.yaml"))
 
 
+def protocol_names() -> list[str]:
+    """The protocols `protocol=` can pick: the files of configs/protocol/."""
+    return sorted(p.stem for p in (CONFIG_DIR / "protocol").glob("*.yaml"))
+
+
 class Activation(str, Enum):
     sigmoid = "sigmoid"
     relu = "relu"

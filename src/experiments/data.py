@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,10 +50,13 @@ def load_mnist(root: str, download: bool) -> tuple[torch.Tensor, torch.Tensor, t
     raw_dir = Path(root) / "MNIST" / "raw"
     missing = [name for name in RAW_FILES if not (raw_dir / name).exists()]
     if missing and download:
+        created = next((p for p in reversed([raw_dir, *raw_dir.parents]) if not p.exists()), None)
         try:
             MNIST(root, train=True, download=True)
             MNIST(root, train=False, download=True)
         except Exception as exc:  # no network, proxy, mirror down: all end in the same advice
+            if created is not None:  # leave no empty folders behind a failed download
+                shutil.rmtree(created, ignore_errors=True)
             raise UserError(f"MNIST is not in {raw_dir.resolve()} and could not be downloaded "
                             f"({type(exc).__name__}); put the four raw MNIST files there or set "
                             f"data.root / MNIST_ROOT to a folder holding MNIST/raw/") from None

@@ -80,6 +80,12 @@ def delete_blocks(model: torch.nn.Module, splits: dict[str, Split], run: dict, s
                                 "worst_block": deleted.index(min(deleted))}
 
 
+# the scalars each probe adds to a run's last row, which a verdict check may name
+PROBE_SCALARS = {"mc_dropout": {f"mc{MC_SAMPLES}_acc", "mc1_acc", "weight_scaling_acc", f"mc{MC_SAMPLES}_minus_scaling_acc"},
+                 "loss_line": set(),
+                 "delete_blocks": {"acc_one_block_deleted", "min_acc_one_block_deleted", "drop_one_block",
+                                   "max_drop_one_block", "worst_block"}}
+
 PROBES: dict[str, Callable[[torch.nn.Module, dict[str, Split], dict, int], tuple[pd.DataFrame, dict]]] = {
     "mc_dropout": mc_dropout,
     "loss_line": loss_line,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
+import shlex
 import re
 import subprocess
 import sys
@@ -18,10 +20,11 @@ from experiments import analysis, store
 from experiments.config import grid_runs, protocol_settings
 from experiments.data import N_CLASSES, N_FEATURES, N_TEST_TOTAL, N_TRAIN_TOTAL, make_splits
 from experiments.errors import UserError, one_line
-from experiments.probes import PROBES
+from experiments.probes import PROBE_SCALARS, PROBES
 from experiments.train import OPTIMIZERS, train_seeds
 from models import build_model
 
+BLOCK_ARCHITECTURES = ("resmlp", "rescnn")  # the nets delete_blocks can take blocks out of
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one path component, no '..' tricks
 
 
@@ -41,8 +44,12 @@ def check_values(run: dict) -> None:
             problems.append(str(error))
     if not 0 <= model["dropout"] < 1:
         problems.append(f"model.dropout must be in [0, 1) (got {model['dropout']})")
-    if not opt["lr"] > 0:
-        problems.append(f"optimizer.lr must be > 0 (got {opt['lr']})")
+    if not 0 < opt["lr"] < math.inf:
+        problems.append(f"optimizer.lr must be a finite number > 0 (got {opt['lr']})")
+    if not 0 <= opt["momentum"] < 1:
+        problems.append(f"optimizer.momentum must be in [0, 1) (got {opt['momentum']})")
+    if not 0 <= opt["weight_decay"] < math.inf:
+        problems.append(f"optimizer.weight_decay must be a finite number >= 0 (got {opt['weight_decay']})")
     if opt["name"] not in OPTIMIZERS:
         problems.append(f"unknown optimizer.name {opt['name']!r} ({', '.join(OPTIMIZERS)})")
     if opt["schedule"] not in ("constant", "cosine"):
@@ -55,8 +62,9 @@ def check_values(run: dict) -> None:
         problems.append(f"data.test_size must be in 1..{N_TEST_TOTAL} (got {data['test_size']})")
     if not 1 <= train["batch_size"] <= data["train_size"]:
         problems.append(f"train.batch_size must be in 1..data.train_size={data['train_size']} (got {train['batch_size']})")
-    if train["epochs"] < 1 or train["eval_batch_size"] < 1 or (train["max_updates"] or 1) < 1:
-        problems.append("train.epochs, train.max_updates and train.eval_batch_size must be >= 1")
+    if min(train["epochs"], train["eval_batch_size"], train["eval_every"],
+           1 if train["max_updates"] is None else train["max_updates"]) < 1:
+        problems.append("train.epochs, train.max_updates, train.eval_every and train.eval_batch_size must be >= 1")
     if problems:
         raise UserError("; ".join(problems))
 
@@ -97,6 +105,13 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
         raise UserError(f"only= names unknown variants {missing}; {spec.name} has {list(spec.variants)}")
     if not cfg.seeds:
         raise UserError("seeds is empty: give at least one seed, e.g. seeds=[0,1,2]")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise UserError(f"seeds lists a seed twice: {list(cfg.seeds)}")
+    metrics = analysis.known_metrics({m for probe in spec.probes if probe in PROBES for m in PROBE_SCALARS[probe]})
+    unknown_metrics = sorted({check.metric for check in checks} - metrics)
+    if unknown_metrics:
+        raise UserError(f"experiment {spec.name!r}: its verdict names unknown metrics {unknown_metrics}; "
+                        f"known: {', '.join(sorted(m for m in metrics if not m.startswith('grad_norm_')))}")
     runs = {}
     for label in labels:
         base, point = labels[label]
@@ -109,6 +124,9 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
         run = OmegaConf.to_container(merged, resolve=True, enum_to_str=True)
         run.pop("hydra", None)
         check_values(run)
+        if "delete_blocks" in spec.probes and run["model"]["arch"] not in BLOCK_ARCHITECTURES:
+            raise UserError(f"variant {label!r}: the delete_blocks probe needs a net made of blocks "
+                            f"(model.arch {' or '.join(BLOCK_ARCHITECTURES)}), not {run['model']['arch']!r}")
         if spec.grid and not run["data"]["val_size"]:
             raise UserError(f"experiment {spec.name!r} tunes on a grid, which needs a validation split: data.val_size > 0")
         runs[label] = run
@@ -217,7 +235,7 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
     print((study_dir / "summary.md").read_text())
     print(f"wall time {time.perf_counter() - started:.1f} s on {device_name(device)}")
     print(f"wrote {study_dir}/ ({', '.join(analysis.OUTPUTS)}, runs/); "
-          f"curves: tensorboard --logdir {cfg.results_dir} --host localhost")
+          f"curves: tensorboard --logdir {shlex.quote(str(cfg.results_dir))} --host localhost")
     return verdict
 
 

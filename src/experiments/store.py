@@ -11,14 +11,18 @@ written, so a killed run never looks complete.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
+import uuid
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
+
+from experiments.errors import UserError
 
 FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-run
 # keys that do not change what a run measures, so they stay out of its identity
@@ -66,14 +70,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def temp_dir_for(path: Path) -> Path:
-    """A fresh temporary folder beside `path`; leftovers of killed processes are removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+HOST = socket.gethostname().replace("-", "_")
+
+
+def temp_name(path: Path) -> Path:
+    """A temporary name beside `path`, unique across the nodes of a cluster sharing the folder:
+    .<name>.tmp-<host>-<pid>-<random>."""
+    return path.parent / f".{path.name}.tmp-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def clean_stale(path: Path) -> None:
+    """Remove leftovers of killed processes of this host (another host's may still be running)."""
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = stale.name.rsplit("-", 1)[1]
-        if not pid.isdigit() or int(pid) == os.getpid() or not _pid_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+        parts = stale.name.rsplit(".tmp-", 1)[1].split("-")
+        if len(parts) == 3 and parts[0] == HOST and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
+def temp_dir_for(path: Path) -> Path:
+    """A fresh temporary folder beside `path`; this host's leftovers of killed processes are removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
+    tmp = temp_name(path)
     tmp.mkdir()
     return tmp
 
@@ -92,24 +110,35 @@ def commit_run(tmp: Path, path: Path, rows: list[dict], meta: dict) -> None:
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        tmp.write_text(data)
-    os.replace(tmp, path)
+    """Readers see the old file or the new one, never half of one; a failed write (a full disk)
+    leaves no temporary file behind and ends in a one-line error."""
+    clean_stale(path)
+    tmp = temp_name(path)
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
 def locked(study_dir: Path):
-    """Serialise writers of a study's shared files (parallel sweep jobs may share a study)."""
-    with open(study_dir / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Serialise writers of a study's shared files (parallel sweep jobs may share a study).
+    filelock opens the lock file without following a symlink and without truncating it."""
+    try:
+        lock = FileLock(study_dir / ".lock")
+        lock.acquire()
+    except OSError as exc:
+        raise UserError(f"cannot lock the study folder {study_dir} ({exc.strerror or exc}); "
+                        f"remove {study_dir / '.lock'} if it is not a plain file") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def load_study(study_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
