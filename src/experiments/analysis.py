@@ -21,6 +21,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from experiments.config import grid_runs  # noqa: E402
 from experiments import verdicts  # noqa: E402
+from experiments.errors import UserError  # noqa: E402
 from experiments.store import load_probe, load_study, locked, write_atomic  # noqa: E402
 
 STUDY_FILE = "study.json"
@@ -505,7 +506,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or not (Path(argv[0]) / STUDY_FILE).exists():
         print("usage: python -m experiments.analysis <study folder holding study.json>", file=sys.stderr)
         return 2
-    analyse(Path(argv[0]))
+    try:
+        analyse(Path(argv[0]))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print((Path(argv[0]) / "summary.md").read_text())
     return 0
 

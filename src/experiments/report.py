@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from experiments import analysis, revisions, settings
 from experiments.analysis import table_markdown, verdict_lines
 from experiments.config import CONFIG_DIR, experiment_names
+from experiments.errors import UserError
 from experiments.store import write_atomic
 
 PROTOCOLS = ("lecture", "modern")
@@ -191,7 +192,11 @@ def main(argv: list[str]) -> int:
     if not results_dir.is_dir():
         print(f"error: no results folder {results_dir}", file=sys.stderr)
         return 1
-    write_atomic(results_dir / "REPORT.md", build_report(results_dir))
+    try:
+        write_atomic(results_dir / "REPORT.md", build_report(results_dir))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {results_dir / 'REPORT.md'}")
     return 0
 
