@@ -21,6 +21,23 @@ def mnist_root() -> str:
 
 
 @pytest.fixture
+def exit_message(monkeypatch, tmp_path):
+    """Run the entry point in-process with these arguments; return its one-line error."""
+
+    def run(*args: str) -> str:
+        from experiments import __main__ as entry
+
+        monkeypatch.setattr(sys, "argv", ["experiments", *args, f"results_dir={tmp_path / 'results'}"])
+        with pytest.raises(SystemExit) as exited:
+            entry.main()
+        message = str(exited.value.code)
+        assert message.startswith("error: ") and "\n" not in message
+        return message
+
+    return run
+
+
+@pytest.fixture
 def run_cli(mnist_root, tmp_path):
     """Run `python -m experiments ...` as a user would; results go to a temporary folder."""
 

@@ -17,14 +17,6 @@ from experiments.errors import UserError
 from experiments.runner import train_group
 
 
-def exit_message(monkeypatch, tmp_path, *args) -> str:
-    """Run the entry point in-process; return its one-line error."""
-    monkeypatch.setattr(sys, "argv", ["experiments", *args, f"results_dir={tmp_path / 'results'}"])
-    with pytest.raises(SystemExit) as exited:
-        entry.main()
-    message = str(exited.value.code)
-    assert message.startswith("error: ") and "\n" not in message
-    return message
 
 
 @pytest.mark.parametrize("override,expected", [
@@ -43,23 +35,23 @@ def exit_message(monkeypatch, tmp_path, *args) -> str:
     ("model.arch=rescnn", "model.depth of a rescnn must be 6n + 2 >= 8"),
     ("model.arch=cnn", "unknown model.arch 'cnn'"),
 ])
-def test_bad_value_is_one_line(monkeypatch, tmp_path, override, expected):
-    assert expected in exit_message(monkeypatch, tmp_path, "name=relu_vs_sigmoid", override)
+def test_bad_value_is_one_line(override, expected, exit_message):
+    assert expected in exit_message("name=relu_vs_sigmoid", override)
 
 
-def test_experiment_file_without_its_package_line_says_so(monkeypatch, tmp_path):
+def test_experiment_file_without_its_package_line_says_so(monkeypatch, tmp_path, exit_message):
     configs = tmp_path / "configs"
     shutil.copytree(config.CONFIG_DIR, configs)
     (configs / "name" / "headless.yaml").write_text("model:\n  depth: 2\nexperiment:\n  title: t\n")
     monkeypatch.setattr(config, "CONFIG_DIR", configs)
     monkeypatch.setattr(entry, "CONFIG_DIR", configs)
-    message = exit_message(monkeypatch, tmp_path, "name=headless")
+    message = exit_message("name=headless")
     assert "Key 'name' not in 'Config'" in message and "'# @package _global_'" in message
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cuda_without_cuda(monkeypatch, tmp_path):
-    assert "no CUDA device" in exit_message(monkeypatch, tmp_path, "name=relu_vs_sigmoid", "device=cuda")
+def test_cuda_without_cuda(exit_message):
+    assert "no CUDA device" in exit_message("name=relu_vs_sigmoid", "device=cuda")
 
 
 def test_results_folder_not_writable(monkeypatch, tmp_path):

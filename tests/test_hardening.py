@@ -16,13 +16,6 @@ from experiments.errors import UserError
 TINY = ["data.train_size=100", "data.test_size=100", "train.epochs=1", "seeds=[0]", "only=[relu]", "model.width=8"]
 
 
-def exit_message(monkeypatch, tmp_path, *args) -> str:
-    monkeypatch.setattr(sys, "argv", ["experiments", *args, f"results_dir={tmp_path / 'results'}"])
-    with pytest.raises(SystemExit) as exited:
-        entry.main()
-    message = str(exited.value.code)
-    assert message.startswith("error: ") and "\n" not in message
-    return message
 
 
 def files_under(root: Path) -> set[Path]:
@@ -54,18 +47,18 @@ def files_under(root: Path) -> set[Path]:
     (["experiment.title=é"], "quote a value"),
     (["--cfg", "results_dir=x"], "--cfg takes job, hydra or all"),
 ])
-def test_bad_input_is_one_line_before_anything_is_written(monkeypatch, tmp_path, args, expected):
+def test_bad_input_is_one_line_before_anything_is_written(tmp_path, args, expected, exit_message):
     before = files_under(tmp_path)
-    assert expected in exit_message(monkeypatch, tmp_path, "name=relu_vs_sigmoid", *args)
+    assert expected in exit_message("name=relu_vs_sigmoid", *args)
     assert files_under(tmp_path) == before
 
 
-def test_unknown_experiment_with_a_flag_is_one_line(monkeypatch, tmp_path):
-    assert "unknown experiment 'nope'" in exit_message(monkeypatch, tmp_path, "-m", "name=nope")
+def test_unknown_experiment_with_a_flag_is_one_line(exit_message):
+    assert "unknown experiment 'nope'" in exit_message("-m", "name=nope")
 
 
-def test_a_bad_value_late_in_a_sweep_stops_it_before_job_zero(monkeypatch, tmp_path):
-    message = exit_message(monkeypatch, tmp_path, "-m", "name=relu_vs_sigmoid", "train.eval_every=1,0")
+def test_a_bad_value_late_in_a_sweep_stops_it_before_job_zero(tmp_path, exit_message):
+    message = exit_message("-m", "name=relu_vs_sigmoid", "train.eval_every=1,0")
     assert "train.eval_every" in message and not (tmp_path / "results").exists()
 
 
@@ -103,14 +96,14 @@ def test_temporary_names_carry_host_and_process_and_stale_ones_of_this_host_go(t
     assert not dead.exists() and other_host.exists() and tmp.exists()  # our own live folder stays
 
 
-def test_a_read_only_study_folder_is_one_line(monkeypatch, tmp_path):
+def test_a_read_only_study_folder_is_one_line(monkeypatch, tmp_path, exit_message):
     study = tmp_path / "results" / "relu_vs_sigmoid" / "lecture"
     study.mkdir(parents=True)
     study.chmod(0o500)
     real_access = os.access  # root may write anywhere: ask as an ordinary user would
     monkeypatch.setattr(os, "access", lambda path, mode: real_access(path, mode) and bool(Path(path).stat().st_mode & 0o200))
     try:
-        assert "is not writable" in exit_message(monkeypatch, tmp_path, "name=relu_vs_sigmoid")
+        assert "is not writable" in exit_message("name=relu_vs_sigmoid")
     finally:
         study.chmod(0o700)
 
