@@ -20,14 +20,21 @@ def make_results(tmp_path, monkeypatch):
     results = tmp_path / "results"
     # relu_vs_sigmoid: complete, reproduced; mse_vs_ce: one seed missing
     monkeypatch.setattr("test_analysis.STUDY", study_for("relu_vs_sigmoid", ("sigmoid", "relu"), (0.11, 0.96)))
-    write_store(results / "relu_vs_sigmoid" / "lecture", {"sigmoid": [0.11, 0.12, 0.10], "relu": [0.95, 0.96, 0.97]})
+    write_store(results / "relu_vs_sigmoid" / "lecture", {"sigmoid": [0.11, 0.12, 0.10, 0.11, 0.11],
+                                                          "relu": [0.95, 0.96, 0.97, 0.96, 0.96]})
     monkeypatch.setattr("test_analysis.STUDY", study_for("mse_vs_ce", ("mse", "cross_entropy"), (0.11, 0.84)))
-    write_store(results / "mse_vs_ce" / "lecture", {"mse": [0.11, 0.12, 0.10], "cross_entropy": [0.83, 0.84, 0.85]})
+    write_store(results / "mse_vs_ce" / "lecture", {"mse": [0.11, 0.12, 0.10, 0.11, 0.11],
+                                                    "cross_entropy": [0.83, 0.84, 0.85, 0.84, 0.84]})
     shutil.rmtree(store.run_dir(results / "mse_vs_ce" / "lecture", "mse", 2))
     from experiments import analysis
     for study in results.glob("*/lecture"):
         analysis.analyse(study)
         shutil.rmtree(study / "runs")  # the report must not need the (uncommitted) runs
+    # a study judged by the rule before the verdict engine (no checks in its verdict.json)
+    old = results / "depth_sigmoid" / "modern"
+    shutil.copytree(results / "relu_vs_sigmoid" / "lecture", old)
+    verdict = json.loads((old / "verdict.json").read_text())
+    (old / "verdict.json").write_text(json.dumps({k: v for k, v in verdict.items() if k not in ("checks", "headline")}))
     return results
 
 
@@ -40,13 +47,18 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
 
     for name in experiment_names():
         assert f"### {name}" in first
-    assert "| [relu_vs_sigmoid](#relu_vs_sigmoid) | lecture | sigmoid 0.11 · relu 0.96 | sigmoid 0.110 ± 0.025 · relu 0.960 ± 0.025 | 3 | **reproduced** |" in first
+    assert ("| [relu_vs_sigmoid](#relu_vs_sigmoid) | lecture | sigmoid 0.11 · relu 0.96 | relu 0.960 ± 0.009 vs "
+            "sigmoid 0.110 ± 0.009 | 5 | **reproduced** |") in first
     assert "| [mse_vs_ce](#mse_vs_ce) | lecture | mse 0.11 · cross_entropy 0.84 |" in first
-    assert "**incomplete** |" in first and "missing runs (mse: 2 of 3 seeds)" in first
+    assert "**incomplete** |" in first and "missing runs (mse: 4 of 5 seeds)" in first
+    assert "| [depth_sigmoid](#depth_sigmoid) | modern |" in first and "| **pending re-run** |" in first
+    assert "judged by the previous rule" in first
+    assert "- relu vs sigmoid, test_acc (higher is better): advantage +0.85" in first
+    assert "## Changes to what every study shares" in first
     assert "| [depth_sigmoid](#depth_sigmoid) | lecture | 3_layers 0.84 · 9_layers 0.11 | – | – | not run |" in first
     assert "**Modern protocol: not run** — `python -m experiments name=relu_vs_sigmoid protocol=modern`" in first
     assert "![relu_vs_sigmoid, lecture protocol: curves](relu_vs_sigmoid/lecture/curves.png)" in first
-    assert "Reproduce: `python -m experiments name=relu_vs_sigmoid` — 6 runs" in first
+    assert "Reproduce: `python -m experiments name=relu_vs_sigmoid` — 10 runs" in first
     assert "Full reproduction: not recorded yet" in first
     # sections follow CLAIMS.md's order
     assert first.index("## B. Loss") < first.index("## C. Optimisation")
@@ -72,3 +84,12 @@ def test_recorded_reproduction_time_is_shown(tmp_path, monkeypatch):
          "device": "cpu (x86_64, 2 threads)", "torch": "2.x"}))
     report.main([str(results)])
     assert "(torch 2.x).\n" in (results / "REPORT.md").read_text()
+
+
+def test_list_names_every_experiment_with_its_last_verdict(tmp_path, monkeypatch):
+    from experiments.__main__ import list_experiments
+
+    listing = list_experiments(make_results(tmp_path, monkeypatch))
+    assert all(name in listing for name in experiment_names())
+    assert "lecture: reproduced (" in listing.split("relu_vs_sigmoid")[1].split("\n")[1]
+    assert "not run yet" in listing.split("dropout")[1].split("\n")[1]

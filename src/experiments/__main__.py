@@ -153,8 +153,28 @@ def task(cfg: DictConfig) -> None:
         sys.exit("interrupted: finished runs are kept; run the same command again to do the rest")
 
 
+def list_experiments(results_dir: Path = Path("results")) -> str:
+    """One line per experiment: its name, title and each protocol's last verdict and training time."""
+    from experiments.report import PROTOCOLS, experiment_spec, judged, load_outcome, minutes
+
+    lines = []
+    for name in experiment_names():
+        done = []
+        for protocol in PROTOCOLS:
+            outcome = load_outcome(results_dir / name / protocol)
+            if outcome is not None:
+                verdict, _ = judged(outcome, name)
+                done.append(f"{protocol}: {verdict} ({minutes(outcome['verdict'].get('train_seconds', 0.0))} of training, "
+                            f"n = {int(outcome['summary']['n'].min())})")
+        lines.append(f"{name:<24} {experiment_spec(name)['title']}\n{'':<24} " + ("; ".join(done) or "not run yet"))
+    return "\n".join(lines)
+
+
 def main() -> None:
     register_schema()
+    if sys.argv[1:] == ["--list"] or (len(sys.argv) == 3 and sys.argv[1] == "--list"):
+        print(list_experiments(Path(sys.argv[2]) if len(sys.argv) == 3 else Path("results")))
+        return
     try:
         sys.argv[1:] = precheck(sys.argv[1:])
     except UserError as exc:
