@@ -256,8 +256,16 @@ def colour(i: int, n: int):
     return f"C{i}" if n <= 10 else plt.get_cmap("tab20")(i % 20)
 
 
+def claim_title(study: dict, what: str) -> str:
+    """A figure's title: the claim and its verdict (never the claim alone, as if it were a fact)."""
+    verdict = study.get("verdict", "not judged yet")
+    return f"Claim: {study['experiment']['title']} — verdict: {verdict} ({study['protocol']} protocol). {what}"
+
+
 def plot_curves(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
-    """Train loss, test accuracy (lecture's number dashed) and per-layer gradient norms."""
+    """Train loss, test accuracy (lecture's number dashed) and per-layer gradient norms; of a grid
+    experiment, the tuned variants (the ones its verdict compares)."""
+    runs, study = compared(runs, study)
     spec = study["experiment"]
     variants = list(spec["variants"])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -279,18 +287,24 @@ def plot_curves(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
             axes[2].plot(layers, norms.values, style, marker="o", markersize=3, color=color,
                          label=label if style == "-" else None)
     axes[0].set(title="Training loss (mean over the epoch)", xlabel="epoch", ylabel="loss", yscale="log")
-    axes[1].set(title="Test accuracy", xlabel="epoch", ylabel="accuracy (fraction correct)", ylim=(0, 1))
+    final = runs[runs["epoch"] > 0].groupby(["variant", "epoch"])["test_acc"].mean().groupby(level=0).last()
+    low = final.min() if len(final) else 0.0
+    # zoom in where every variant learned, so that their differences show; else the whole 0-1 range
+    axes[1].set(title="Test accuracy", xlabel="epoch", ylabel="accuracy (fraction correct)",
+                ylim=(max(0.0, low - 0.05), 1.0) if low > 0.5 else (0, 1))
     axes[2].set(title="Gradient norm per layer (solid: init, dotted: training)",
                 xlabel="layer (1 = input side)", ylabel="‖∂L/∂W‖₂", yscale="log")
-    return finish(fig, axes, f"{spec['title']} — {study['protocol']} protocol, band = min–max over seeds",
+    return finish(fig, axes, claim_title(study, "Band = min–max over seeds."),
                   shared_legend=len(variants) > MANY_VARIANTS)
 
 
-def finish(fig, axes, title: str, shared_legend: bool = False) -> bytes:
+def finish(fig, axes, title: str, shared_legend: bool = False, legend_outside: bool = False) -> bytes:
     """The common style: grid, legend, title; PNG bytes without a version stamp, so rebuilds are identical."""
     for ax in axes:
         ax.grid(alpha=0.3)
-        if not shared_legend:
+        if legend_outside:  # beside the plot, never over the data
+            ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left", borderaxespad=0)
+        elif not shared_legend:
             ax.legend(fontsize=8)
     fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 10)))  # ~10 characters of 12-pt text an inch
     fig.tight_layout()
@@ -333,7 +347,7 @@ def plot_mc_dropout(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes |
 
     return probe_figure(study, study_dir, "mc_dropout", draw, "k, thinned networks averaged (Monte-Carlo dropout)",
                         "test accuracy (fraction correct)",
-                        "Weight scaling vs averaging sampled thinned networks — band = min–max over seeds")
+                        claim_title(study, "Weight scaling vs averaging k sampled thinned networks; band = min–max over seeds."))
 
 
 def plot_loss_line(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
@@ -342,24 +356,23 @@ def plot_loss_line(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | 
     if probe.empty:
         return None
     variants = [v for v in study["experiment"]["variants"] if v in set(probe["variant"])]
-    fig, axes = plt.subplots(1, len(variants), figsize=(6.5 * len(variants), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(variants), figsize=(6.5 * len(variants), 4.2), squeeze=False, sharey=True)
     for ax, variant in zip(axes[0], variants):
         mine = probe[probe["variant"] == variant]
-        band(ax, mine, "t", "cross_entropy", "C1", "cross-entropy (left axis)")
-        twin = ax.twinx()
-        band(twin, mine, "t", "mse", "C0", "MSE on softmax (right axis)")
+        # one axis for both losses: MSE's flat line beside cross-entropy's steep one is the point
+        band(ax, mine, "t", "cross_entropy", "C1", "cross-entropy")
+        band(ax, mine, "t", "mse", "C0", "MSE on softmax")
         ax.axvline(0, color="grey", linewidth=0.8)
         ax.axvline(1, color="grey", linewidth=0.8)
-        ax.set(title=f"line from initial (t=0) to trained weights (t=1) of '{variant}'",
-               xlabel="t along the line", ylabel="cross-entropy")
-        twin.set_ylabel("mean squared error")
-        twin.legend(fontsize=8, loc="lower left")
-    return finish(fig, list(axes[0]), "Both losses along a line in weight space, from the initial to the trained weights "
-                  "— band = min–max over seeds")
+        ax.set(title=f"from initial (t=0) to trained weights (t=1) of '{variant}'", xlabel="t along the line",
+               ylabel="loss on 2,000 training images")
+    return finish(fig, list(axes[0]), claim_title(study, "Both losses along a line in weight space, on one axis; "
+                                                         "band = min–max over seeds."))
 
 
 def plot_metric_vs_parameters(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
     """The verdict metric against parameter count, one line per variant family (name before '_')."""
+    runs, study = compared(runs, study)
     spec = study["experiment"]
     metric = spec["verdict"]["metric"]
     finals = per_run(runs)
@@ -369,7 +382,25 @@ def plot_metric_vs_parameters(runs: pd.DataFrame, study: dict, study_dir: Path) 
         mine = finals[finals["variant"].str.split("_").str[0] == family]
         band(ax, mine, "parameters", metric, f"C{i}", family, marker="o", markersize=3)
     ax.set(xlabel="parameters", ylabel=metric, xscale="log")
-    return finish(fig, [ax], f"{spec['title']} — band = min–max over seeds")
+    return finish(fig, [ax], claim_title(study, "Band = min–max over seeds."))
+
+
+def plot_metric_vs_depth(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """The verdict metric against depth, one line per variant family (name before '_'), on a log
+    axis (linear near 0) so that a rise of a small error shows; of a grid experiment, the tuned runs."""
+    runs, study = compared(runs, study)
+    metric = study["experiment"]["verdict"]["metric"]
+    finals = per_run(runs)
+    if "depth" not in finals:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    families = sorted({v.split("_")[0] for v in finals["variant"]})
+    for i, family in enumerate(families):
+        mine = finals[finals["variant"].str.split("_").str[0] == family]
+        band(ax, mine, "depth", metric, f"C{i}", family, marker="o", markersize=4)
+    ax.set(xlabel="depth (weight layers)", ylabel=metric)
+    ax.set_yscale("symlog", linthresh=1e-4)  # errors of 0 happen: linear below 1e-4
+    return finish(fig, [ax], claim_title(study, "Band = min–max over seeds."))
 
 
 def plot_metric_vs_updates(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
@@ -380,7 +411,7 @@ def plot_metric_vs_updates(runs: pd.DataFrame, study: dict, study_dir: Path) -> 
         if not mine.empty:
             band(ax, mine, "updates", "test_acc", f"C{i}", variant, marker="o", markersize=2)
     ax.set(xlabel="optimizer updates", ylabel="test accuracy (fraction correct)", xscale="log", ylim=(0, 1))
-    return finish(fig, [ax], f"{study['experiment']['title']} — per update; band = min–max over seeds")
+    return finish(fig, [ax], claim_title(study, "Per update; band = min–max over seeds."))
 
 
 def plot_delete_blocks(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
@@ -391,36 +422,37 @@ def plot_delete_blocks(runs: pd.DataFrame, study: dict, study_dir: Path) -> byte
                    label=f"{variant}: nothing deleted")
 
     return probe_figure(study, study_dir, "delete_blocks", draw, "deleted block (0 = nearest the input)",
-                        "test accuracy (fraction correct)", "Deleting one block at test time — band = min–max over seeds",
+                        "test accuracy (fraction correct)",
+                        claim_title(study, "Deleting one block at test time; band = min–max over seeds."),
                         ylim=(0, 1))
 
 
-def tuned_only(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict]:
+def compared(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict]:
+    """What a figure shows: every variant, or of a grid experiment each variant at its tuned value."""
+    if not study["experiment"].get("grid"):
+        return runs, study
     names = [v for v in study["experiment"]["variants"] if v.endswith("_tuned")]
-    spec = {**study["experiment"], "variants": {v: {} for v in names}}
+    spec = {**study["experiment"], "variants": {v: {} for v in names}, "grid": {}}
     return runs[runs["variant"].isin(names)], {**study, "experiment": spec}
-
-
-def plot_tuned_curves(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
-    """The learning curves of a grid experiment's variants, each at its tuned value."""
-    return plot_curves(*tuned_only(runs, study), study_dir)
 
 
 def plot_effective_lr(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
     """Step size per unit gradient over training (median over weights): Adagrad's keeps shrinking."""
-    runs, study = tuned_only(runs, study)
+    runs, study = compared(runs, study)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, variant in enumerate(study["experiment"]["variants"]):
         mine = runs[(runs["variant"] == variant) & (runs["epoch"] > 0)]
         if not mine.empty:
             band(ax, mine, "epoch", "effective_lr", f"C{i}", variant)
     ax.set(xlabel="epoch", ylabel="effective step size (median over weights)", yscale="log")
-    return finish(fig, [ax], "Effective learning rate at each optimizer's tuned rate — band = min–max over seeds")
+    fig.set_figwidth(9)
+    return finish(fig, [ax], claim_title(study, "Effective learning rate at each optimizer's tuned rate; "
+                                                "band = min–max over seeds."), legend_outside=True)
 
 
 FIGURES = {"curves": plot_curves, "mc_dropout": plot_mc_dropout, "loss_line": plot_loss_line,
-           "metric_vs_parameters": plot_metric_vs_parameters, "metric_vs_updates": plot_metric_vs_updates,
-           "tuned_curves": plot_tuned_curves, "effective_lr": plot_effective_lr, "delete_blocks": plot_delete_blocks}
+           "metric_vs_parameters": plot_metric_vs_parameters, "metric_vs_depth": plot_metric_vs_depth,
+           "metric_vs_updates": plot_metric_vs_updates, "effective_lr": plot_effective_lr, "delete_blocks": plot_delete_blocks}
 
 
 def analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
@@ -496,7 +528,7 @@ def _analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
                 "git_commits": sorted({m.get("git_commit", "unknown") for m in metas})}
     write_atomic(study_dir / "verdict.json", json.dumps(verdict, indent=2) + "\n")
     for figure in study["experiment"].get("figures", ["curves"]) if len(runs) else []:
-        png = FIGURES[figure](runs, study, study_dir)
+        png = FIGURES[figure](runs, {**study, "verdict": verdict["verdict"]}, study_dir)
         if png is not None:
             write_atomic(study_dir / f"{figure}.png", png)
     return summary, verdict

@@ -152,6 +152,7 @@ def load_study(study_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         table.insert(0, "seed", meta["seed"])
         table.insert(0, "variant", meta["variant"])
         table["parameters"] = meta.get("parameters")
+        table["depth"] = meta.get("config", {}).get("model", {}).get("depth")
         # a vectorised group logged the time of all its seeds together: give each run its share
         table[["epoch_seconds", "seconds"]] /= meta.get("vectorised_seeds", 1)
         tables.append(table)
