@@ -42,7 +42,7 @@ def test_tuned_takes_the_best_validation_accuracy_and_default_the_configured_val
     assert chosen == {"sgd_tuned": "sgd_lr0.01", "sgd_default": "sgd_lr0.1",
                       "adam_tuned": "adam_lr0.1", "adam_default": "adam_lr0.01"}
     assert list(study["experiment"]["variants"]) == ["sgd_default", "adam_default", "sgd_tuned", "adam_tuned"]
-    assert "| sgd | 0.900 (0.100) | 0.500 (0.990) | 0.01 | 0.1 |" in grid_md
+    assert "| sgd | 0.900 (0.100) | 0.500 (0.990) | 0.01 | 0.4000 | 0.1 |" in grid_md
     assert "edge of the grid" not in grid_md  # two-point grids have no inside
 
 

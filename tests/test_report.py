@@ -53,7 +53,7 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
     assert "**incomplete** |" in first and "missing runs (mse: 4 of 5 seeds)" in first
     assert "| [depth_sigmoid](#depth_sigmoid) | modern |" in first and "| **pending re-run** |" in first
     assert "judged by the previous rule" in first
-    assert "- relu vs sigmoid, test_acc (higher is better): advantage +0.85" in first
+    assert "- relu vs sigmoid, test_acc (higher is better), n = 5/5: advantage +0.85" in first
     assert "## Changes to what every study shares" in first
     assert "| [depth_sigmoid](#depth_sigmoid) | lecture | 3_layers 0.84 · 9_layers 0.11 | – | – | not run |" in first
     assert "**Modern protocol: not run** — `python -m experiments name=relu_vs_sigmoid protocol=modern`" in first

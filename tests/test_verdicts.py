@@ -82,7 +82,7 @@ def test_welch_matches_scipy():
     assert one.p_above(0.0) == pytest.approx(stats.ttest_1samp(a, 0.9, alternative="greater").pvalue)
 
 
-def test_seeds_that_all_agree_give_an_exact_decision():
+def test_seeds_that_all_agree_give_a_floored_spread():
     check = Check("a", "m", worse="b")
     same = {("a", "m"): np.full(5, 0.1135), ("b", "m"): np.full(5, 0.1135)}
     assert verdicts.run_checks([check], same)[0].status == INCONCLUSIVE
@@ -150,6 +150,7 @@ CHECKS = [Check("a", "m", worse="b"), Check("c", "m", worse="d"), Check("e", "m"
     ([HOLDS, FAILS, INCONCLUSIVE], "partly"),  # settled whichever way the open check goes
     ([FAILS, FAILS, INCONCLUSIVE], "not reproduced"),
     ([FAILS, INCONCLUSIVE, HOLDS], "inconclusive"),  # partly or not reproduced
+    ([HOLDS, HOLDS, INCONCLUSIVE], "reproduced"),  # an open side check decides nothing
 ])
 def test_the_verdict_is_what_every_settling_of_the_open_checks_agrees_on(statuses, expected):
     values = {}
@@ -170,4 +171,30 @@ def test_outcomes_are_reported_with_effect_interval_and_p():
     assert result.verdict == "reproduced" and record["status"] == HOLDS
     assert record["difference"] == pytest.approx(0.85) and record["ci90"][0] < 0.85 < record["ci90"][1]
     assert record["p"] < 1e-6 and record["n"] == [5, 5]
-    assert "relu vs sigmoid, test_acc (higher is better): advantage +0.85" in record["text"]
+    assert "relu vs sigmoid, test_acc (higher is better), n = 5/5: advantage +0.85" in record["text"]
+    assert "p < 1e-04 (Holm < 1e-04)" in record["text"]
+
+
+def test_a_beats_margin_is_how_far_ahead_the_claim_says():
+    far = Check("a", "m", worse="b", margin=0.1)
+    assert outcome(far, a=0.90, b=0.11).status == HOLDS
+    assert outcome(far, a=0.15, b=0.11).status == FAILS  # ahead, but not far
+    assert outcome(far, a=seeds(0.22, 30.0), b=0.11).status == INCONCLUSIVE  # about 0.1 ahead, noisy
+
+
+def test_identical_seeds_are_not_taken_for_certainty():
+    collapsed = {("a", "m"): np.full(5, 0.1135), ("b", "m"): np.full(5, 0.1135 + 5e-5)}
+    result = verdicts.run_checks([Check("b", "m", worse="a")], collapsed)[0]
+    assert result.status == INCONCLUSIVE and result.diff.se > 0  # a spread below 1e-4 counts as 1e-4
+
+
+def test_diverged_seeds_are_left_out_and_said_so():
+    values = {("a", "m"): np.array([0.9, 0.91, np.nan, 0.92, 0.9]), ("b", "m"): seeds(0.5)}
+    result = verdicts.run_checks([Check("a", "m", worse="b")], values)[0]
+    assert result.status == HOLDS and result.diff.n_better == 4
+    assert "n = 4/5" in result.describe() and "1 non-finite value left out: diverged runs" in result.describe()
+
+
+def test_a_claim_without_key_checks_is_refused():
+    with pytest.raises(ValueError, match="key check"):
+        verdicts.decide([Check("a", "m", worse="b", key=False)], {("a", "m"): seeds(1), ("b", "m"): seeds(0)})

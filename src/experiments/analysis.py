@@ -471,7 +471,8 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
     val = finals.groupby("variant")["val_acc"].mean()
     test = finals.groupby("variant")["test_acc"].mean()
     views, keys, at_edge = [], list(spec["grid"]), []
-    header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned", "default"]
+    header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned",
+              "its lead over the runner-up (val)", "default"]
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for base, partial in spec["variants"].items():
         mine = [label for label, (b, _) in labels.items() if b == base]
@@ -484,9 +485,11 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
                       own.get(key) == value for key, value in labels[label][1].items())), None)}
         point = {kind: ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in labels[label][1].values())
                  if label else "–" for kind, label in chosen.items()}
+        ranked = sorted((val[label] for label in scored), reverse=True)
+        lead = f"{ranked[0] - ranked[1]:.4f}" if len(ranked) > 1 else "–"
         table.append(f"| {base} | " + " | ".join(
             f"{val[label]:.3f} ({test[label]:.3f})" if label in val.index and pd.notna(val[label]) else "–"
-            for label in mine) + f" | {point['tuned']} | {point['default']} |")
+            for label in mine) + f" | {point['tuned']} | {lead} | {point['default']} |")
         if chosen["tuned"] in (mine[0], mine[-1]) and len(mine) > 2:
             at_edge.append(f"{base} ({chosen['tuned']})")
         for kind, label in chosen.items():

@@ -125,8 +125,9 @@ class VerdictConfig:
     worse: str = ""
     checks: List[CheckConfig] = field(default_factory=list)  # several statements of the claim
     # lecture protocol only: each variant's mean must lie within ±tolerance of the lecture's number
-    # (an equivalence check that is not a key check); null when the lecture's numbers come from
-    # another data set or are a derived bound, so only directions compare
+    # (an equivalence side check); 0.05 is a few times a single run's seed spread (the lecture's
+    # number is one Keras run). null when the lecture's numbers come from another data set or are a
+    # derived bound, so only directions compare
     tolerance: Optional[float] = 0.05
 
 

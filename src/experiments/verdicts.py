@@ -3,19 +3,27 @@
 A check compares the *difference* of two variants' means (or one variant's mean and a fixed value)
 with Welch's t, one-sided in the claimed direction, on the per-seed values of one metric:
 
-- `beats`: the claimed winner's advantage is > 0 (holds); it **fails** when the data show the
-  advantage is below `margin` (0: the other side is significantly ahead), even if it is > 0;
-- `not_worse` (non-inferiority): the winner's deficit is < `margin`, a number stated in the
-  experiment file before running (holds); it fails when the deficit is significantly above it;
-- `equivalent` (two one-sided tests): |difference| < `margin` (holds); it fails when the
-  difference lies significantly outside ±margin.
+- `beats`: the claimed winner's advantage is shown to be above `margin` (0 unless the claim says
+  "far": then the margin says how far), holds; shown below it, **fails**;
+- `not_worse` (non-inferiority): the winner's deficit is shown to be below `margin`, a number stated
+  in the experiment file, holds; shown above it, fails;
+- `equivalent` (two one-sided tests): |difference| is shown to be below `margin`, holds; the
+  difference is shown to lie outside ±margin, fails.
 
-Each check has a p-value for "holds" and one for "fails"; across a claim's checks both sets are
-corrected for multiplicity with Holm's step-down method, and a check whose adjusted p-values are
-both ≥ alpha is **inconclusive**. The verdict is the one every way of settling the inconclusive
-checks would give: all checks hold → reproduced; every key check fails → not reproduced; otherwise
-partly. When the inconclusive checks could tip it either way it is *inconclusive*, with the seeds a
-power estimate says would settle the checks in question.
+A seed's value that is not finite (a diverged run) is left out, and the check's line says so. A
+spread below SD_FLOOR (every seed the same, e.g. a collapsed net predicting one class) counts as
+SD_FLOOR, so that no test claims certainty from five identical numbers.
+
+Each check has a p-value for "holds" and one for "fails"; across a claim's checks each of the two
+sets is corrected for multiplicity with Holm's step-down method (a false "reproduced" needs a false
+"holds", a false "not reproduced" a false "fails": each is bounded by alpha), and a check with both
+adjusted p-values ≥ alpha is **inconclusive**.
+
+The verdict comes from the key checks (the claim's statements); side checks (sub-claims, the
+lecture's numbers) are reported beside them: every key check holds and no side check fails →
+reproduced; every key check fails → not reproduced; otherwise partly. When inconclusive key checks
+could tip it either way it is *inconclusive*, and each open check says roughly how many seeds would
+settle it. An open side check is shown as open and decides nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import numpy as np
 from scipy import stats
 
 ALPHA = 0.05
+SD_FLOOR = 1e-4  # the resolution of an accuracy on 10,000 test images
 POWER = 0.8  # for the seeds-needed estimate of an inconclusive check
 MAX_SEEDS_SHOWN = 1000
 
@@ -89,17 +98,12 @@ class Difference:
         return self._p((self.estimate - bound), upper=False)
 
     def _p(self, distance: float, upper: bool) -> float:
-        if self.se == 0 or not math.isfinite(self.se):  # every seed gave the same value: exact
-            if self.se == 0:
-                return 0.0 if (distance > 0 if upper else distance < 0) else 1.0
-            return 1.0
         t = distance / self.se
         return float(stats.t.sf(t, self.df) if upper else stats.t.cdf(t, self.df))
 
     def interval(self, level: float = 1 - 2 * ALPHA) -> tuple[float, float]:
-        """Two-sided interval whose ends are one-sided (1 - alpha) bounds (90% for alpha 0.05)."""
-        if self.se == 0:
-            return self.estimate, self.estimate
+        """Two-sided interval whose ends are one-sided (1 - alpha) bounds (90% for alpha 0.05),
+        not adjusted for multiplicity."""
         half = stats.t.ppf(1 - (1 - level) / 2, self.df) * self.se
         return self.estimate - half, self.estimate + half
 
@@ -108,22 +112,23 @@ def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool =
     """The difference of means, oriented so that a positive estimate favours `better`."""
     a = np.asarray(better, dtype=float)
     sign = -1.0 if lower_is_better else 1.0
-    var_a = a.var(ddof=1) / len(a)
+    sd_a = max(float(a.std(ddof=1)), SD_FLOOR)
+    var_a = sd_a ** 2 / len(a)
     if np.ndim(worse) == 0:  # one sample against a fixed number
-        return Difference(sign * (a.mean() - float(worse)), math.sqrt(var_a), len(a) - 1, len(a), 0, float(a.std(ddof=1)))
+        return Difference(sign * (a.mean() - float(worse)), math.sqrt(var_a), len(a) - 1, len(a), 0, sd_a)
     b = np.asarray(worse, dtype=float)
-    var_b = b.var(ddof=1) / len(b)
+    sd_b = max(float(b.std(ddof=1)), SD_FLOOR)
+    var_b = sd_b ** 2 / len(b)
     se = math.sqrt(var_a + var_b)
-    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1)) if se > 0 else math.inf
-    return Difference(sign * (a.mean() - b.mean()), se, df, len(a), len(b),
-                      math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2))
+    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1))
+    return Difference(sign * (a.mean() - b.mean()), se, df, len(a), len(b), math.sqrt((sd_a ** 2 + sd_b ** 2) / 2))
 
 
 def test_pair(check: Check, diff: Difference) -> tuple[float, float]:
     """(p that the check holds, p that it fails), each one-sided and not yet corrected."""
     m = check.margin
     if check.kind == "beats":
-        return diff.p_above(0.0), diff.p_below(m)
+        return diff.p_above(m), diff.p_below(m)
     if check.kind == "not_worse":
         return diff.p_above(-m), diff.p_below(-m)
     # equivalent: both one-sided tests must reject to hold (TOST); either side outside fails
@@ -146,7 +151,7 @@ def seeds_needed(check: Check, diff: Difference, alpha: float) -> int | None:
     difference and spread were as observed (normal approximation); None when the observed
     difference sits on a decision boundary."""
     m = check.margin
-    boundaries = {"beats": (0.0, m), "not_worse": (-m, -m), "equivalent": (-m, m)}[check.kind]
+    boundaries = {"beats": (m,), "not_worse": (-m,), "equivalent": (-m, m)}[check.kind]
     distance = min(abs(diff.estimate - b) for b in boundaries)
     if distance == 0 or diff.sd_pooled == 0:
         return None
@@ -168,23 +173,30 @@ class Outcome:
     p_fails_adjusted: float = math.nan
     seeds: int | None = None  # inconclusive only
     problem: str = ""  # why no test was possible
+    dropped: int = 0  # seeds whose value was not finite (diverged runs), left out
 
     def describe(self) -> str:
-        """'relu vs sigmoid, test_acc (higher is better): advantage +0.851 [0.83, 0.87], p = 2e-08
-        (Holm 4e-08) → beats: **holds**'; the interval's ends are one-sided 95% bounds."""
+        """'relu vs sigmoid, test_acc (higher is better), n = 5/5: advantage +0.851 [0.83, 0.87],
+        p < 1e-04 (Holm < 1e-04) → beats: **holds**'."""
         c = self.check
         if self.diff is None:
             return f"{c.statement()}: {INCONCLUSIVE} ({self.problem})"
         low, high = self.diff.interval()
         p, p_adj = (self.p_fails, self.p_fails_adjusted) if self.status == FAILS else (self.p_holds, self.p_holds_adjusted)
-        direction = "" if c.kind == "equivalent" else f" ({'lower' if c.lower_is_better else 'higher'} is better)"
-        text = (f"{c.better} vs {c.other}, {c.metric}{direction}: "
-                f"advantage {self.diff.estimate:+.3g} [{low:.3g}, {high:.3g}], p = {p:.2g} (Holm {p_adj:.2g})")
-        if c.kind != "beats" or c.margin:
+        oriented = c.kind != "equivalent"
+        direction = f" ({'lower' if c.lower_is_better else 'higher'} is better)" if oriented else ""
+        n = f"{self.diff.n_better}/{self.diff.n_worse}" if c.worse is not None else f"{self.diff.n_better}"
+        text = (f"{c.better} vs {c.other}, {c.metric}{direction}, n = {n}: "
+                f"{'advantage' if oriented else 'difference'} {self.diff.estimate:+.3g} [{low:.3g}, {high:.3g}], "
+                f"p {_p(p)} (Holm {_p(p_adj)})")
+        if c.margin or c.kind != "beats":
             text += f", margin {c.margin:g}"
         text += f" → {c.kind.replace('_', ' ')}: **{self.status}**"
+        if self.dropped:
+            text += f" ({self.dropped} non-finite value{'s' if self.dropped > 1 else ''} left out: diverged runs)"
         if self.status == INCONCLUSIVE:
-            text += (f" (about {self.seeds} seeds per variant would settle it)" if self.seeds and self.seeds <= MAX_SEEDS_SHOWN
+            text += (f" (very roughly {self.seeds} seeds per variant would settle it)"
+                     if self.seeds and self.seeds <= MAX_SEEDS_SHOWN
                      else f" (more than {MAX_SEEDS_SHOWN} seeds per variant would be needed)" if self.seeds
                      else " (the observed difference sits on the decision boundary)")
         return text + (f" — {c.note}" if c.note else "")
@@ -198,7 +210,14 @@ class Outcome:
                 "ci90": [_finite(low), _finite(high)], "p": _finite(self.p_holds if self.status != FAILS else self.p_fails),
                 "p_holm": _finite(self.p_holds_adjusted if self.status != FAILS else self.p_fails_adjusted),
                 "n": None if self.diff is None else [self.diff.n_better, self.diff.n_worse],
-                "seeds_needed": self.seeds, "text": self.describe()}
+                "dropped": self.dropped, "seeds_needed": self.seeds, "text": self.describe()}
+
+
+P_SHOWN_BELOW = 1e-4  # t tails from five seeds are not precise beyond this
+
+
+def _p(p: float) -> str:
+    return f"< {P_SHOWN_BELOW:.0e}" if p < P_SHOWN_BELOW else f"= {p:.2g}"
 
 
 def _finite(x: float) -> float | None:
@@ -209,8 +228,10 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
     """Test every check on `values[(variant, metric)]` (one value per seed), Holm-corrected together."""
     outcomes = []
     for check in checks:
-        better = _clean(values.get((check.better, check.metric)))
-        worse = check.value if check.worse is None else _clean(values.get((check.worse, check.metric)))
+        raw = [values.get((name, check.metric)) for name in (check.better, check.worse) if name is not None]
+        better = _clean(raw[0])
+        worse = check.value if check.worse is None else _clean(raw[1])
+        dropped = sum(len(r) - len(_clean(r)) for r in raw if r is not None)
         short = [name for name, sample in ((check.better, better), (check.worse, worse))
                  if name is not None and (sample is None or len(sample) < 2)]
         if short:
@@ -219,14 +240,14 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
             continue
         diff = welch(better, worse, check.lower_is_better)
         p_holds, p_fails = test_pair(check, diff)
-        outcomes.append(Outcome(check, INCONCLUSIVE, diff, p_holds, p_fails))
+        outcomes.append(Outcome(check, INCONCLUSIVE, diff, p_holds, p_fails, dropped=dropped))
     tested = [o for o in outcomes if o.diff is not None]
     for o, p_h, p_f in zip(tested, holm([o.p_holds for o in tested]), holm([o.p_fails for o in tested])):
         o.p_holds_adjusted, o.p_fails_adjusted = p_h, p_f
-        if p_f < alpha:  # first: a `beats` advantage shown to be below its margin fails even if it is > 0
-            o.status = FAILS
-        elif p_h < alpha:
+        if p_h < alpha:
             o.status = HOLDS
+        elif p_f < alpha:
+            o.status = FAILS
         else:
             o.seeds = seeds_needed(o.check, o.diff, alpha / len(tested))  # Holm's strictest step
     return outcomes
@@ -239,12 +260,12 @@ def _clean(sample) -> np.ndarray | None:
     return sample[np.isfinite(sample)]
 
 
-def verdict_of(statuses: list[str], key: list[bool]) -> str:
-    """The verdict for settled checks: all hold → reproduced; every key check fails → not
-    reproduced; anything else → partly."""
-    if all(s == HOLDS for s in statuses):
-        return REPRODUCED
-    if all(s == FAILS for s, k in zip(statuses, key) if k):
+def verdict_of(key: list[str], side_failed: bool) -> str:
+    """The verdict for settled key checks: all hold (and no side check fails) → reproduced; all
+    fail → not reproduced; anything else → partly."""
+    if all(s == HOLDS for s in key):
+        return PARTLY if side_failed else REPRODUCED
+    if all(s == FAILS for s in key):
         return NOT_REPRODUCED
     return PARTLY
 
@@ -253,15 +274,18 @@ def verdict_of(statuses: list[str], key: list[bool]) -> str:
 class Verdict:
     verdict: str
     outcomes: list[Outcome] = field(default_factory=list)
-    possible: list[str] = field(default_factory=list)  # verdicts the inconclusive checks leave open
+    possible: list[str] = field(default_factory=list)  # verdicts the inconclusive key checks leave open
 
     def headline(self) -> str:
-        n_held = sum(o.status == HOLDS for o in self.outcomes)
-        n_failed = sum(o.status == FAILS for o in self.outcomes)
-        n_open = len(self.outcomes) - n_held - n_failed
-        head = f"{n_held} of {len(self.outcomes)} checks hold, {n_failed} fail, {n_open} inconclusive"
+        parts = []
+        for label, key in (("key checks", True), ("side checks", False)):
+            mine = [o.status for o in self.outcomes if o.check.key == key]
+            if mine:
+                parts.append(f"{label}: {mine.count(HOLDS)} of {len(mine)} hold, {mine.count(FAILS)} fail, "
+                             f"{mine.count(INCONCLUSIVE)} inconclusive")
+        head = "; ".join(parts)
         if self.verdict == INCONCLUSIVE:
-            head += f" (the open checks could make it {' or '.join(self.possible)})"
+            head += f" (the open key checks could make it {' or '.join(self.possible)})"
         return head
 
     def reason(self) -> str:
@@ -269,14 +293,18 @@ class Verdict:
 
 
 def decide(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA) -> Verdict:
+    """Test the checks; the verdict is the one every way of settling the open key checks gives."""
+    if not any(check.key for check in checks):
+        raise ValueError("a claim needs at least one key check")
     outcomes = run_checks(checks, values, alpha)
-    open_ = [i for i, o in enumerate(outcomes) if o.status == INCONCLUSIVE]
-    keys = [o.check.key for o in outcomes]
+    key = [o.status for o in outcomes if o.check.key]
+    side_failed = any(o.status == FAILS for o in outcomes if not o.check.key)
+    open_ = [i for i, status in enumerate(key) if status == INCONCLUSIVE]
     possible = set()
     for settled in itertools.product((HOLDS, FAILS), repeat=len(open_)):
-        statuses = [o.status for o in outcomes]
+        statuses = list(key)
         for i, status in zip(open_, settled):
             statuses[i] = status
-        possible.add(verdict_of(statuses, keys))
+        possible.add(verdict_of(statuses, side_failed))
     ordered = [v for v in (REPRODUCED, PARTLY, NOT_REPRODUCED) if v in possible]
     return Verdict(ordered[0] if len(ordered) == 1 else INCONCLUSIVE, outcomes, ordered)
