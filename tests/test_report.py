@@ -3,16 +3,15 @@
 import json
 import shutil
 
-from experiments import report, store
+from experiments import analysis, report, store
 from experiments.config import experiment_names
 from test_analysis import STUDY, write_store
 
 
 def study_for(name: str, variants: tuple[str, str], lecture: tuple[float, float]) -> dict:
     spec = json.loads(json.dumps(STUDY))
-    worse, better = variants
-    spec["experiment"] |= {"name": name, "variants": {worse: {}, better: {}}, "lecture": dict(zip(variants, lecture))}
-    spec["experiment"]["verdict"] |= {"better": better, "worse": worse}
+    spec["experiment"] |= {**analysis.current_rule(name), "name": name, "variants": {v: {} for v in variants}}
+    assert spec["experiment"]["lecture"] == dict(zip(variants, lecture))
     return spec
 
 

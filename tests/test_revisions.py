@@ -99,3 +99,26 @@ def test_settings_table_marks_departures_and_what_varies():
 @pytest.mark.parametrize("name,identical", [("dropout", True), ("relu_vs_sigmoid", False), ("deep_vs_fat", False)])
 def test_an_experiment_that_fixes_every_protocol_setting_is_not_run_twice(name, identical):
     assert settings.protocols_identical(name) == identical
+
+
+def test_a_changed_rule_re_judges_the_stored_runs_without_a_re_run(tmp_path):
+    import json
+
+    from experiments import analysis
+    from experiments.errors import UserError
+
+    study = {"experiment": {**analysis.current_rule("relu_vs_sigmoid"), "name": "relu_vs_sigmoid",
+                            "variants": {"sigmoid": {"model": {"activation": "sigmoid"}},
+                                         "relu": {"model": {"activation": "relu"}}}, "grid": {}, "probes": []},
+             "protocol": "lecture", "seeds": [0, 1]}
+    assert not analysis.rule_changed(study)
+    study["experiment"]["verdict"] = {"metric": "test_acc", "tolerance": 0.05, "checks": [{"better": "relu", "worse": "sigmoid"}]}
+    assert analysis.rule_changed(study)  # the file now asks for a margin
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    analysis.adopt_current_rule(tmp_path)
+    assert not analysis.rule_changed(json.loads((tmp_path / "study.json").read_text()))
+
+    study["experiment"]["variants"]["tanh"] = {}
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    with pytest.raises(UserError, match="variants changed since these runs"):
+        analysis.adopt_current_rule(tmp_path)

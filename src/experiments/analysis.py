@@ -19,7 +19,7 @@ from scipy import stats  # noqa: E402
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from experiments.config import grid_runs  # noqa: E402
+from experiments.config import CONFIG_DIR, grid_runs  # noqa: E402
 from experiments import verdicts  # noqa: E402
 from experiments.errors import UserError  # noqa: E402
 from experiments.store import load_probe, load_study, locked, write_atomic  # noqa: E402
@@ -537,11 +537,50 @@ def _analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     return summary, verdict
 
 
+# what analysis alone may take from the current experiment file: how runs are judged and shown,
+# never what they ran
+RULE_KEYS = ("verdict", "lecture", "lecture_label", "figures", "title", "claim")
+
+
+def current_rule(name: str) -> dict:
+    """The experiment file's rule as it is now (configs/name/<name>.yaml)."""
+    spec = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "name" / f"{name}.yaml").experiment)
+    return {key: spec[key] for key in RULE_KEYS if key in spec}
+
+
+def rule_changed(study: dict) -> bool:
+    """True when the experiment file now judges the study's runs by other checks than it did."""
+    try:
+        now = current_rule(study["experiment"]["name"])
+    except (OSError, KeyError):
+        return False
+    rule_then, rule_now = study["experiment"]["verdict"], {**study["experiment"]["verdict"], **now.get("verdict", {})}
+    return (checks_of(rule_then, study) != checks_of(rule_now, study)
+            or now.get("lecture", {}) != study["experiment"].get("lecture", {}))
+
+
+def adopt_current_rule(study_dir: Path) -> None:
+    """Judge a study's stored runs by its experiment file's current rule: what changed in the rule
+    after the runs (a margin, a check) needs no re-run. What the runs ran must be unchanged."""
+    study = json.loads((study_dir / STUDY_FILE).read_text())
+    spec = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "name" / f"{study['experiment']['name']}.yaml").experiment)
+    for key in ("variants", "grid", "probes"):
+        if spec.get(key, {} if key != "probes" else []) != study["experiment"].get(key, {} if key != "probes" else []):
+            raise UserError(f"the experiment file's {key} changed since these runs: re-run the study instead")
+    study["experiment"] |= {key: spec[key] for key in RULE_KEYS if key in spec}
+    write_atomic(study_dir / STUDY_FILE, json.dumps(study, indent=2) + "\n")
+
+
 def main(argv: list[str]) -> int:
+    adopt = "--current-rule" in argv
+    argv = [a for a in argv if a != "--current-rule"]
     if len(argv) != 1 or not (Path(argv[0]) / STUDY_FILE).exists():
-        print("usage: python -m experiments.analysis <study folder holding study.json>", file=sys.stderr)
+        print("usage: python -m experiments.analysis <study folder holding study.json> [--current-rule]",
+              file=sys.stderr)
         return 2
     try:
+        if adopt:
+            adopt_current_rule(Path(argv[0]))
         analyse(Path(argv[0]))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -64,14 +64,18 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
                          "which the verdict engine replaced; re-run the study for a verdict")
     commits = verdict.get("git_commits", [])
     if len(commits) == 1:
-        changed = revisions.stale_keys(REPO, f"configs/name/{name}.yaml", commits[0])
+        changed = [k for k in revisions.stale_keys(REPO, f"configs/name/{name}.yaml", commits[0]) or []
+                   if not k.startswith(tuple(f"experiment.{key}" for key in analysis.RULE_KEYS))]
         if changed:
-            return PENDING, ("the experiment file changed after these runs (" + ", ".join(f"`{k}`" for k in changed[:6])
+            return PENDING, ("the experiment file changed what these runs ran (" + ", ".join(f"`{k}`" for k in changed[:6])
                              + (" …" if len(changed) > 6 else "") + "); re-run the study for a verdict")
+    if analysis.rule_changed(outcome["study"]):
+        return PENDING_ANALYSIS, (f"the experiment file's checks changed after this analysis; "
+                         f"`python -m experiments.analysis results/{name}/<protocol> --current-rule` re-judges the runs")
     return verdict["verdict"], ""
 
 
-PENDING = "pending re-run"
+PENDING, PENDING_ANALYSIS = "pending re-run", "pending re-analysis"
 
 
 def headline(outcome: dict) -> str:
@@ -179,7 +183,7 @@ def build_report(results_dir: Path) -> str:
                       *settings.settings_markdown(study),
                       *table_markdown(outcome["summary"], study["experiment"]["verdict"]["metric"],
                                       study["experiment"].get("lecture_label", "")), "",
-                      *([f"**Verdict: {shown}** — {why}.", ""] if shown == PENDING else verdict_lines(verdict)),
+                      *([f"**Verdict: {shown}** — {why}.", ""] if why else verdict_lines(verdict)),
                       *([(results_dir / name / protocol / "grid.md").read_text()]
                         if (results_dir / name / protocol / "grid.md").exists() else []),
                       *(f"![{name}, {protocol} protocol: {figure}]({name}/{protocol}/{figure}.png)\n"
