@@ -38,8 +38,18 @@ def test_rows_cover_init_and_every_epoch_with_all_metrics(mnist_root, splits):
     assert result.status == "complete"
     assert [row["epoch"] for row in result.rows] == [0, 1, 2, 3]
     expected = {"updates", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "epoch_seconds",
-                "seconds", "effective_lr", "grad_norm_1", "grad_norm_2", "grad_norm_3"}
+                "seconds", "effective_lr", "grad_norm_1", "grad_norm_2", "grad_norm_3", "train_eval_loss", "train_eval_acc"}
     assert set(result.rows[-1]) == expected | {"epoch"}
+    # the trained model on its training images, in eval mode: once, at the end
+    assert all(math.isnan(row["train_eval_acc"]) for row in result.rows[:-1]) and 0 < result.rows[-1]["train_eval_acc"] <= 1
+
+
+def test_training_accuracy_of_the_trained_model_has_dropout_off(mnist_root, splits):
+    cfg = run_cfg(mnist_root, epochs=3)
+    cfg["model"] = {**cfg["model"], "dropout": 0.5}
+    last = train_run(cfg, splits, seed=0).rows[-1]
+    # with dropout on, the running figure is measured on thinned nets; the trained net does better
+    assert last["train_eval_acc"] > last["train_acc"]
 
 
 def test_training_learns_mnist(mnist_root, splits):
