@@ -21,7 +21,9 @@ from experiments.runner import train_group
 
 @pytest.mark.parametrize("override,expected", [
     ("optimizer.lr=-0.1", "optimizer.lr must be a finite number > 0"),
-    ("model.depth=0", "model.depth must be >= 1"),
+    ("model.depth=0", "model.depth must be in 1..1000"),
+    ("model.depth=99999999", "model.depth must be in 1..1000"),
+    ("model.width=10000000", "model.width must be in 1..65536"),
     ("model.dropout=1.0", "model.dropout must be in [0, 1)"),
     ("train.batch_size=20000", "train.batch_size must be in 1..data.train_size=10000"),
     ("data.train_size=70000", "data.train_size must be in 1..60000"),

@@ -65,7 +65,7 @@ def test_wrong_type_and_bad_values_are_rejected(run_cli):
     assert "optimizer.lr must be a finite number > 0" in one_line_error(run_cli("name=relu_vs_sigmoid", "optimizer.lr=-1"))
     assert "relux" in one_line_error(run_cli("name=relu_vs_sigmoid", "model.activation=relux"))
     # a bad value hidden in the second half of a sweep is caught before anything trains
-    assert "model.depth must be >= 1" in one_line_error(run_cli("-m", "name=relu_vs_sigmoid", "model.depth=3,0"))
+    assert "model.depth must be in 1..1000" in one_line_error(run_cli("-m", "name=relu_vs_sigmoid", "model.depth=3,0"))
 
 
 def test_missing_experiment_name(run_cli):

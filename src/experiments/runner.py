@@ -24,6 +24,8 @@ from experiments.probes import PROBE_SCALARS, PROBES
 from experiments.train import OPTIMIZERS, train_seeds
 from models import build_model
 
+# sizes past these are typing errors, and building such a net (even on the meta device) would hang
+MAX_DEPTH, MAX_WIDTH = 1000, 65536
 BLOCK_ARCHITECTURES = ("resmlp", "rescnn")  # the nets delete_blocks can take blocks out of
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one path component, no '..' tricks
 
@@ -32,10 +34,10 @@ def check_values(run: dict) -> None:
     """Reject values the schema's types allow but training cannot use."""
     model, data, opt, train = run["model"], run["data"], run["optimizer"], run["train"]
     problems = []
-    if model["depth"] < 1:
-        problems.append(f"model.depth must be >= 1 (got {model['depth']})")
-    if model["width"] < 1:
-        problems.append(f"model.width must be >= 1 (got {model['width']})")
+    if not 1 <= model["depth"] <= MAX_DEPTH:
+        problems.append(f"model.depth must be in 1..{MAX_DEPTH} (got {model['depth']})")
+    if not 1 <= model["width"] <= MAX_WIDTH:
+        problems.append(f"model.width must be in 1..{MAX_WIDTH} (got {model['width']})")
     if not problems:  # each architecture checks its own shape rules; the meta device allocates nothing
         try:
             with torch.device("meta"):
