@@ -6,9 +6,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
 
-from experiments import analysis
 from experiments.config import CONFIG_DIR, experiment_names
 from experiments.config import register_schema
 from experiments.runner import build_runs, grid_defaults

@@ -2,7 +2,6 @@
 for each way a hostile or careless command line got through, and a bounded fuzz test."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
