@@ -45,11 +45,38 @@ def files_under(root: Path) -> set[Path]:
     (["experiment.probes=[delete_blocks]"], "delete_blocks probe needs a net made of blocks"),
     (["experiment.title=é"], "quote a value"),
     (["--cfg", "results_dir=x"], "--cfg takes job, hydra or all"),
+    (["hydra/launcher=nope"], "Could not find 'hydra/launcher/nope'"),
+    (["hydra.launcher.foo=1"], "Could not override 'hydra.launcher.foo'"),
+    (["-m", "hydra.launcher.foo=1"], "Could not override 'hydra.launcher.foo'"),
+    (["experiment.title=${oc.env:HOME}"], "interpolations"),
+    (["results_dir=${oc.env:HOME}"], "interpolations"),
+    (["only=[]"], "only=[] picks no run"),
+    (["seeds=[-1]"], "seeds must be 0 or more"),
+    (["--info=bogus"], "--info takes one of"),
+    (["--help", "name=nope"], "unknown experiment 'nope'"),
 ])
 def test_bad_input_is_one_line_before_anything_is_written(tmp_path, args, expected, exit_message):
     before = files_under(tmp_path)
     assert expected in exit_message("name=relu_vs_sigmoid", *args)
     assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("args,shown", [
+    (["--hydra-help", "name=relu_vs_sigmoid", "seeds=[0]"], "Hydra ("),
+    (["--info", "name=relu_vs_sigmoid", "seeds=[0]"], "Config search path"),
+    (["--help", "name=relu_vs_sigmoid", "seeds=[0]"], "Powered by Hydra"),
+])
+def test_print_flags_with_overrides_print_and_write_nothing(run_cli, tmp_path, args, shown):
+    done = run_cli(*args)
+    assert done.returncode == 0 and shown in done.stdout + done.stderr, done.stderr[-500:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_analysis_of_a_folder_without_a_study_is_one_error_line(tmp_path, capsys):
+    from experiments import analysis
+
+    assert analysis.main([str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'nope'} holds no study.json")
 
 
 def test_unknown_experiment_with_a_flag_is_one_line(exit_message):

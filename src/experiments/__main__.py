@@ -27,7 +27,8 @@ from experiments.runner import build_runs, check_writable, resolve_device, run_s
 FLAGS = {"-m", "--multirun", "--resolve"}
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p"}
 INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
-HELP_FLAGS = {"--help", "-h", "--hydra-help", "--version"}  # print and exit: nothing to check
+HELP_FLAGS = {"--help", "-h"}  # print the composed config and exit: overrides are checked, nothing is written
+BARE_FLAGS = {"--hydra-help", "--version"}  # print and exit; Hydra reads no overrides with them
 
 
 def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
@@ -38,7 +39,7 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
         name = arg.split("=", 1)[0]
         if not arg.startswith("-"):
             overrides.append(arg)
-        elif arg in FLAGS or arg in HELP_FLAGS:
+        elif arg in FLAGS or arg in HELP_FLAGS or arg in BARE_FLAGS:
             flags.append(arg)
         elif name in FLAGS_WITH_VALUE:
             value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
@@ -49,10 +50,14 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
             i += "=" not in arg
             flags += [arg] if "=" in arg else [arg, value]
         elif name in ("--info", "-i"):
-            flags.append(arg)
-            if "=" not in arg and i + 1 < len(args) and args[i + 1] in INFO_TOPICS:
+            topic = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "all")
+            if "=" not in arg and topic in INFO_TOPICS and i + 1 < len(args):
                 i += 1
-                flags.append(args[i])
+            elif "=" not in arg:
+                topic = "all"  # a bare --info: Hydra would take the next override for its topic
+            if topic not in INFO_TOPICS:
+                raise UserError(f"--info takes one of {', '.join(sorted(INFO_TOPICS))} (got {topic!r})")
+            flags.append(f"--info={topic}")
         else:
             raise UserError(f"the Hydra flag {name!r} is not supported here: use overrides (key=value), "
                             "and results_dir= to choose where results go")
@@ -94,10 +99,15 @@ def precheck(args: list[str]) -> list[str]:
     """Check the command line; return it as Hydra reads it: the flags, then the overrides (Hydra
     takes one unbroken run of overrides)."""
     flags, overrides = split_flags(args)
-    if any(flag in HELP_FLAGS for flag in flags):
-        return flags + overrides
+    if any(flag in BARE_FLAGS for flag in flags):
+        return [flag for flag in flags if flag in BARE_FLAGS][:1]
+    if any(flag in HELP_FLAGS for flag in flags) and not overrides:
+        return flags
     for override in overrides:
         check_hydra_override(override)
+        if "${" in override:  # an interpolation could name any path or setting once resolved
+            raise UserError(f"{override!r}: interpolations (${{...}}) are not accepted on the command line; "
+                            "type the value itself")
     names = experiment_names()
     sets = override_sets(overrides)
     chosen = {o.split("=", 1)[1] for s in sets for o in s if o.split("=", 1)[0] == "name"}
@@ -114,8 +124,8 @@ def precheck(args: list[str]) -> list[str]:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         for overrides_now in sets:
             job_overrides = [o for o in overrides_now if not o.lstrip("+~").startswith("hydra")]
-            try:
-                cfg = compose(config_name="config", overrides=job_overrides, return_hydra_config=True)
+            try:  # with the launcher's overrides, so that a mistyped one is caught here too
+                cfg = compose(config_name="config", overrides=overrides_now, return_hydra_config=True)
                 HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} resolve as in a real run
                 build_runs(cfg)
                 resolve_device(cfg.device.value)
@@ -126,6 +136,8 @@ def precheck(args: list[str]) -> list[str]:
                 raise UserError(message) from None
             check_folder_names(job_overrides, set(cfg.hydra.job.config.override_dirname.exclude_keys))
             folders.add((Path(cfg.results_dir), Path(cfg.hydra.run.dir)))
+    if any(flag.split("=", 1)[0] in {*HELP_FLAGS, "--info", "--cfg", "-c"} for flag in flags):
+        return flags + overrides  # Hydra prints and exits: nothing is written, so no folder need exist
     for results_dir, study_dir in sorted(folders):
         check_writable(results_dir)
         if study_dir.exists() and not os.access(study_dir, os.W_OK | os.X_OK):  # Hydra writes .hydra/ there first

@@ -574,8 +574,12 @@ def adopt_current_rule(study_dir: Path) -> None:
 def main(argv: list[str]) -> int:
     adopt = "--current-rule" in argv
     argv = [a for a in argv if a != "--current-rule"]
-    if len(argv) != 1 or not (Path(argv[0]) / STUDY_FILE).exists():
-        print("usage: python -m experiments.analysis <study folder holding study.json> [--current-rule]",
+    usage = "usage: python -m experiments.analysis <study folder holding study.json> [--current-rule]"
+    if len(argv) != 1:
+        print(f"error: give one study folder\n{usage}", file=sys.stderr)
+        return 2
+    if not (Path(argv[0]) / STUDY_FILE).is_file():
+        print(f"error: {argv[0]} holds no {STUDY_FILE}: name a study folder such as results/relu_vs_sigmoid/lecture",
               file=sys.stderr)
         return 2
     try:

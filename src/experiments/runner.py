@@ -105,8 +105,12 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
     missing = [v for v in (cfg.only or []) if v not in labels and v not in spec.variants]
     if missing:
         raise UserError(f"only= names unknown variants {missing}; {spec.name} has {list(spec.variants)}")
+    if cfg.only is not None and not cfg.only:
+        raise UserError(f"only=[] picks no run; name variants of {spec.name}: {list(spec.variants)}, or leave only= out")
     if not cfg.seeds:
         raise UserError("seeds is empty: give at least one seed, e.g. seeds=[0,1,2]")
+    if any(seed < 0 for seed in cfg.seeds):
+        raise UserError(f"seeds must be 0 or more (got {list(cfg.seeds)})")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise UserError(f"seeds lists a seed twice: {list(cfg.seeds)}")
     metrics = analysis.known_metrics({m for probe in spec.probes if probe in PROBES for m in PROBE_SCALARS[probe]})
