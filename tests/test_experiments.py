@@ -7,8 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from experiments.config import CONFIG_DIR, experiment_names
-from experiments.config import register_schema
+from experiments.config import CONFIG_DIR, apply_protocol_grid, experiment_names, register_schema
 from experiments.runner import build_runs, grid_defaults
 
 
@@ -17,6 +16,7 @@ def composed(*overrides: str):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
+        apply_protocol_grid(cfg, cfg.hydra.runtime.choices.protocol)  # as the entry point does
         return cfg
 
 
@@ -34,7 +34,7 @@ def test_lecture_protocol_is_the_claims_md_demo():
 
 
 def test_modern_protocol_uses_the_full_training_set_and_a_validation_split():
-    run = runs_of("name=relu_vs_sigmoid", "protocol=modern")["relu"]
+    run = runs_of("name=relu_vs_sigmoid", "protocol=modern")["relu_lr0.1"]
     assert run["data"]["train_size"] + run["data"]["val_size"] == 60000 and run["data"]["val_size"] > 0
     assert run["model"]["init"] == "torch_default"
 
@@ -83,6 +83,7 @@ def test_each_experiment_runs_at_a_tiny_size(run_cli, tmp_path, name):
 @pytest.mark.parametrize("protocol,train_size", [("lecture", 10000), ("modern", 55000)])
 def test_equal_updates_variants_make_200_updates_under_either_protocol(protocol, train_size):
     runs = runs_of("name=minibatch_vs_fullbatch", f"protocol={protocol}")
-    full, mini = runs["full_batch_200_updates"]["train"], runs["minibatch_200_updates"]["train"]
+    point = "_lr0.1" if protocol == "modern" else ""  # the modern protocol tunes the rate on a grid
+    full, mini = runs[f"full_batch_200_updates{point}"]["train"], runs[f"minibatch_200_updates{point}"]["train"]
     assert full["batch_size"] == train_size and full["epochs"] == 200 and full["max_updates"] is None
     assert mini["batch_size"] == 100 and mini["max_updates"] == 200 and mini["epochs"] * train_size >= 200 * 100

@@ -46,6 +46,22 @@ def test_tuned_takes_the_best_validation_accuracy_and_default_the_configured_val
     assert "edge of the grid" not in grid_md  # two-point grids have no inside
 
 
+def test_a_protocol_grid_tunes_under_its_protocol_only():
+    lecture, modern = runs_of("name=mse_vs_ce"), runs_of("name=mse_vs_ce", "protocol=modern")
+    assert sorted(lecture) == ["cross_entropy", "mse"]
+    assert sorted(modern) == [f"{v}_lr{lr}" for v in ("cross_entropy", "mse") for lr in (0.03, 0.1, 0.3)]
+    assert modern["mse_lr0.3"]["optimizer"]["lr"] == 0.3 and modern["mse_lr0.3"]["train"]["loss"] == "mse"
+
+
+def test_in_a_grid_study_a_plain_variant_name_means_its_tuned_value():
+    rule = {"metric": "test_acc", "checks": [{"better": "sgd", "worse": "adam"},
+                                             {"better": "sgd_default", "worse": "adam_tuned", "key": False}]}
+    checks = analysis.checks_of(rule, GRID_STUDY)
+    assert [(c.better, c.worse) for c in checks] == [("sgd_tuned", "adam_tuned"), ("sgd_default", "adam_tuned")]
+    plain = analysis.checks_of(rule, {**GRID_STUDY, "experiment": {**GRID_STUDY["experiment"], "grid": {}}})
+    assert (plain[0].better, plain[0].worse) == ("sgd", "adam")
+
+
 def finals(values: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame([{"variant": v, "seed": s, "m": x} for v, xs in values.items() for s, x in enumerate(xs)])
 

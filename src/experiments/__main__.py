@@ -18,7 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from experiments.config import CONFIG_DIR, experiment_names, protocol_names, register_schema
+from experiments.config import CONFIG_DIR, apply_protocol_grid, experiment_names, protocol_names, register_schema
 from experiments.errors import UserError, one_line
 from experiments.runner import build_runs, check_writable, resolve_device, run_study
 
@@ -127,6 +127,7 @@ def precheck(args: list[str]) -> list[str]:
             try:  # with the launcher's overrides, so that a mistyped one is caught here too
                 cfg = compose(config_name="config", overrides=overrides_now, return_hydra_config=True)
                 HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} resolve as in a real run
+                apply_protocol_grid(cfg, cfg.hydra.runtime.choices.protocol)
                 build_runs(cfg)
                 resolve_device(cfg.device.value)
             except (HydraException, OmegaConfBaseException) as exc:
@@ -157,6 +158,7 @@ def check_folder_names(overrides: list[str], excluded: set[str]) -> None:
 def task(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     try:
+        apply_protocol_grid(cfg, hydra_cfg.runtime.choices.protocol)
         run_study(cfg, Path(hydra_cfg.runtime.output_dir), protocol=hydra_cfg.runtime.choices.protocol,
                   overrides=list(hydra_cfg.overrides.task))
     except UserError as exc:

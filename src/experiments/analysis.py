@@ -135,6 +135,9 @@ def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
     """The claim's checks as the engine takes them; under the lecture protocol, plus a size check
     (equivalence within ±tolerance) for each variant the lecture gives a number for."""
     raw = rule.get("checks") or [{"better": rule["better"], "worse": rule["worse"]}]
+    if study and study["experiment"].get("grid"):  # a plain variant name means the variant at its tuned value
+        raw = [{**c, **{side: f"{c[side]}_tuned" for side in ("better", "worse")
+                        if c.get(side) and not c[side].endswith(("_default", "_tuned"))}} for c in raw]
     checks = [verdicts.Check(better=c["better"], worse=c.get("worse") or None, value=c.get("value"),
                              metric=c.get("metric") or rule["metric"], kind=c.get("kind", "beats"),
                              margin=c.get("margin", 0.0), lower_is_better=c.get("lower_is_better", False),
@@ -178,7 +181,7 @@ def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
     budget might close them, so there the check measures convergence speed as much as the state
     training ends in (the caveat the report prints under the verdict)."""
     notes = []
-    for check in checks_of(study["experiment"]["verdict"]):
+    for check in checks_of(study["experiment"]["verdict"], study):
         values = per_epoch(runs, check.metric)
         if values is None or check.kind != "beats" or check.worse is None:
             continue
@@ -325,10 +328,19 @@ def band(ax, table: pd.DataFrame, x: str, y: str, color: str, label: str, **styl
     ax.fill_between(curve.index, curve["min"], curve["max"], color=color, alpha=0.2, linewidth=0)
 
 
+def probe_tables(study: dict, study_dir: Path, probe: str) -> pd.DataFrame:
+    """A probe's tables by variant; of a grid study, those of each variant's tuned run, as <variant>_tuned."""
+    tables = load_probe(study_dir, probe)
+    tuned = {label: view for view, label in study.get("view_runs", {}).items() if view.endswith("_tuned")}
+    if tables.empty or not study["experiment"].get("grid"):
+        return tables
+    return tables[tables["variant"].isin(tuned)].assign(variant=lambda t: t["variant"].map(tuned))
+
+
 def probe_figure(study: dict, study_dir: Path, probe: str, draw, xlabel: str, ylabel: str, title: str,
                  **axes_style) -> bytes | None:
     """One axes, one colour per variant that has this probe's tables; `draw(ax, table, color, variant)`."""
-    tables = load_probe(study_dir, probe)
+    tables = probe_tables(study, study_dir, probe)
     if tables.empty:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -352,7 +364,7 @@ def plot_mc_dropout(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes |
 
 def plot_loss_line(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
     """Both losses from the initial (t=0) to the trained weights (t=1) of each variant."""
-    probe = load_probe(study_dir, "loss_line")
+    probe = probe_tables(study, study_dir, "loss_line")
     if probe.empty:
         return None
     variants = [v for v in study["experiment"]["variants"] if v in set(probe["variant"])]
@@ -470,7 +482,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
     finals = per_run(runs) if len(runs) else pd.DataFrame(columns=["variant", "val_acc", "test_acc"])
     val = finals.groupby("variant")["val_acc"].mean()
     test = finals.groupby("variant")["test_acc"].mean()
-    views, keys, at_edge = [], list(spec["grid"]), []
+    views, keys, at_edge, view_runs = [], list(spec["grid"]), [], {}
     header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned",
               "its lead over the runner-up (val)", "default"]
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -495,8 +507,9 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
         for kind, label in chosen.items():
             if label is not None:
                 views.append(runs[runs["variant"] == label].assign(variant=f"{base}_{kind}", grid_run=label))
+                view_runs[f"{base}_{kind}"] = label
     view_names = [f"{b}_{kind}" for kind in ("default", "tuned") for b in spec["variants"]]
-    resolved = {**study, "experiment": {**spec, "variants": {name: {} for name in view_names}}}
+    resolved = {**study, "experiment": {**spec, "variants": {name: {} for name in view_names}}, "view_runs": view_runs}
     edge_note = ([f"Best value at the edge of the grid, so tuning may be incomplete for: {', '.join(at_edge)}.", ""]
                  if at_edge else [])
     grid_md = "\n".join(["Validation accuracy (test accuracy) of every grid point, mean over seeds; "

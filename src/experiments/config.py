@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from experiments.errors import UserError
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -154,6 +156,10 @@ class ExperimentConfig:
     # `sgd` into runs `sgd_lr0.01` and `sgd_lr0.1`; the analysis then compares each variant at its
     # own configured value (`sgd_default`) and at the value with the best validation accuracy (`sgd_tuned`)
     grid: Dict[str, List[Any]] = field(default_factory=dict)
+    # protocol -> the grid used under that protocol only: a claim whose lecture numbers fix its
+    # settings keeps them under protocol=lecture and is tuned per variant under protocol=modern.
+    # In a grid study a check that names a plain variant compares it at its tuned value.
+    protocol_grids: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
     # variant label -> the lecture's number for verdict.metric
     lecture: Dict[str, float] = field(default_factory=dict)
     lecture_label: str = ""  # column title for those numbers; default "lecture <metric>"
@@ -189,6 +195,16 @@ def grid_runs(variants: dict, grid: dict) -> dict[str, tuple[str, dict]]:
         runs = {f"{label}_{short}{value}": (base, {**point, key: value})
                 for label, (base, point) in runs.items() for value in values}
     return runs
+
+
+def apply_protocol_grid(cfg: DictConfig, protocol: str) -> None:
+    """Make the experiment's grid the one it names for this protocol, if it names one."""
+    spec = cfg.experiment
+    if protocol not in spec.protocol_grids:
+        return
+    if spec.grid:
+        raise UserError(f"experiment {spec.name!r} has both a grid and a grid for protocol {protocol!r}; keep one")
+    spec.grid = spec.protocol_grids[protocol]
 
 
 def protocol_settings(protocol: str) -> dict:

@@ -64,8 +64,11 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
                          "which the verdict engine replaced; re-run the study for a verdict")
     commits = verdict.get("git_commits", [])
     if len(commits) == 1:
+        protocol = outcome["study"].get("protocol", "lecture")
         changed = [k for k in revisions.stale_keys(REPO, f"configs/name/{name}.yaml", commits[0]) or []
-                   if not k.startswith(tuple(f"experiment.{key}" for key in analysis.RULE_KEYS))]
+                   if not k.startswith(tuple(f"experiment.{key}" for key in analysis.RULE_KEYS))
+                   and not (k.startswith("experiment.protocol_grids.")  # another protocol's grid
+                            and not k.startswith(f"experiment.protocol_grids.{protocol}."))]
         if changed:
             return PENDING, ("the experiment file changed what these runs ran (" + ", ".join(f"`{k}`" for k in changed[:6])
                              + (" …" if len(changed) > 6 else "") + "); re-run the study for a verdict")
@@ -81,7 +84,7 @@ PENDING, PENDING_ANALYSIS = "pending re-run", "pending re-analysis"
 def headline(outcome: dict) -> str:
     """The two numbers the claim is about: the first key check's variants, mean ± 95% CI."""
     rule = outcome["study"]["experiment"]["verdict"]
-    key = next(c for c in analysis.checks_of(rule) if c.key)
+    key = next(c for c in analysis.checks_of(rule, outcome["study"]) if c.key)
     summary = outcome["summary"].set_index("variant")
     names = [key.better, key.other]
     cells = []

@@ -96,8 +96,8 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
         raise UserError(f"experiment {spec.name!r}: its verdict needs `better` and `worse`, or a list of `checks` "
                         "with at least one key check")
     named = [v for check in checks for v in (check.better, check.worse) if v is not None]
-    # a grid experiment's verdict speaks of <variant>_default and <variant>_tuned
-    comparable = [f"{v}_{kind}" for v in spec.variants for kind in ("default", "tuned")] if spec.grid else spec.variants
+    # a grid experiment's verdict speaks of <variant>_default and <variant>_tuned (<variant> alone: tuned)
+    comparable = [*spec.variants, *(f"{v}_{kind}" for v in spec.variants for kind in ("default", "tuned") if spec.grid)]
     unknown = [v for v in (*named, *spec.lecture) if v not in comparable]
     unknown += [p for p in spec.probes if p not in PROBES] + [f for f in spec.figures if f not in analysis.FIGURES]
     if unknown:
