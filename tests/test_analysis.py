@@ -3,26 +3,10 @@ import json
 import pandas as pd
 import pytest
 
-from experiments import analysis, store
+from experiments import analysis, judge, metrics, store, tables
+from helpers import make_runs, toy_study, write_store
 
-STUDY = {
-    "experiment": {"name": "toy", "title": "Toy", "claim": "b beats a", "lecture_ref": "made up",
-                   "variants": {"a": {}, "b": {}}, "lecture": {"a": 0.11, "b": 0.96},
-                   "verdict": {"metric": "test_acc", "better": "b", "worse": "a", "tolerance": 0.05}},
-    "seeds": [0, 1, 2, 3, 4], "protocol": "lecture", "overrides": [],
-}
-
-
-def make_runs(finals: dict[str, list[float]]) -> pd.DataFrame:
-    rows = []
-    for variant, values in finals.items():
-        for seed, value in enumerate(values):
-            for epoch, acc in ((0, 0.1), (1, value)):
-                rows.append({"variant": variant, "seed": seed, "epoch": epoch, "train_loss": 1.0 / (epoch + 1),
-                             "train_acc": acc, "test_acc": acc, "seconds": 2.0 * epoch, "epoch_seconds": 2.0 * epoch, "status": "complete",
-                             "grad_norm_1": 0.01, "grad_norm_2": 1.0})
-    return pd.DataFrame(rows)
-
+STUDY = toy_study()
 
 @pytest.mark.parametrize("finals,protocol,verdict", [
     ({"a": [0.11, 0.12, 0.10, 0.11, 0.11], "b": [0.95, 0.96, 0.97, 0.96, 0.96]}, "lecture", "reproduced"),
@@ -36,14 +20,14 @@ def make_runs(finals: dict[str, list[float]]) -> pd.DataFrame:
 ])
 def test_verdict_follows_the_rule(finals, protocol, verdict):
     runs = make_runs(finals)
-    finals = analysis.per_run(runs)
+    finals = metrics.per_run(runs)
     study = {**STUDY, "protocol": protocol}
-    assert analysis.decide(analysis.summarise(finals, study), finals, study)["verdict"] == verdict
+    assert judge.decide(metrics.summarise(finals, study), finals, study)["verdict"] == verdict
 
 
 def test_summary_numbers():
     runs = make_runs({"a": [0.1, 0.2, 0.3], "b": [0.9, 0.9, 0.9]})
-    summary = analysis.summarise(analysis.per_run(runs), STUDY).set_index("variant")
+    summary = metrics.summarise(metrics.per_run(runs), STUDY).set_index("variant")
     assert summary.loc["a", "mean"] == pytest.approx(0.2)
     assert summary.loc["a", "std"] == pytest.approx(0.1)
     assert summary.loc["a", "ci95"] == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2)
@@ -54,24 +38,12 @@ def test_summary_numbers():
 def test_gradient_ratio_uses_each_runs_own_last_layer():
     runs = make_runs({"a": [0.1, 0.2, 0.3], "b": [0.9, 0.9, 0.9]})
     runs["grad_norm_3"] = runs["variant"].map({"a": 0.001, "b": float("nan")})  # a is one layer deeper
-    summary = analysis.summarise(analysis.per_run(runs), STUDY).set_index("variant")
+    summary = metrics.summarise(metrics.per_run(runs), STUDY).set_index("variant")
     assert summary.loc["a", "grad_ratio_init"] == pytest.approx(10.0)
     assert summary.loc["b", "grad_ratio_init"] == pytest.approx(0.01)
 
 
 FIVE = {"a": [0.11, 0.12, 0.10, 0.11, 0.11], "b": [0.95, 0.96, 0.97, 0.96, 0.96]}
-
-
-def write_store(study_dir, finals, vectorised_seeds: int = 1):
-    (study_dir).mkdir(parents=True)
-    (study_dir / analysis.STUDY_FILE).write_text(json.dumps(STUDY))
-    runs = make_runs(finals)
-    for (variant, seed), rows in runs.groupby(["variant", "seed"]):
-        path = store.run_dir(study_dir, variant, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = store.temp_dir_for(path)
-        meta = {"variant": variant, "seed": int(seed), "status": "complete", "key": "k", "vectorised_seeds": vectorised_seeds}
-        store.commit_run(tmp, path, rows.drop(columns=["variant", "seed", "status"]).to_dict("records"), meta)
 
 
 def test_analysis_from_store_is_deterministic_and_ignores_unfinished_runs(tmp_path):
@@ -125,11 +97,11 @@ def curves(by_variant: dict[str, list[float]], metric: str = "train_acc") -> pd.
 def test_budget_caveat_when_a_lead_is_closing(a, b, caveat):
     study = {"experiment": {**STUDY["experiment"], "verdict": {
         "metric": "train_error", "checks": [{"better": "b", "worse": "a", "lower_is_better": True}]}}}
-    notes = analysis.closing_gaps(curves({"a": a, "b": b}), study)
+    notes = judge.closing_gaps(curves({"a": a, "b": b}), study)
     assert bool(notes) == caveat
     if caveat:
         assert notes[0].startswith("b's lead over a in train_error shrank from 0.08 at epoch 2")
-        assert "*Budget caveat*" in "\n".join(analysis.verdict_lines({"verdict": "partly", "reason": "r", "closing_gaps": notes}))
+        assert "*Budget caveat*" in "\n".join(tables.verdict_lines({"verdict": "partly", "reason": "r", "closing_gaps": notes}))
 
 
 def test_no_budget_caveat_for_not_worse_checks_or_metrics_measured_once():
@@ -137,4 +109,4 @@ def test_no_budget_caveat_for_not_worse_checks_or_metrics_measured_once():
     for check in ({"better": "b", "worse": "a", "kind": "not_worse", "margin": 0.01},
                   {"better": "b", "worse": "a", "metric": "mean_train_loss"}):
         study = {"experiment": {**STUDY["experiment"], "verdict": {"metric": "train_acc", "checks": [check]}}}
-        assert analysis.closing_gaps(closing, study) == []
+        assert judge.closing_gaps(closing, study) == []

@@ -4,24 +4,9 @@ import json
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-
-from experiments.config import CONFIG_DIR, apply_protocol_grid, experiment_names, register_schema
-from experiments.runner import build_runs, grid_defaults
-
-
-def composed(*overrides: str):
-    register_schema()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        apply_protocol_grid(cfg, cfg.hydra.runtime.choices.protocol)  # as the entry point does
-        return cfg
-
-
-def runs_of(*overrides: str) -> dict[str, dict]:
-    return build_runs(composed(*overrides))
+from experiments.config import experiment_names
+from experiments.runner import grid_defaults
+from helpers import composed, runs_of
 
 
 def test_lecture_protocol_is_the_claims_md_demo():

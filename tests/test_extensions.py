@@ -4,13 +4,13 @@ import pandas as pd
 import pytest
 import torch
 
-from experiments import analysis
+from experiments import judge, tuning
 from experiments.config import grid_runs
 from experiments.data import make_splits
 from experiments.probes import PROBE_SCALARS, delete_blocks, loss_line, mc_dropout
 from experiments.train import train_run
 from models import ResidualMLP, build_model, mlp_parameter_count
-from test_experiments import runs_of
+from helpers import runs_of
 
 
 def test_grid_crosses_every_variant_with_every_value():
@@ -37,7 +37,7 @@ def test_tuned_takes_the_best_validation_accuracy_and_default_the_configured_val
         for seed in (0, 1):
             rows.append({"variant": label, "seed": seed, "epoch": 1, "val_acc": val, "test_acc": test,
                          "train_acc": val, "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"})
-    runs, study, grid_md = analysis.resolve_grid(pd.DataFrame(rows), GRID_STUDY)
+    runs, study, grid_md = tuning.resolve_grid(pd.DataFrame(rows), GRID_STUDY)
     chosen = runs.groupby("variant")["grid_run"].first().to_dict()
     assert chosen == {"sgd_tuned": "sgd_lr0.01", "sgd_default": "sgd_lr0.1",
                       "adam_tuned": "adam_lr0.1", "adam_default": "adam_lr0.01"}
@@ -56,9 +56,9 @@ def test_a_protocol_grid_tunes_under_its_protocol_only():
 def test_in_a_grid_study_a_plain_variant_name_means_its_tuned_value():
     rule = {"metric": "test_acc", "checks": [{"better": "sgd", "worse": "adam"},
                                              {"better": "sgd_default", "worse": "adam_tuned", "key": False}]}
-    checks = analysis.checks_of(rule, GRID_STUDY)
+    checks = judge.checks_of(rule, GRID_STUDY)
     assert [(c.better, c.worse) for c in checks] == [("sgd_tuned", "adam_tuned"), ("sgd_default", "adam_tuned")]
-    plain = analysis.checks_of(rule, {**GRID_STUDY, "experiment": {**GRID_STUDY["experiment"], "grid": {}}})
+    plain = judge.checks_of(rule, {**GRID_STUDY, "experiment": {**GRID_STUDY["experiment"], "grid": {}}})
     assert (plain[0].better, plain[0].worse) == ("sgd", "adam")
 
 
@@ -80,7 +80,7 @@ def test_check_kinds_through_the_analysis(kind, lower, values, verdict):
                                 {"better": "a", "worse": "b", "kind": kind, "lower_is_better": lower, "margin": 0.01}]}},
              "seeds": [0, 1, 2], "protocol": "lecture"}
     summary = pd.DataFrame([{"variant": v, "n": 3, "n_expected": 3, "mean": 0.0, "lecture": float("nan")} for v in "ab"])
-    assert analysis.decide(summary, finals(values), study)["verdict"] == verdict
+    assert judge.decide(summary, finals(values), study)["verdict"] == verdict
 
 
 def test_deep_and_shallow_nets_have_equal_parameters_within_one_percent():
@@ -173,5 +173,5 @@ def test_a_tuned_value_at_the_grid_edge_is_flagged():
     rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
              "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
             for label, val in (("sgd_lr0.01", 0.5), ("sgd_lr0.1", 0.6), ("sgd_lr1.0", 0.7))]
-    _, _, grid_md = analysis.resolve_grid(pd.DataFrame(rows), study)
+    _, _, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
     assert "edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md

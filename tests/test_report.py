@@ -3,14 +3,14 @@
 import json
 import shutil
 
-from experiments import analysis, report, store
+from experiments import analysis, judge, report, store
 from experiments.config import experiment_names
-from test_analysis import STUDY, write_store
+from helpers import toy_study, write_store
 
 
 def study_for(name: str, variants: tuple[str, str], lecture: tuple[float, float]) -> dict:
-    spec = json.loads(json.dumps(STUDY))
-    spec["experiment"] |= {**analysis.current_rule(name), "name": name, "variants": {v: {} for v in variants}}
+    spec = toy_study()
+    spec["experiment"] |= {**judge.current_rule(name), "name": name, "variants": {v: {} for v in variants}}
     assert spec["experiment"]["lecture"] == dict(zip(variants, lecture))
     return spec
 
@@ -18,14 +18,13 @@ def study_for(name: str, variants: tuple[str, str], lecture: tuple[float, float]
 def make_results(tmp_path, monkeypatch):
     results = tmp_path / "results"
     # relu_vs_sigmoid: complete, reproduced; mse_vs_ce: one seed missing
-    monkeypatch.setattr("test_analysis.STUDY", study_for("relu_vs_sigmoid", ("sigmoid", "relu"), (0.11, 0.96)))
     write_store(results / "relu_vs_sigmoid" / "lecture", {"sigmoid": [0.11, 0.12, 0.10, 0.11, 0.11],
-                                                          "relu": [0.95, 0.96, 0.97, 0.96, 0.96]})
-    monkeypatch.setattr("test_analysis.STUDY", study_for("mse_vs_ce", ("mse", "cross_entropy"), (0.11, 0.84)))
+                                                          "relu": [0.95, 0.96, 0.97, 0.96, 0.96]},
+                study=study_for("relu_vs_sigmoid", ("sigmoid", "relu"), (0.11, 0.96)))
     write_store(results / "mse_vs_ce" / "lecture", {"mse": [0.11, 0.12, 0.10, 0.11, 0.11],
-                                                    "cross_entropy": [0.83, 0.84, 0.85, 0.84, 0.84]})
+                                                    "cross_entropy": [0.83, 0.84, 0.85, 0.84, 0.84]},
+                study=study_for("mse_vs_ce", ("mse", "cross_entropy"), (0.11, 0.84)))
     shutil.rmtree(store.run_dir(results / "mse_vs_ce" / "lecture", "mse", 2))
-    from experiments import analysis
     for study in results.glob("*/lecture"):
         analysis.analyse(study)
         shutil.rmtree(study / "runs")  # the report must not need the (uncommitted) runs

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from experiments import revisions, settings
+from experiments import judge, revisions, settings
 
 EXPERIMENT = """\
 # @package _global_
@@ -107,16 +107,16 @@ def test_a_changed_rule_re_judges_the_stored_runs_without_a_re_run(tmp_path):
     from experiments import analysis
     from experiments.errors import UserError
 
-    study = {"experiment": {**analysis.current_rule("relu_vs_sigmoid"), "name": "relu_vs_sigmoid",
+    study = {"experiment": {**judge.current_rule("relu_vs_sigmoid"), "name": "relu_vs_sigmoid",
                             "variants": {"sigmoid": {"model": {"activation": "sigmoid"}},
                                          "relu": {"model": {"activation": "relu"}}}, "grid": {}, "probes": []},
              "protocol": "lecture", "seeds": [0, 1]}
-    assert not analysis.rule_changed(study)
+    assert not judge.rule_changed(study)
     study["experiment"]["verdict"] = {"metric": "test_acc", "tolerance": 0.05, "checks": [{"better": "relu", "worse": "sigmoid"}]}
-    assert analysis.rule_changed(study)  # the file now asks for a margin
+    assert judge.rule_changed(study)  # the file now asks for a margin
     (tmp_path / "study.json").write_text(json.dumps(study))
     analysis.adopt_current_rule(tmp_path)
-    assert not analysis.rule_changed(json.loads((tmp_path / "study.json").read_text()))
+    assert not judge.rule_changed(json.loads((tmp_path / "study.json").read_text()))
 
     study["experiment"]["variants"]["tanh"] = {}
     (tmp_path / "study.json").write_text(json.dumps(study))

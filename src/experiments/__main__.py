@@ -7,7 +7,9 @@ unknown experiment, a mistyped key or a bad value ends in one line, not a Hydra 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -20,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from experiments.config import CONFIG_DIR, apply_protocol_grid, experiment_names, protocol_names, register_schema
 from experiments.errors import UserError, one_line
+from experiments import analysis
 from experiments.runner import build_runs, check_writable, resolve_device, run_study
 
 # Hydra's flags that print or pick multirun, and never read configs from or write files to another
@@ -128,6 +131,7 @@ def precheck(args: list[str]) -> list[str]:
                 cfg = compose(config_name="config", overrides=overrides_now, return_hydra_config=True)
                 HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} resolve as in a real run
                 apply_protocol_grid(cfg, cfg.hydra.runtime.choices.protocol)
+                analysis.check_experiment(cfg.experiment)
                 build_runs(cfg)
                 resolve_device(cfg.device.value)
             except (HydraException, OmegaConfBaseException) as exc:
@@ -156,15 +160,25 @@ def check_folder_names(overrides: list[str], excluded: set[str]) -> None:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def task(cfg: DictConfig) -> None:
+    """Validate, run what is missing, analyse: one study, one way."""
     hydra_cfg = HydraConfig.get()
+    study_dir = Path(hydra_cfg.runtime.output_dir)
+    started = time.perf_counter()
     try:
         apply_protocol_grid(cfg, hydra_cfg.runtime.choices.protocol)
-        run_study(cfg, Path(hydra_cfg.runtime.output_dir), protocol=hydra_cfg.runtime.choices.protocol,
-                  overrides=list(hydra_cfg.overrides.task))
+        analysis.check_experiment(cfg.experiment)
+        device = run_study(cfg, study_dir, protocol=hydra_cfg.runtime.choices.protocol,
+                           overrides=list(hydra_cfg.overrides.task))
+        analysis.analyse(study_dir)
     except UserError as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
         sys.exit("interrupted: finished runs are kept; run the same command again to do the rest")
+    print()
+    print((study_dir / "summary.md").read_text())
+    print(f"wall time {time.perf_counter() - started:.1f} s on {device}")
+    print(f"wrote {study_dir}/ ({', '.join(analysis.OUTPUTS)}, runs/); "
+          f"curves: tensorboard --logdir {shlex.quote(str(cfg.results_dir))} --host localhost")
 
 
 def list_experiments(results_dir: Path = Path("results")) -> str:

@@ -110,7 +110,7 @@ class CheckConfig:
     better: str = MISSING
     worse: str = ""  # the other variant; empty when `value` is given
     value: Optional[float] = None  # compare `better` with this fixed number instead of a variant
-    metric: str = ""  # a per-run column (see analysis.per_run); empty: the verdict's metric
+    metric: str = ""  # a per-run column (see metrics.per_run); empty: the verdict's metric
     lower_is_better: bool = False
     kind: CheckKind = CheckKind.beats
     # stated before running: for not_worse the largest deficit that still counts as "not worse",
@@ -165,7 +165,7 @@ class ExperimentConfig:
     lecture_label: str = ""  # column title for those numbers; default "lecture <metric>"
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     probes: List[str] = field(default_factory=list)  # extra measurements on each trained model (probes.py)
-    figures: List[str] = field(default_factory=lambda: ["curves"])  # analysis.FIGURES
+    figures: List[str] = field(default_factory=lambda: ["curves"])  # plots.FIGURES
     revisions: List[RevisionConfig] = field(default_factory=list)  # shown in the report (revisions.py)
 
 

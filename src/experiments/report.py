@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from experiments import analysis, revisions, settings
-from experiments.analysis import table_markdown, verdict_lines
+from experiments import judge, revisions, settings
+from experiments.tables import table_markdown, verdict_lines
 from experiments.config import CONFIG_DIR, experiment_names
 from experiments.errors import UserError
 from experiments.store import write_atomic
@@ -66,13 +66,13 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
     if len(commits) == 1:
         protocol = outcome["study"].get("protocol", "lecture")
         changed = [k for k in revisions.stale_keys(REPO, f"configs/name/{name}.yaml", commits[0]) or []
-                   if not k.startswith(tuple(f"experiment.{key}" for key in analysis.RULE_KEYS))
+                   if not k.startswith(tuple(f"experiment.{key}" for key in judge.RULE_KEYS))
                    and not (k.startswith("experiment.protocol_grids.")  # another protocol's grid
                             and not k.startswith(f"experiment.protocol_grids.{protocol}."))]
         if changed:
             return PENDING, ("the experiment file changed what these runs ran (" + ", ".join(f"`{k}`" for k in changed[:6])
                              + (" …" if len(changed) > 6 else "") + "); re-run the study for a verdict")
-    if analysis.rule_changed(outcome["study"]):
+    if judge.rule_changed(outcome["study"]):
         return PENDING_ANALYSIS, (f"the experiment file's checks changed after this analysis; "
                          f"`python -m experiments.analysis results/{name}/<protocol> --current-rule` re-judges the runs")
     return verdict["verdict"], ""
@@ -84,7 +84,7 @@ PENDING, PENDING_ANALYSIS = "pending re-run", "pending re-analysis"
 def headline(outcome: dict) -> str:
     """The two numbers the claim is about: the first key check's variants, mean ± 95% CI."""
     rule = outcome["study"]["experiment"]["verdict"]
-    key = next(c for c in analysis.checks_of(rule, outcome["study"]) if c.key)
+    key = next(c for c in judge.checks_of(rule, outcome["study"]) if c.key)
     summary = outcome["summary"].set_index("variant")
     names = [key.better, key.other]
     cells = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import shlex
 import re
 import subprocess
 import sys
@@ -16,11 +15,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import analysis, store
+from experiments import store
 from experiments.config import grid_runs, protocol_settings
 from experiments.data import N_CLASSES, N_FEATURES, N_TEST_TOTAL, N_TRAIN_TOTAL, make_splits
 from experiments.errors import UserError, one_line
-from experiments.probes import PROBE_SCALARS, PROBES
+from experiments.probes import PROBES
 from experiments.train import OPTIMIZERS, train_seeds
 from models import build_model
 
@@ -88,20 +87,6 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
     for label in list(labels) + [str(spec.name)]:
         if not SAFE_NAME.match(label):
             raise UserError(f"name {label!r} is not a safe folder name (letters, digits, _ . - only)")
-    try:  # the verdict engine's own rules for a check (one of worse / value, margins)
-        checks = analysis.checks_of(OmegaConf.to_container(spec.verdict, resolve=True, enum_to_str=True))
-    except (ValueError, KeyError) as exc:
-        raise UserError(f"experiment {spec.name!r}: verdict: {one_line(exc)}") from None
-    if not checks or not all(check.better for check in checks) or not any(check.key for check in checks):
-        raise UserError(f"experiment {spec.name!r}: its verdict needs `better` and `worse`, or a list of `checks` "
-                        "with at least one key check")
-    named = [v for check in checks for v in (check.better, check.worse) if v is not None]
-    # a grid experiment's verdict speaks of <variant>_default and <variant>_tuned (<variant> alone: tuned)
-    comparable = [*spec.variants, *(f"{v}_{kind}" for v in spec.variants for kind in ("default", "tuned") if spec.grid)]
-    unknown = [v for v in (*named, *spec.lecture) if v not in comparable]
-    unknown += [p for p in spec.probes if p not in PROBES] + [f for f in spec.figures if f not in analysis.FIGURES]
-    if unknown:
-        raise UserError(f"experiment {spec.name!r} names unknown variants, probes or figures: {', '.join(unknown)}")
     missing = [v for v in (cfg.only or []) if v not in labels and v not in spec.variants]
     if missing:
         raise UserError(f"only= names unknown variants {missing}; {spec.name} has {list(spec.variants)}")
@@ -113,11 +98,6 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
         raise UserError(f"seeds must be 0 or more (got {list(cfg.seeds)})")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise UserError(f"seeds lists a seed twice: {list(cfg.seeds)}")
-    metrics = analysis.known_metrics({m for probe in spec.probes if probe in PROBES for m in PROBE_SCALARS[probe]})
-    unknown_metrics = sorted({check.metric for check in checks} - metrics)
-    if unknown_metrics:
-        raise UserError(f"experiment {spec.name!r}: its verdict names unknown metrics {unknown_metrics}; "
-                        f"known: {', '.join(sorted(m for m in metrics if not m.startswith('grad_norm_')))}")
     runs = {}
     for label in labels:
         base, point = labels[label]
@@ -154,7 +134,7 @@ def grid_defaults(cfg: DictConfig) -> dict[str, dict]:
 
 def record_study(study_dir: Path, study: dict) -> None:
     """Write study.json; jobs of one sweep that split the seeds between them add theirs up."""
-    path = study_dir / analysis.STUDY_FILE
+    path = study_dir / store.STUDY_FILE
     with store.locked(study_dir):
         try:
             before = json.loads(path.read_text())
@@ -201,8 +181,8 @@ def check_inside(study_dir: Path, results_dir: Path) -> None:
         raise UserError(f"refusing to write {study_dir} outside the results folder {results_dir}")
 
 
-def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[str]) -> dict:
-    """Train what is missing, then rebuild the study's table, plot and verdict."""
+def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[str]) -> str:
+    """Record the study and train its runs that are missing; return the device they ran on."""
     every_run = build_runs(cfg)
     runs = selected(cfg, every_run)
     device = resolve_device(cfg.device.value)
@@ -221,7 +201,6 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
 
     name = spec["name"]
     commit = git_commit()
-    started = time.perf_counter()
     for label, run in runs.items():
         splits = make_splits(run["data"], device)
         pending = []
@@ -236,13 +215,7 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
             vectorise = device.type == "cuda" and len(pending) > 1
         for group in ([pending] if vectorise and pending else [[seed] for seed in pending]):
             train_group(run, splits, label, group, study_dir, name, commit, device, spec["probes"], vectorise)
-    summary, verdict = analysis.analyse(study_dir)
-    print()
-    print((study_dir / "summary.md").read_text())
-    print(f"wall time {time.perf_counter() - started:.1f} s on {device_name(device)}")
-    print(f"wrote {study_dir}/ ({', '.join(analysis.OUTPUTS)}, runs/); "
-          f"curves: tensorboard --logdir {shlex.quote(str(cfg.results_dir))} --host localhost")
-    return verdict
+    return device_name(device)
 
 
 def device_name(device: torch.device) -> str:

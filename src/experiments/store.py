@@ -24,6 +24,7 @@ from filelock import FileLock
 
 from experiments.errors import UserError
 
+STUDY_FILE = "study.json"  # what a study ran and how it is judged, written before its first run
 FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-run
 # keys that do not change what a run measures, so they stay out of its identity
 KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise")}

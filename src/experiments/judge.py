@@ -1,0 +1,94 @@
+"""A claim's rule applied to a study: its checks as the verdict engine takes them, the verdict
+from the per-run values, and whether the experiment file's rule changed since."""
+
+from __future__ import annotations
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from experiments import verdicts
+from experiments.config import CONFIG_DIR
+from experiments.metrics import per_epoch
+
+
+def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
+    """The claim's checks as the engine takes them; under the lecture protocol, plus a size check
+    (equivalence within ±tolerance) for each variant the lecture gives a number for."""
+    raw = rule.get("checks") or [{"better": rule["better"], "worse": rule["worse"]}]
+    if study and study["experiment"].get("grid"):  # a plain variant name means the variant at its tuned value
+        raw = [{**c, **{side: f"{c[side]}_tuned" for side in ("better", "worse")
+                        if c.get(side) and not c[side].endswith(("_default", "_tuned"))}} for c in raw]
+    checks = [verdicts.Check(better=c["better"], worse=c.get("worse") or None, value=c.get("value"),
+                             metric=c.get("metric") or rule["metric"], kind=c.get("kind", "beats"),
+                             margin=c.get("margin", 0.0), lower_is_better=c.get("lower_is_better", False),
+                             key=c.get("key", True), note=c.get("note", "")) for c in raw]
+    if study is not None and study.get("protocol") == "lecture" and rule.get("tolerance") is not None:
+        checks += [verdicts.Check(better=variant, value=number, metric=rule["metric"], kind="equivalent",
+                                  margin=rule["tolerance"], key=False, note="size: the lecture's number")
+                   for variant, number in study["experiment"].get("lecture", {}).items()]
+    return checks
+
+
+def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
+    """The experiment's checks, tested by the verdict engine on the per-seed values."""
+    by_variant = summary.set_index("variant")
+    incomplete = by_variant[by_variant["n"] < by_variant["n_expected"]]
+    if len(incomplete):
+        parts = [f"{v}: {int(r.n)} of {int(r.n_expected)} seeds" for v, r in incomplete.iterrows()]
+        return {"verdict": "incomplete", "reason": "missing runs (" + "; ".join(parts) + ")", "checks": []}
+    checks = checks_of(study["experiment"]["verdict"], study)
+    values = {(c_variant, metric): finals.loc[finals["variant"] == c_variant, metric].to_numpy()
+              for check in checks for c_variant in (check.better, check.worse) if c_variant is not None
+              for metric in [check.metric] if metric in finals}
+    result = verdicts.decide(checks, values)
+    n = int(by_variant["n"].min()) if len(by_variant) else 0
+    return {"verdict": result.verdict, "headline": f"n = {n} seeds per variant; {result.headline()}",
+            "reason": f"n = {n} seeds per variant; " + result.reason(),
+            "checks": [o.as_dict() for o in result.outcomes], "possible": result.possible}
+
+
+def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
+    """Checks whose lead shrank by more than half over the second half of training. A longer
+    budget might close them, so there the check measures convergence speed as much as the state
+    training ends in (the caveat the report prints under the verdict)."""
+    notes = []
+    for check in checks_of(study["experiment"]["verdict"], study):
+        values = per_epoch(runs, check.metric)
+        if values is None or check.kind != "beats" or check.worse is None:
+            continue
+        measured = runs.assign(value=values).dropna(subset=["value"])
+        curves = [measured[measured["variant"] == v].groupby("epoch")["value"].mean() for v in (check.better, check.worse)]
+        epochs = curves[0].index.intersection(curves[1].index)
+        last = epochs.max() if len(epochs) else 0
+        middle = epochs[(epochs >= 1) & (epochs <= last / 2)]
+        if not len(middle):
+            continue
+        sign = -1 if check.lower_is_better else 1
+        lead = {epoch: sign * (curves[0][epoch] - curves[1][epoch]) for epoch in (middle.max(), last)}
+        if 0 < lead[last] < lead[middle.max()] / 2:
+            notes.append(f"{check.better}'s lead over {check.worse} in {check.metric} shrank from "
+                         f"{lead[middle.max()]:.3g} at epoch {middle.max()} to {lead[last]:.3g} at epoch {last}: "
+                         "a longer budget may close it")
+    return notes
+
+
+# what analysis alone may take from the current experiment file: how runs are judged and shown,
+# never what they ran
+RULE_KEYS = ("verdict", "lecture", "lecture_label", "figures", "title", "claim")
+
+
+def current_rule(name: str) -> dict:
+    """The experiment file's rule as it is now (configs/name/<name>.yaml)."""
+    spec = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "name" / f"{name}.yaml").experiment)
+    return {key: spec[key] for key in RULE_KEYS if key in spec}
+
+
+def rule_changed(study: dict) -> bool:
+    """True when the experiment file now judges the study's runs by other checks than it did."""
+    try:
+        now = current_rule(study["experiment"]["name"])
+    except (OSError, KeyError):
+        return False
+    rule_then, rule_now = study["experiment"]["verdict"], {**study["experiment"]["verdict"], **now.get("verdict", {})}
+    return (checks_of(rule_then, study) != checks_of(rule_now, study)
+            or now.get("lecture", {}) != study["experiment"].get("lecture", {}))

@@ -1,0 +1,232 @@
+"""Figures: every plot a study can ask for (`experiment.figures`), as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from experiments.metrics import grad_columns, per_run  # noqa: E402
+from experiments.store import load_probe  # noqa: E402
+
+
+MANY_VARIANTS = 6  # past this, one legend below the panels instead of one per panel
+
+
+def colour(i: int, n: int):
+    return f"C{i}" if n <= 10 else plt.get_cmap("tab20")(i % 20)
+
+
+def claim_title(study: dict, what: str) -> str:
+    """A figure's title: the claim and its verdict (never the claim alone, as if it were a fact)."""
+    verdict = study.get("verdict", "not judged yet")
+    return f"Claim: {study['experiment']['title']} — verdict: {verdict} ({study['protocol']} protocol). {what}"
+
+
+def plot_curves(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
+    """Train loss, test accuracy (lecture's number dashed) and per-layer gradient norms; of a grid
+    experiment, the tuned variants (the ones its verdict compares)."""
+    runs, study = compared(runs, study)
+    spec = study["experiment"]
+    variants = list(spec["variants"])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    grad_cols = grad_columns(runs)
+    for i, variant in enumerate(variants):
+        color = colour(i, len(variants))
+        mine = runs[runs["variant"] == variant]
+        if mine.empty:
+            continue
+        label = f"{variant} (n={mine['seed'].nunique()})"
+        for ax, column in ((axes[0], "train_loss"), (axes[1], "test_acc")):
+            band(ax, mine, "epoch", column, color, label)
+        if variant in spec["lecture"] and spec["verdict"]["metric"] == "test_acc":
+            axes[1].axhline(spec["lecture"][variant], color=color, linestyle="--", linewidth=1,
+                            label=f"{variant}: lecture {spec['lecture'][variant]:.2f}")
+        layers = range(1, len(grad_cols) + 1)
+        for epochs, style in ((mine["epoch"] == 0, "-"), (mine["epoch"] > 0, ":")):
+            norms = mine[epochs][grad_cols].mean()
+            axes[2].plot(layers, norms.values, style, marker="o", markersize=3, color=color,
+                         label=label if style == "-" else None)
+    axes[0].set(title="Training loss (mean over the epoch)", xlabel="epoch", ylabel="loss", yscale="log")
+    final = runs[runs["epoch"] > 0].groupby(["variant", "epoch"])["test_acc"].mean().groupby(level=0).last()
+    low = final.min() if len(final) else 0.0
+    # zoom in where every variant learned, so that their differences show; else the whole 0-1 range
+    axes[1].set(title="Test accuracy", xlabel="epoch", ylabel="accuracy (fraction correct)",
+                ylim=(max(0.0, low - 0.05), 1.0) if low > 0.5 else (0, 1))
+    axes[2].set(title="Gradient norm per layer (solid: init, dotted: training)",
+                xlabel="layer (1 = input side)", ylabel="‖∂L/∂W‖₂", yscale="log")
+    return finish(fig, axes, claim_title(study, "Band = min–max over seeds."),
+                  shared_legend=len(variants) > MANY_VARIANTS)
+
+
+def finish(fig, axes, title: str, shared_legend: bool = False, legend_outside: bool = False) -> bytes:
+    """The common style: grid, legend, title; PNG bytes without a version stamp, so rebuilds are identical."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if legend_outside:  # beside the plot, never over the data
+            ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left", borderaxespad=0)
+        elif not shared_legend:
+            ax.legend(fontsize=8)
+    fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 10)))  # ~10 characters of 12-pt text an inch
+    fig.tight_layout()
+    if shared_legend:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
+        fig.subplots_adjust(bottom=0.14 + 0.045 * math.ceil(len(labels) / 7))
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return png.getvalue()
+
+
+def band(ax, table: pd.DataFrame, x: str, y: str, color: str, label: str, **style) -> None:
+    """Mean over seeds as a line, min–max over seeds as a band."""
+    curve = table.groupby(x)[y].agg(["mean", "min", "max"]).dropna()
+    ax.plot(curve.index, curve["mean"], color=color, label=label, **style)
+    ax.fill_between(curve.index, curve["min"], curve["max"], color=color, alpha=0.2, linewidth=0)
+
+
+def probe_tables(study: dict, study_dir: Path, probe: str) -> pd.DataFrame:
+    """A probe's tables by variant; of a grid study, those of each variant's tuned run, as <variant>_tuned."""
+    tables = load_probe(study_dir, probe)
+    tuned = {label: view for view, label in study.get("view_runs", {}).items() if view.endswith("_tuned")}
+    if tables.empty or not study["experiment"].get("grid"):
+        return tables
+    return tables[tables["variant"].isin(tuned)].assign(variant=lambda t: t["variant"].map(tuned))
+
+
+def probe_figure(study: dict, study_dir: Path, probe: str, draw, xlabel: str, ylabel: str, title: str,
+                 **axes_style) -> bytes | None:
+    """One axes, one colour per variant that has this probe's tables; `draw(ax, table, color, variant)`."""
+    tables = probe_tables(study, study_dir, probe)
+    if tables.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, variant in enumerate(v for v in study["experiment"]["variants"] if v in set(tables["variant"])):
+        draw(ax, tables[tables["variant"] == variant], f"C{i}", variant)
+    ax.set(xlabel=xlabel, ylabel=ylabel, **axes_style)
+    return finish(fig, [ax], title)
+
+
+def plot_mc_dropout(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Test accuracy of averaging k thinned networks, against weight scaling (dashed)."""
+    def draw(ax, table, color, variant):
+        band(ax, table, "k", "mc_acc", color, f"{variant}: mean of k thinned nets")
+        ax.axhline(table["weight_scaling_acc"].mean(), color=color, linestyle="--", linewidth=1,
+                   label=f"{variant}: weight scaling")
+
+    return probe_figure(study, study_dir, "mc_dropout", draw, "k, thinned networks averaged (Monte-Carlo dropout)",
+                        "test accuracy (fraction correct)",
+                        claim_title(study, "Weight scaling vs averaging k sampled thinned networks; band = min–max over seeds."))
+
+
+def plot_loss_line(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Both losses from the initial (t=0) to the trained weights (t=1) of each variant."""
+    probe = probe_tables(study, study_dir, "loss_line")
+    if probe.empty:
+        return None
+    variants = [v for v in study["experiment"]["variants"] if v in set(probe["variant"])]
+    fig, axes = plt.subplots(1, len(variants), figsize=(6.5 * len(variants), 4.2), squeeze=False, sharey=True)
+    for ax, variant in zip(axes[0], variants):
+        mine = probe[probe["variant"] == variant]
+        # one axis for both losses: MSE's flat line beside cross-entropy's steep one is the point
+        band(ax, mine, "t", "cross_entropy", "C1", "cross-entropy")
+        band(ax, mine, "t", "mse", "C0", "MSE on softmax")
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.axvline(1, color="grey", linewidth=0.8)
+        ax.set(title=f"from initial (t=0) to trained weights (t=1) of '{variant}'", xlabel="t along the line",
+               ylabel="loss on 2,000 training images")
+    return finish(fig, list(axes[0]), claim_title(study, "Both losses along a line in weight space, on one axis; "
+                                                         "band = min–max over seeds."))
+
+
+def plot_metric_vs_parameters(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """The verdict metric against parameter count, one line per variant family (name before '_')."""
+    runs, study = compared(runs, study)
+    spec = study["experiment"]
+    metric = spec["verdict"]["metric"]
+    finals = per_run(runs)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    families = sorted({v.split("_")[0] for v in finals["variant"]})
+    for i, family in enumerate(families):
+        mine = finals[finals["variant"].str.split("_").str[0] == family]
+        band(ax, mine, "parameters", metric, f"C{i}", family, marker="o", markersize=3)
+    ax.set(xlabel="parameters", ylabel=metric, xscale="log")
+    return finish(fig, [ax], claim_title(study, "Band = min–max over seeds."))
+
+
+def plot_metric_vs_depth(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """The verdict metric against depth, one line per variant family (name before '_'), on a log
+    axis (linear near 0) so that a rise of a small error shows; of a grid experiment, the tuned runs."""
+    runs, study = compared(runs, study)
+    metric = study["experiment"]["verdict"]["metric"]
+    finals = per_run(runs)
+    if "depth" not in finals:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    families = sorted({v.split("_")[0] for v in finals["variant"]})
+    for i, family in enumerate(families):
+        mine = finals[finals["variant"].str.split("_").str[0] == family]
+        band(ax, mine, "depth", metric, f"C{i}", family, marker="o", markersize=4)
+    ax.set(xlabel="depth (weight layers)", ylabel=metric)
+    ax.set_yscale("symlog", linthresh=1e-4)  # errors of 0 happen: linear below 1e-4
+    return finish(fig, [ax], claim_title(study, "Band = min–max over seeds."))
+
+
+def plot_metric_vs_updates(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
+    """Test accuracy against the number of optimizer updates, every variant on one log axis."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, variant in enumerate(study["experiment"]["variants"]):
+        mine = runs[(runs["variant"] == variant) & (runs["updates"] > 0)]
+        if not mine.empty:
+            band(ax, mine, "updates", "test_acc", f"C{i}", variant, marker="o", markersize=2)
+    ax.set(xlabel="optimizer updates", ylabel="test accuracy (fraction correct)", xscale="log", ylim=(0, 1))
+    return finish(fig, [ax], claim_title(study, "Per update; band = min–max over seeds."))
+
+
+def plot_delete_blocks(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Test accuracy after deleting each block in turn; dashed: nothing deleted."""
+    def draw(ax, table, color, variant):
+        band(ax, table[table["block"] >= 0], "block", "test_acc", color, f"{variant}: one block deleted", marker="o")
+        ax.axhline(table.loc[table["block"] < 0, "test_acc"].mean(), color=color, linestyle="--", linewidth=1,
+                   label=f"{variant}: nothing deleted")
+
+    return probe_figure(study, study_dir, "delete_blocks", draw, "deleted block (0 = nearest the input)",
+                        "test accuracy (fraction correct)",
+                        claim_title(study, "Deleting one block at test time; band = min–max over seeds."),
+                        ylim=(0, 1))
+
+
+def compared(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict]:
+    """What a figure shows: every variant, or of a grid experiment each variant at its tuned value."""
+    if not study["experiment"].get("grid"):
+        return runs, study
+    names = [v for v in study["experiment"]["variants"] if v.endswith("_tuned")]
+    spec = {**study["experiment"], "variants": {v: {} for v in names}, "grid": {}}
+    return runs[runs["variant"].isin(names)], {**study, "experiment": spec}
+
+
+def plot_effective_lr(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
+    """Step size per unit gradient over training (median over weights): Adagrad's keeps shrinking."""
+    runs, study = compared(runs, study)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, variant in enumerate(study["experiment"]["variants"]):
+        mine = runs[(runs["variant"] == variant) & (runs["epoch"] > 0)]
+        if not mine.empty:
+            band(ax, mine, "epoch", "effective_lr", f"C{i}", variant)
+    ax.set(xlabel="epoch", ylabel="effective step size (median over weights)", yscale="log")
+    fig.set_figwidth(9)
+    return finish(fig, [ax], claim_title(study, "Effective learning rate at each optimizer's tuned rate; "
+                                                "band = min–max over seeds."), legend_outside=True)
+
+
+FIGURES = {"curves": plot_curves, "mc_dropout": plot_mc_dropout, "loss_line": plot_loss_line,
+           "metric_vs_parameters": plot_metric_vs_parameters, "metric_vs_depth": plot_metric_vs_depth,
+           "metric_vs_updates": plot_metric_vs_updates, "effective_lr": plot_effective_lr, "delete_blocks": plot_delete_blocks}
