@@ -7,7 +7,7 @@ import torch
 from experiments import judge, tuning
 from experiments.config import grid_runs
 from experiments.data import make_splits
-from experiments.probes import PROBE_SCALARS, delete_blocks, loss_line, mc_dropout
+from experiments.probes import PROBES, delete_blocks, loss_line, mc_dropout
 from experiments.train import train_run
 from models import ResidualMLP, build_model, mlp_parameter_count
 from helpers import runs_of
@@ -139,7 +139,7 @@ def test_mc_dropout_probe_averages_thinned_networks(mnist_root, tiny):
     assert table["mc_acc"].iloc[-1] > table["mc_acc"].iloc[0] - 0.01  # averaging many beats one sample
     assert scalars["mc50_acc"] == table["mc_acc"].iloc[-1]
     assert scalars["mc50_minus_scaling_acc"] == pytest.approx(scalars["mc50_acc"] - scalars["weight_scaling_acc"])
-    assert set(scalars) == PROBE_SCALARS["mc_dropout"]
+    assert set(scalars) == PROBES["mc_dropout"].scalars
     assert mc_dropout(result.model, tiny, tiny_cfg(mnist_root), 0)[0].empty  # no dropout, nothing to average
 
 
@@ -163,7 +163,7 @@ def test_delete_blocks_probe(mnist_root, tiny):
     assert scalars["drop_one_block"] == pytest.approx(full - deleted.mean())
     assert scalars["max_drop_one_block"] == pytest.approx(full - deleted.min())
     assert scalars["worst_block"] == int(deleted.idxmin()) - 1
-    assert set(scalars) == PROBE_SCALARS["delete_blocks"]
+    assert set(scalars) == PROBES["delete_blocks"].scalars
     assert result.model.skipped == set()
 
 

@@ -45,15 +45,16 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
 
     for name in experiment_names():
         assert f"### {name}" in first
-    assert ("| [relu_vs_sigmoid](#relu_vs_sigmoid) | lecture | sigmoid 0.11 · relu 0.96 | relu 0.960 ± 0.009 vs "
-            "sigmoid 0.110 ± 0.009 | 5 | **reproduced** |") in first
-    assert "| [mse_vs_ce](#mse_vs_ce) | lecture | mse 0.11 · cross_entropy 0.84 |" in first
-    assert "**incomplete** |" in first and "missing runs (mse: 4 of 5 seeds)" in first
-    assert "| [depth_sigmoid](#depth_sigmoid) | modern |" in first and "| **pending re-run** |" in first
+    # one line per claim: the headline pair, then each protocol's verdict
+    assert ("| [relu_vs_sigmoid](#relu_vs_sigmoid) | sigmoid 0.11 · relu 0.96 | relu 0.960 ± 0.009 vs "
+            "sigmoid 0.110 ± 0.009 | **reproduced** (n = 5) | not run |") in first
+    assert first.count("| [relu_vs_sigmoid](#relu_vs_sigmoid) |") == 1
+    assert "| [mse_vs_ce](#mse_vs_ce) | mse 0.11 · cross_entropy 0.84 |" in first
+    assert "**incomplete** (n = 4) |" in first and "missing runs (mse: 4 of 5 seeds)" in first
+    assert "| [depth_sigmoid](#depth_sigmoid) | 3_layers 0.84 · 9_layers 0.11 | – | not run | **pending re-run** (n = 5) |" in first
     assert "judged by the previous rule" in first
     assert "- relu vs sigmoid, test_acc (higher is better), n = 5/5: advantage +0.85" in first
     assert "## Changes to what every study shares" in first
-    assert "| [depth_sigmoid](#depth_sigmoid) | lecture | 3_layers 0.84 · 9_layers 0.11 | – | – | not run |" in first
     assert "**Modern protocol: not run** — `python -m experiments name=relu_vs_sigmoid protocol=modern`" in first
     assert "![relu_vs_sigmoid, lecture protocol: curves](relu_vs_sigmoid/lecture/curves.png)" in first
     assert "Reproduce: `python -m experiments name=relu_vs_sigmoid` — 10 runs" in first

@@ -15,14 +15,18 @@ from experiments.config import CONFIG_DIR, grid_runs
 from experiments.errors import UserError, one_line
 from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide
 from experiments.metrics import known_metrics, per_run, summarise
-from experiments.probes import PROBE_SCALARS, PROBES
-from experiments.plots import FIGURES
+from experiments.probes import PROBES
+from experiments import plots
 from experiments.store import STUDY_FILE, load_study, locked, write_atomic
 from experiments.tables import markdown_table
 from experiments.tuning import resolve_grid
 
 
 OUTPUTS = ("summary.csv", "summary.md", "curves.png", "verdict.json")
+
+
+# every figure an experiment may list: the learning curves' and each probe's, under the probe's name
+FIGURES = {**plots.FIGURES, **{name: probe.figure for name, probe in PROBES.items()}}
 
 
 def check_experiment(spec: DictConfig) -> None:
@@ -41,7 +45,7 @@ def check_experiment(spec: DictConfig) -> None:
     unknown += [p for p in spec.probes if p not in PROBES] + [f for f in spec.figures if f not in FIGURES]
     if unknown:
         raise UserError(f"experiment {spec.name!r} names unknown variants, probes or figures: {', '.join(unknown)}")
-    metrics = known_metrics({m for probe in spec.probes if probe in PROBES for m in PROBE_SCALARS[probe]})
+    metrics = known_metrics({m for probe in spec.probes if probe in PROBES for m in PROBES[probe].scalars})
     unknown_metrics = sorted({check.metric for check in checks} - metrics)
     if unknown_metrics:
         raise UserError(f"experiment {spec.name!r}: its verdict names unknown metrics {unknown_metrics}; "

@@ -115,38 +115,6 @@ def probe_figure(study: dict, study_dir: Path, probe: str, draw, xlabel: str, yl
     return finish(fig, [ax], title)
 
 
-def plot_mc_dropout(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
-    """Test accuracy of averaging k thinned networks, against weight scaling (dashed)."""
-    def draw(ax, table, color, variant):
-        band(ax, table, "k", "mc_acc", color, f"{variant}: mean of k thinned nets")
-        ax.axhline(table["weight_scaling_acc"].mean(), color=color, linestyle="--", linewidth=1,
-                   label=f"{variant}: weight scaling")
-
-    return probe_figure(study, study_dir, "mc_dropout", draw, "k, thinned networks averaged (Monte-Carlo dropout)",
-                        "test accuracy (fraction correct)",
-                        claim_title(study, "Weight scaling vs averaging k sampled thinned networks; band = min–max over seeds."))
-
-
-def plot_loss_line(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
-    """Both losses from the initial (t=0) to the trained weights (t=1) of each variant."""
-    probe = probe_tables(study, study_dir, "loss_line")
-    if probe.empty:
-        return None
-    variants = [v for v in study["experiment"]["variants"] if v in set(probe["variant"])]
-    fig, axes = plt.subplots(1, len(variants), figsize=(6.5 * len(variants), 4.2), squeeze=False, sharey=True)
-    for ax, variant in zip(axes[0], variants):
-        mine = probe[probe["variant"] == variant]
-        # one axis for both losses: MSE's flat line beside cross-entropy's steep one is the point
-        band(ax, mine, "t", "cross_entropy", "C1", "cross-entropy")
-        band(ax, mine, "t", "mse", "C0", "MSE on softmax")
-        ax.axvline(0, color="grey", linewidth=0.8)
-        ax.axvline(1, color="grey", linewidth=0.8)
-        ax.set(title=f"from initial (t=0) to trained weights (t=1) of '{variant}'", xlabel="t along the line",
-               ylabel="loss on 2,000 training images")
-    return finish(fig, list(axes[0]), claim_title(study, "Both losses along a line in weight space, on one axis; "
-                                                         "band = min–max over seeds."))
-
-
 def plot_metric_vs_parameters(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
     """The verdict metric against parameter count, one line per variant family (name before '_')."""
     runs, study = compared(runs, study)
@@ -191,19 +159,6 @@ def plot_metric_vs_updates(runs: pd.DataFrame, study: dict, study_dir: Path) -> 
     return finish(fig, [ax], claim_title(study, "Per update; band = min–max over seeds."))
 
 
-def plot_delete_blocks(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
-    """Test accuracy after deleting each block in turn; dashed: nothing deleted."""
-    def draw(ax, table, color, variant):
-        band(ax, table[table["block"] >= 0], "block", "test_acc", color, f"{variant}: one block deleted", marker="o")
-        ax.axhline(table.loc[table["block"] < 0, "test_acc"].mean(), color=color, linestyle="--", linewidth=1,
-                   label=f"{variant}: nothing deleted")
-
-    return probe_figure(study, study_dir, "delete_blocks", draw, "deleted block (0 = nearest the input)",
-                        "test accuracy (fraction correct)",
-                        claim_title(study, "Deleting one block at test time; band = min–max over seeds."),
-                        ylim=(0, 1))
-
-
 def compared(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict]:
     """What a figure shows: every variant, or of a grid experiment each variant at its tuned value."""
     if not study["experiment"].get("grid"):
@@ -227,6 +182,6 @@ def plot_effective_lr(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes
                                                 "band = min–max over seeds."), legend_outside=True)
 
 
-FIGURES = {"curves": plot_curves, "mc_dropout": plot_mc_dropout, "loss_line": plot_loss_line,
-           "metric_vs_parameters": plot_metric_vs_parameters, "metric_vs_depth": plot_metric_vs_depth,
-           "metric_vs_updates": plot_metric_vs_updates, "effective_lr": plot_effective_lr, "delete_blocks": plot_delete_blocks}
+# the figures of the learning curves; a probe brings its own figure (probes.PROBES)
+FIGURES = {"curves": plot_curves, "metric_vs_parameters": plot_metric_vs_parameters, "metric_vs_depth": plot_metric_vs_depth,
+           "metric_vs_updates": plot_metric_vs_updates, "effective_lr": plot_effective_lr}

@@ -1,16 +1,20 @@
 """Probes: measurements on a trained model beyond its learning curves. An experiment lists them in
-`experiment.probes`; each returns a tidy table, which the runner stores as runs/<variant>/seed<k>/<probe>.csv
-for a figure of analysis.py, and a few scalars, which join the run's last metrics row so that a
-verdict check can use them."""
+`experiment.probes`. Each probe declares here, together, its measurement (a tidy table, stored as
+runs/<variant>/seed<k>/<probe>.csv, and a few scalars, which join the run's last metrics row so that a
+verdict check can use them), the names of those scalars, its figure (drawn from the tables; an
+experiment lists it in `experiment.figures` under the probe's name) and what a run needs for it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 import torch
 
 from experiments.data import N_CLASSES, N_FEATURES, Split
+from experiments.plots import band, claim_title, finish, plt, probe_figure, probe_tables
 from experiments.train import LOSSES
 from models import build_model
 
@@ -42,6 +46,18 @@ def mc_dropout(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed
                                 f"mc{MC_SAMPLES}_minus_scaling_acc": rows[-1]["mc_acc"] - scaled_acc}
 
 
+def plot_mc_dropout(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Test accuracy of averaging k thinned networks, against weight scaling (dashed)."""
+    def draw(ax, table, color, variant):
+        band(ax, table, "k", "mc_acc", color, f"{variant}: mean of k thinned nets")
+        ax.axhline(table["weight_scaling_acc"].mean(), color=color, linestyle="--", linewidth=1,
+                   label=f"{variant}: weight scaling")
+
+    return probe_figure(study, study_dir, "mc_dropout", draw, "k, thinned networks averaged (Monte-Carlo dropout)",
+                        "test accuracy (fraction correct)",
+                        claim_title(study, "Weight scaling vs averaging k sampled thinned networks; band = min–max over seeds."))
+
+
 @torch.no_grad()
 def loss_line(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
     """Both losses along the straight line from the initial weights (t = 0) to the trained ones
@@ -59,6 +75,26 @@ def loss_line(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed:
         logits = line(x)
         rows.append({"t": t, **{name: fn(logits[None], y[None]).item() for name, fn in LOSSES.items()}})
     return pd.DataFrame(rows), {}
+
+
+def plot_loss_line(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Both losses from the initial (t=0) to the trained weights (t=1) of each variant."""
+    probe = probe_tables(study, study_dir, "loss_line")
+    if probe.empty:
+        return None
+    variants = [v for v in study["experiment"]["variants"] if v in set(probe["variant"])]
+    fig, axes = plt.subplots(1, len(variants), figsize=(6.5 * len(variants), 4.2), squeeze=False, sharey=True)
+    for ax, variant in zip(axes[0], variants):
+        mine = probe[probe["variant"] == variant]
+        # one axis for both losses: MSE's flat line beside cross-entropy's steep one is the point
+        band(ax, mine, "t", "cross_entropy", "C1", "cross-entropy")
+        band(ax, mine, "t", "mse", "C0", "MSE on softmax")
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.axvline(1, color="grey", linewidth=0.8)
+        ax.set(title=f"from initial (t=0) to trained weights (t=1) of '{variant}'", xlabel="t along the line",
+               ylabel="loss on 2,000 training images")
+    return finish(fig, list(axes[0]), claim_title(study, "Both losses along a line in weight space, on one axis; "
+                                                         "band = min–max over seeds."))
 
 
 @torch.no_grad()
@@ -80,14 +116,37 @@ def delete_blocks(model: torch.nn.Module, splits: dict[str, Split], run: dict, s
                                 "worst_block": deleted.index(min(deleted))}
 
 
-# the scalars each probe adds to a run's last row, which a verdict check may name
-PROBE_SCALARS = {"mc_dropout": {f"mc{MC_SAMPLES}_acc", "mc1_acc", "weight_scaling_acc", f"mc{MC_SAMPLES}_minus_scaling_acc"},
-                 "loss_line": set(),
-                 "delete_blocks": {"acc_one_block_deleted", "min_acc_one_block_deleted", "drop_one_block",
-                                   "max_drop_one_block", "worst_block"}}
+def plot_delete_blocks(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Test accuracy after deleting each block in turn; dashed: nothing deleted."""
+    def draw(ax, table, color, variant):
+        band(ax, table[table["block"] >= 0], "block", "test_acc", color, f"{variant}: one block deleted", marker="o")
+        ax.axhline(table.loc[table["block"] < 0, "test_acc"].mean(), color=color, linestyle="--", linewidth=1,
+                   label=f"{variant}: nothing deleted")
 
-PROBES: dict[str, Callable[[torch.nn.Module, dict[str, Split], dict, int], tuple[pd.DataFrame, dict]]] = {
-    "mc_dropout": mc_dropout,
-    "loss_line": loss_line,
-    "delete_blocks": delete_blocks,
+    return probe_figure(study, study_dir, "delete_blocks", draw, "deleted block (0 = nearest the input)",
+                        "test accuracy (fraction correct)",
+                        claim_title(study, "Deleting one block at test time; band = min–max over seeds."),
+                        ylim=(0, 1))
+
+
+BLOCK_ARCHITECTURES = ("resmlp", "rescnn")  # the nets delete_blocks can take blocks out of
+
+
+@dataclass(frozen=True)
+class Probe:
+    measure: Callable[[torch.nn.Module, dict[str, Split], dict, int], tuple[pd.DataFrame, dict]]
+    scalars: frozenset[str]  # what measure adds to the run's last row, which a verdict check may name
+    figure: Callable[[pd.DataFrame, dict, Path], bytes | None]
+    needs: Callable[[dict], str] = lambda run: ""  # why a run cannot take this probe; "" if it can
+
+
+PROBES = {
+    "mc_dropout": Probe(mc_dropout, frozenset({f"mc{MC_SAMPLES}_acc", "mc1_acc", "weight_scaling_acc",
+                                               f"mc{MC_SAMPLES}_minus_scaling_acc"}), plot_mc_dropout),
+    "loss_line": Probe(loss_line, frozenset(), plot_loss_line),
+    "delete_blocks": Probe(delete_blocks, frozenset({"acc_one_block_deleted", "min_acc_one_block_deleted", "drop_one_block",
+                                                     "max_drop_one_block", "worst_block"}), plot_delete_blocks,
+                           needs=lambda run: "" if run["model"]["arch"] in BLOCK_ARCHITECTURES else
+                           f"the delete_blocks probe needs a net made of blocks (model.arch "
+                           f"{' or '.join(BLOCK_ARCHITECTURES)}), not {run['model']['arch']!r}"),
 }

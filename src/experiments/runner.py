@@ -25,7 +25,6 @@ from models import build_model
 
 # sizes past these are typing errors, and building such a net (even on the meta device) would hang
 MAX_DEPTH, MAX_WIDTH = 1000, 65536
-BLOCK_ARCHITECTURES = ("resmlp", "rescnn")  # the nets delete_blocks can take blocks out of
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one path component, no '..' tricks
 
 
@@ -110,9 +109,9 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
         run = OmegaConf.to_container(merged, resolve=True, enum_to_str=True)
         run.pop("hydra", None)
         check_values(run)
-        if "delete_blocks" in spec.probes and run["model"]["arch"] not in BLOCK_ARCHITECTURES:
-            raise UserError(f"variant {label!r}: the delete_blocks probe needs a net made of blocks "
-                            f"(model.arch {' or '.join(BLOCK_ARCHITECTURES)}), not {run['model']['arch']!r}")
+        for probe in spec.probes:
+            if PROBES[probe].needs(run):
+                raise UserError(f"variant {label!r}: {PROBES[probe].needs(run)}")
         if spec.grid and not run["data"]["val_size"]:
             raise UserError(f"experiment {spec.name!r} tunes on a grid, which needs a validation split: data.val_size > 0")
         runs[label] = run
@@ -256,7 +255,7 @@ def train_group(run: dict, splits, label: str, seeds: list[int], study_dir: Path
                   f"recorded, continuing", flush=True)
         else:
             for probe in probes:
-                table, scalars = PROBES[probe](result.model, splits, run, seed)
+                table, scalars = PROBES[probe].measure(result.model, splits, run, seed)
                 if not table.empty:
                     table.to_csv(tmp / f"{probe}.csv", index=False)
                 result.rows[-1].update(scalars)
