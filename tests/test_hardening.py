@@ -51,9 +51,25 @@ def files_under(root: Path) -> set[Path]:
     (["experiment.title=${oc.env:HOME}"], "interpolations"),
     (["results_dir=${oc.env:HOME}"], "interpolations"),
     (["only=[]"], "only=[] picks no run"),
-    (["seeds=[-1]"], "seeds must be 0 or more"),
+    (["seeds=[-1]"], "seeds must be in 0..2**31-1"),
     (["--info=bogus"], "--info takes one of"),
     (["--help", "name=nope"], "unknown experiment 'nope'"),
+    (["-m", "hydra/launcher=joblib", "hydra.launcher.temp_folder=/tmp/x"], "may not name a path"),
+    (["+model.foo=1"], "without '+'"),
+    (["++model.width=8"], "without '+'"),
+    (["-m", "data.train_size=200,100", "train.batch_size=50,200"], "train.batch_size must be in 1..data.train_size=100"),
+    (["experiment.verdict.tolerance=-0.1"], "verdict.tolerance must be"),
+    (["experiment.lecture.relu=nan"], "value must be a finite number"),
+    (["experiment.verdict.checks=[{better: relu, worse: relu}]"], "compared with itself"),
+    (["-m", "optimizer.lr=interval(0,1)"], "interval() and glob() cannot be listed"),
+    (["-m", "model.activation=glob(*)"], "interval() and glob() cannot be listed"),
+    (["~protocol"], "cannot be deleted"),
+    (["model=null"], "Config group override must be a string"),
+    (["--resolve"], "--resolve only works with --cfg"),
+    (["-p", "model"], "-p only works with --cfg"),
+    (["seeds=[99999999999999999999]"], "seeds must be in 0..2**31-1"),
+    (["data.root=/nonexistent/mnist", "data.download=false"], "MNIST files missing"),
+    (["data.root=" + "x" * 5000, "data.download=false"], "cannot be read"),
 ])
 def test_bad_input_is_one_line_before_anything_is_written(tmp_path, args, expected, exit_message):
     before = files_under(tmp_path)
@@ -77,6 +93,43 @@ def test_analysis_of_a_folder_without_a_study_is_one_error_line(tmp_path, capsys
 
     assert analysis.main([str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'nope'} holds no study.json")
+
+
+def test_a_quoted_name_is_the_name(exit_message):
+    assert "seeds must be in" in exit_message('name="relu_vs_sigmoid"', "protocol='modern'", "seeds=[-1]")
+
+
+@pytest.mark.parametrize("results_dir", ["", "linked"])
+def test_no_study_folder_outside_results_dir_even_through_a_symlink(tmp_path, monkeypatch, results_dir):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if results_dir:
+        (tmp_path / results_dir).mkdir()
+        (tmp_path / results_dir / "relu_vs_sigmoid").symlink_to(outside)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["experiments", "name=relu_vs_sigmoid", *TINY, f"results_dir={results_dir}"])
+    with pytest.raises(SystemExit) as exited:
+        entry.main()
+    assert str(exited.value.code).startswith("error: ") and "\n" not in str(exited.value.code)
+    assert not any(outside.iterdir()) and not Path("/relu_vs_sigmoid").exists()
+
+
+@pytest.mark.parametrize("damage", ["not json", "{}", "[]"])
+def test_analysis_of_a_damaged_study_is_one_error_line(tmp_path, capsys, damage):
+    from experiments import analysis
+
+    (tmp_path / "study.json").write_text(damage)
+    assert analysis.main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot analyse {tmp_path}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args", [["--list", "/nonexistent"], ["--list", "--list"], ["name=relu_vs_sigmoid", "--list"]])
+def test_list_takes_nothing_or_one_existing_folder(monkeypatch, args):
+    monkeypatch.setattr(sys, "argv", ["experiments", *args])
+    with pytest.raises(SystemExit) as exited:
+        entry.main()
+    assert str(exited.value.code).startswith("error: --list takes nothing or one results folder")
 
 
 def test_unknown_experiment_with_a_flag_is_one_line(exit_message):

@@ -6,6 +6,7 @@ unknown experiment, a mistyped key or a bad value ends in one line, not a Hydra 
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import sys
@@ -23,7 +24,8 @@ from omegaconf.errors import OmegaConfBaseException
 from experiments.config import CONFIG_DIR, apply_protocol_grid, experiment_names, protocol_names, register_schema
 from experiments.errors import UserError, one_line
 from experiments import analysis
-from experiments.runner import build_runs, check_writable, resolve_device, run_study
+from experiments.data import load_mnist
+from experiments.runner import build_runs, check_inside, check_writable, resolve_device, run_study
 
 # Hydra's flags that print or pick multirun, and never read configs from or write files to another
 # place: passed on to Hydra. Any other flag (--config-dir, --config-name, ...) is refused.
@@ -65,20 +67,30 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
             raise UserError(f"the Hydra flag {name!r} is not supported here: use overrides (key=value), "
                             "and results_dir= to choose where results go")
         i += 1
+    printing = {"--cfg", "-c", *HELP_FLAGS}
+    if not any(flag.split("=", 1)[0] in printing for flag in flags):
+        for flag in flags:
+            if flag.split("=", 1)[0] in {"--resolve", "--package", "-p"}:
+                raise UserError(f"{flag.split('=', 1)[0]} only works with --cfg (or --help): it changes what is printed")
     return flags, overrides
 
 
 def check_hydra_override(override: str) -> None:
     """Of Hydra's own settings only the launcher may change: the others (run.dir, output_subdir,
     sweep.dir, job.chdir, ...) would move files outside results_dir."""
-    key = override.lstrip("+~").split("=", 1)[0]
+    key, _, value = override.lstrip("+~").partition("=")
     if key.startswith("hydra") and not (key == "hydra/launcher" or key.startswith("hydra.launcher.")):
         raise UserError(f"{override!r}: Hydra's own settings cannot be overridden here, except hydra/launcher and "
                         "hydra.launcher.*; use results_dir= to choose where results go")
+    if key.startswith("hydra.launcher.") and ("/" in value or "\\" in value):
+        raise UserError(f"{override!r}: a launcher setting may not name a path (its files go under results_dir)")
+    if override.startswith("+"):  # '+key=' adds a key the schema lacks: a typo would be silently ignored
+        raise UserError(f"{override!r}: every setting already exists, so set it without '+' ({override.lstrip('+')}); "
+                        "a key that needs '+' is not one the suite reads")
 
 
 def override_sets(args: list[str]) -> list[list[str]]:
-    """The command line with each sweep at its first value, then once per other swept value."""
+    """The command line of each job of the sweep (one job without a sweep)."""
     try:
         parsed = OverridesParser.create().parse_overrides(args)
     except HydraException as exc:
@@ -88,14 +100,15 @@ def override_sets(args: list[str]) -> list[list[str]]:
     for override in parsed:
         if override.is_sweep_override():
             key = override.get_key_element()
-            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+            try:
+                choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+            except HydraException:
+                raise UserError(f"{override.input_line!r}: list a sweep's values (a,b,c, range(), choice()); "
+                                "interval() and glob() cannot be listed") from None
         else:
             choices.append([override.input_line])
-    first = [options[0] for options in choices]
-    sets = [first]
-    for i, options in enumerate(choices):
-        sets += [first[:i] + [option] + first[i + 1:] for option in options[1:]]
-    return sets
+    # every job of the sweep: a value may be bad only together with another (batch size vs training set)
+    return [list(job) for job in itertools.product(*choices)]
 
 
 def precheck(args: list[str]) -> list[str]:
@@ -113,17 +126,19 @@ def precheck(args: list[str]) -> list[str]:
                             "type the value itself")
     names = experiment_names()
     sets = override_sets(overrides)
-    chosen = {o.split("=", 1)[1] for s in sets for o in s if o.split("=", 1)[0] == "name"}
+    chosen = {o.split("=", 1)[1].strip("'\"") for s in sets for o in s if o.split("=", 1)[0] == "name"}
     if not chosen:
         raise UserError(f"say which experiment to run: name=<one of {', '.join(names)}>")
     for name in sorted(chosen):
         if name not in names:
             raise UserError(f"unknown experiment {name!r}; choose one of: {', '.join(names)}")
-    protocols = {o.split("=", 1)[1] for s in sets for o in s if o.lstrip("+~").split("=", 1)[0] == "protocol"}
+    if any(o.startswith("~") and o.lstrip("~").split("=", 1)[0] in ("name", "protocol") for o in overrides):
+        raise UserError("name and protocol cannot be deleted (~): set them, e.g. protocol=modern")
+    protocols = {o.split("=", 1)[1].strip("'\"") for s in sets for o in s if o.split("=", 1)[0] == "protocol"}
     for protocol in sorted(protocols):
         if protocol not in protocol_names():
             raise UserError(f"unknown protocol {protocol!r}; choose one of: {', '.join(protocol_names())}")
-    folders = set()  # checked once every value of every job has passed, so a bad one writes nothing
+    folders, data_roots = set(), set()  # checked once every job has passed, so a bad one writes nothing
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         for overrides_now in sets:
             job_overrides = [o for o in overrides_now if not o.lstrip("+~").startswith("hydra")]
@@ -134,7 +149,8 @@ def precheck(args: list[str]) -> list[str]:
                 analysis.check_experiment(cfg.experiment)
                 build_runs(cfg)
                 resolve_device(cfg.device.value)
-            except (HydraException, OmegaConfBaseException) as exc:
+                data_roots.add((cfg.data.root, cfg.data.download))
+            except (HydraException, OmegaConfBaseException, ValueError, IndexError, TypeError) as exc:
                 message = one_line(exc)
                 if "In 'name/" in message and "not in 'Config'" in message:
                     message += " (an experiment file must start with the line '# @package _global_')"
@@ -143,7 +159,15 @@ def precheck(args: list[str]) -> list[str]:
             folders.add((Path(cfg.results_dir), Path(cfg.hydra.run.dir)))
     if any(flag.split("=", 1)[0] in {*HELP_FLAGS, "--info", "--cfg", "-c"} for flag in flags):
         return flags + overrides  # Hydra prints and exits: nothing is written, so no folder need exist
+    for root, download in sorted(data_roots):
+        try:  # missing files, or a download that fails, end here, before Hydra writes the study folder
+            load_mnist(root, download)
+        except OSError as exc:
+            raise UserError(f"data.root {root[:80]!r} cannot be read: {exc.strerror}") from None
     for results_dir, study_dir in sorted(folders):
+        if not str(results_dir).strip():
+            raise UserError("results_dir is empty: name a folder, e.g. results_dir=results")
+        check_inside(study_dir, results_dir)  # a symlink inside results_dir may point out of it
         check_writable(results_dir)
         if study_dir.exists() and not os.access(study_dir, os.W_OK | os.X_OK):  # Hydra writes .hydra/ there first
             raise UserError(f"the study folder {study_dir} is not writable")
@@ -200,8 +224,11 @@ def list_experiments(results_dir: Path = Path("results")) -> str:
 
 def main() -> None:
     register_schema()
-    if sys.argv[1:] == ["--list"] or (len(sys.argv) == 3 and sys.argv[1] == "--list"):
-        print(list_experiments(Path(sys.argv[2]) if len(sys.argv) == 3 else Path("results")))
+    if "--list" in sys.argv[1:]:
+        rest = sys.argv[2:] if sys.argv[1] == "--list" else None
+        if rest is None or len(rest) > 1 or (rest and not Path(rest[0]).is_dir()):
+            sys.exit("error: --list takes nothing or one results folder that exists: python -m experiments --list [results]")
+        print(list_experiments(Path(rest[0]) if rest else Path("results")))
         return
     try:
         sys.argv[1:] = precheck(sys.argv[1:])

@@ -5,6 +5,7 @@ verdict, composed from metrics, tuning, judge, tables and plots. Rerun it alone 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -31,9 +32,14 @@ FIGURES = {**plots.FIGURES, **{name: probe.figure for name, probe in PROBES.item
 
 def check_experiment(spec: DictConfig) -> None:
     """The experiment's checks, probes and figures name what exists: tested before any run starts."""
-    try:  # the verdict engine's own rules for a check (one of worse / value, margins)
-        checks = checks_of(OmegaConf.to_container(spec.verdict, resolve=True, enum_to_str=True))
-    except (ValueError, KeyError) as exc:
+    container = OmegaConf.to_container(spec, resolve=True, enum_to_str=True)
+    tolerance = container["verdict"].get("tolerance")
+    if tolerance is not None and not 0 < tolerance < math.inf:
+        raise UserError(f"experiment {spec.name!r}: verdict.tolerance must be a finite number > 0, or null (got {tolerance})")
+    try:  # the verdict engine's own rules for a check (one of worse / value, finite numbers, margins),
+        # with the lecture protocol's size checks, which are built from the lecture's numbers
+        checks = checks_of(container["verdict"], {"protocol": "lecture", "experiment": container})
+    except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"experiment {spec.name!r}: verdict: {one_line(exc)}") from None
     if not checks or not all(check.better for check in checks) or not any(check.key for check in checks):
         raise UserError(f"experiment {spec.name!r}: its verdict needs `better` and `worse`, or a list of `checks` "
@@ -106,9 +112,9 @@ def adopt_current_rule(study_dir: Path) -> None:
 def main(argv: list[str]) -> int:
     adopt = "--current-rule" in argv
     argv = [a for a in argv if a != "--current-rule"]
-    usage = "usage: python -m experiments.analysis <study folder holding study.json> [--current-rule]"
     if len(argv) != 1:
-        print(f"error: give one study folder\n{usage}", file=sys.stderr)
+        print("error: give one study folder: python -m experiments.analysis <study folder> [--current-rule]",
+              file=sys.stderr)
         return 2
     if not (Path(argv[0]) / STUDY_FILE).is_file():
         print(f"error: {argv[0]} holds no {STUDY_FILE}: name a study folder such as results/relu_vs_sigmoid/lecture",
@@ -120,6 +126,10 @@ def main(argv: list[str]) -> int:
         analyse(Path(argv[0]))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # a damaged study folder
+        print(f"error: cannot analyse {argv[0]}: a file of the study or its runs is damaged or missing "
+              f"({type(exc).__name__}: {one_line(exc)[:200]}); re-run the study to rebuild it", file=sys.stderr)
         return 1
     print((Path(argv[0]) / "summary.md").read_text())
     return 0

@@ -196,6 +196,9 @@ def build_report(results_dir: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        print("error: give at most one results folder: python -m experiments.report [results]", file=sys.stderr)
+        return 2
     results_dir = Path(argv[0]) if argv else Path("results")
     if not results_dir.is_dir():
         print(f"error: no results folder {results_dir}", file=sys.stderr)

@@ -93,8 +93,8 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
         raise UserError(f"only=[] picks no run; name variants of {spec.name}: {list(spec.variants)}, or leave only= out")
     if not cfg.seeds:
         raise UserError("seeds is empty: give at least one seed, e.g. seeds=[0,1,2]")
-    if any(seed < 0 for seed in cfg.seeds):
-        raise UserError(f"seeds must be 0 or more (got {list(cfg.seeds)})")
+    if any(not 0 <= seed < 2**31 for seed in cfg.seeds):
+        raise UserError(f"seeds must be in 0..2**31-1 (got {list(cfg.seeds)})")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise UserError(f"seeds lists a seed twice: {list(cfg.seeds)}")
     runs = {}
@@ -176,8 +176,10 @@ def check_writable(results_dir: Path) -> None:
 
 
 def check_inside(study_dir: Path, results_dir: Path) -> None:
-    if not study_dir.resolve().is_relative_to(results_dir.resolve()):
-        raise UserError(f"refusing to write {study_dir} outside the results folder {results_dir}")
+    """The study folder and its runs/ lie inside results_dir, symlinks followed."""
+    for folder in (study_dir, study_dir / "runs"):
+        if not folder.resolve().is_relative_to(results_dir.resolve()):
+            raise UserError(f"refusing to write {folder} outside the results folder {results_dir}")
 
 
 def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[str]) -> str:

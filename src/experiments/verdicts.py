@@ -63,6 +63,10 @@ class Check:
             raise ValueError(f"check on {self.better}: give exactly one of `worse` (a variant) and `value` (a number)")
         if self.kind not in ("beats", "not_worse", "equivalent"):
             raise ValueError(f"check kind must be beats, not_worse or equivalent, got {self.kind!r}")
+        if self.value is not None and not math.isfinite(self.value):
+            raise ValueError(f"check on {self.better}: value must be a finite number (got {self.value})")
+        if self.worse == self.better:
+            raise ValueError(f"check on {self.better}: a variant cannot be compared with itself")
         if self.margin < 0 or not math.isfinite(self.margin) or (self.kind == "equivalent" and self.margin == 0):
             raise ValueError(f"check on {self.better}: margin must be finite and >= 0 (> 0 for equivalent)")
 
