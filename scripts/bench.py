@@ -34,7 +34,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from experiments.data import make_splits  # noqa: E402
-from experiments.runner import resolve_device  # noqa: E402
+from experiments.train import resolve_device  # noqa: E402
 from experiments.train import train_run, train_seeds  # noqa: E402
 from models import mlp_parameter_count  # noqa: E402
 

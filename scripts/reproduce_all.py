@@ -18,7 +18,7 @@ import torch
 
 from experiments import report
 from experiments.config import experiment_names
-from experiments.runner import device_name, resolve_device
+from experiments.train import device_name, resolve_device
 from experiments.store import write_atomic
 
 

@@ -25,7 +25,8 @@ from experiments.config import CONFIG_DIR, apply_protocol_grid, experiment_names
 from experiments.errors import UserError, one_line
 from experiments import analysis
 from experiments.data import load_mnist
-from experiments.runner import build_runs, check_inside, check_writable, resolve_device, run_study
+from experiments.runner import build_runs, check_inside, check_writable, run_study
+from experiments.train import resolve_device
 
 # Hydra's flags that print or pick multirun, and never read configs from or write files to another
 # place: passed on to Hydra. Any other flag (--config-dir, --config-name, ...) is refused.

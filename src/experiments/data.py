@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +34,11 @@ class Split:
 
 
 def _check_raw_files(raw_dir: Path) -> None:
+    from torchvision.datasets.utils import check_integrity
+
     for name, (size, md5) in RAW_FILES.items():
         path = raw_dir / name
-        if path.stat().st_size != size or hashlib.md5(path.read_bytes()).hexdigest() != md5:
+        if path.stat().st_size != size or not check_integrity(str(path), md5):
             raise UserError(f"MNIST file {path} is corrupted or truncated (size/MD5 mismatch); "
                             f"delete it and download again, or copy the original file there")
 

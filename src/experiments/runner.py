@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import re
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from experiments.config import grid_runs, protocol_settings
 from experiments.data import N_CLASSES, N_FEATURES, N_TEST_TOTAL, N_TRAIN_TOTAL, make_splits
 from experiments.errors import UserError, one_line
 from experiments.probes import PROBES
-from experiments.train import OPTIMIZERS, train_seeds
+from experiments.train import OPTIMIZERS, device_name, resolve_device, train_seeds
 from models import build_model
 
 # sizes past these are typing errors, and building such a net (even on the meta device) would hang
@@ -144,14 +143,6 @@ def record_study(study_dir: Path, study: dict) -> None:
         store.write_atomic(path, json.dumps(study, indent=2) + "\n")
 
 
-def resolve_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda was requested but PyTorch sees no CUDA device; use device=cpu or device=auto")
-    return torch.device(requested)
-
-
 def git_commit() -> str:
     """The commit the code and configs come from; '-dirty' when they have uncommitted changes
     (results/, which every study rewrites, does not count)."""
@@ -217,12 +208,6 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
         for group in ([pending] if vectorise and pending else [[seed] for seed in pending]):
             train_group(run, splits, label, group, study_dir, name, commit, device, spec["probes"], vectorise)
     return device_name(device)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def train_group(run: dict, splits, label: str, seeds: list[int], study_dir: Path, name: str, commit: str,

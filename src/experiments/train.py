@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import platform
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from experiments.data import N_CLASSES, N_FEATURES, Split
+from experiments.errors import UserError
 from models import build_model
 
 # Losses take logits (seeds, batch, classes) and targets (seeds, batch) and return one mean per seed.
@@ -257,3 +259,17 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
             break
     stack.unstack()
     return results
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda was requested but PyTorch sees no CUDA device; use device=cpu or device=auto")
+    return torch.device(requested)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
