@@ -135,3 +135,10 @@ def test_cosine_schedule_ends_where_the_update_cap_ends_training(mnist_root, spl
     cfg = run_cfg(mnist_root, epochs=10, max_updates=24)
     cfg["optimizer"]["schedule"] = "cosine"
     assert [row["effective_lr"] for row in train_run(cfg, splits, seed=0).rows] == pytest.approx([0.1, 0.05, 0.0], abs=1e-9)
+
+
+def test_the_schema_names_exactly_the_optimizers_the_loop_builds():
+    from experiments.config import OptimizerName
+    from experiments.train import OPTIMIZERS
+
+    assert {name.value for name in OptimizerName} == set(OPTIMIZERS)

@@ -5,6 +5,7 @@ The YAML files under `configs/` only set values; the shape and the allowed value
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -53,6 +54,20 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class OptimizerName(str, Enum):  # train.OPTIMIZERS builds each
+    sgd = "sgd"
+    adam = "adam"
+    adamw = "adamw"
+    rmsprop = "rmsprop"
+    adagrad = "adagrad"
+    adadelta = "adadelta"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"  # the rate decays to 0 along a half cosine over the epochs
+
+
 @dataclass
 class ModelConfig:
     arch: str = "mlp"  # or resmlp, rescnn (src/models/)
@@ -75,12 +90,12 @@ class DataConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "sgd"
+    name: OptimizerName = OptimizerName.sgd
     lr: float = 0.1
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
-    schedule: str = "constant"  # or "cosine": the rate decays to 0 along a half cosine over the epochs
+    schedule: Schedule = Schedule.constant
 
 
 @dataclass
@@ -185,6 +200,53 @@ class Config:
 
 def register_schema() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+# sizes past these are typing errors, and building such a net (even on the meta device) would hang
+MAX_DEPTH, MAX_WIDTH = 1000, 65536
+
+
+def check_run(run: dict) -> None:
+    """The schema's ranges: reject values its types and enums allow but training cannot use."""
+    import torch
+
+    from experiments.data import N_CLASSES, N_FEATURES, N_TEST_TOTAL, N_TRAIN_TOTAL
+    from models import build_model
+
+    model, data, opt, train = run["model"], run["data"], run["optimizer"], run["train"]
+    problems = []
+    if not 1 <= model["depth"] <= MAX_DEPTH:
+        problems.append(f"model.depth must be in 1..{MAX_DEPTH} (got {model['depth']})")
+    if not 1 <= model["width"] <= MAX_WIDTH:
+        problems.append(f"model.width must be in 1..{MAX_WIDTH} (got {model['width']})")
+    if not problems:  # each architecture checks its own shape rules; the meta device allocates nothing
+        try:
+            with torch.device("meta"):
+                build_model(model, N_FEATURES, N_CLASSES)
+        except ValueError as error:
+            problems.append(str(error))
+    if not 0 <= model["dropout"] < 1:
+        problems.append(f"model.dropout must be in [0, 1) (got {model['dropout']})")
+    if not 0 < opt["lr"] < math.inf:
+        problems.append(f"optimizer.lr must be a finite number > 0 (got {opt['lr']})")
+    if not 0 <= opt["momentum"] < 1:
+        problems.append(f"optimizer.momentum must be in [0, 1) (got {opt['momentum']})")
+    if not 0 <= opt["weight_decay"] < math.inf:
+        problems.append(f"optimizer.weight_decay must be a finite number >= 0 (got {opt['weight_decay']})")
+    if not 1 <= data["train_size"] <= N_TRAIN_TOTAL or data["val_size"] < 0:
+        problems.append(f"data.train_size must be in 1..{N_TRAIN_TOTAL} and data.val_size >= 0")
+    elif data["train_size"] + data["val_size"] > N_TRAIN_TOTAL:
+        problems.append(f"data.train_size + data.val_size must be <= {N_TRAIN_TOTAL}")
+    if not 1 <= data["test_size"] <= N_TEST_TOTAL:
+        problems.append(f"data.test_size must be in 1..{N_TEST_TOTAL} (got {data['test_size']})")
+    if not 1 <= train["batch_size"] <= data["train_size"]:
+        problems.append(f"train.batch_size must be in 1..data.train_size={data['train_size']} (got {train['batch_size']})")
+    if min(train["epochs"], train["eval_batch_size"], train["eval_every"],
+           1 if train["max_updates"] is None else train["max_updates"]) < 1:
+        problems.append("train.epochs, train.max_updates, train.eval_every and train.eval_batch_size must be >= 1")
+    if problems:
+        raise UserError("; ".join(problems))
+
 
 
 def grid_runs(variants: dict, grid: dict) -> dict[str, tuple[str, dict]]:

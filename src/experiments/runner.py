@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import subprocess
 import sys
@@ -15,57 +14,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import store
-from experiments.config import grid_runs, protocol_settings
-from experiments.data import N_CLASSES, N_FEATURES, N_TEST_TOTAL, N_TRAIN_TOTAL, make_splits
+from experiments.config import check_run, grid_runs, protocol_settings
+from experiments.data import make_splits
 from experiments.errors import UserError, one_line
 from experiments.probes import PROBES
-from experiments.train import OPTIMIZERS, device_name, resolve_device, train_seeds
-from models import build_model
+from experiments.train import device_name, resolve_device, train_seeds
 
-# sizes past these are typing errors, and building such a net (even on the meta device) would hang
-MAX_DEPTH, MAX_WIDTH = 1000, 65536
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one path component, no '..' tricks
-
-
-def check_values(run: dict) -> None:
-    """Reject values the schema's types allow but training cannot use."""
-    model, data, opt, train = run["model"], run["data"], run["optimizer"], run["train"]
-    problems = []
-    if not 1 <= model["depth"] <= MAX_DEPTH:
-        problems.append(f"model.depth must be in 1..{MAX_DEPTH} (got {model['depth']})")
-    if not 1 <= model["width"] <= MAX_WIDTH:
-        problems.append(f"model.width must be in 1..{MAX_WIDTH} (got {model['width']})")
-    if not problems:  # each architecture checks its own shape rules; the meta device allocates nothing
-        try:
-            with torch.device("meta"):
-                build_model(model, N_FEATURES, N_CLASSES)
-        except ValueError as error:
-            problems.append(str(error))
-    if not 0 <= model["dropout"] < 1:
-        problems.append(f"model.dropout must be in [0, 1) (got {model['dropout']})")
-    if not 0 < opt["lr"] < math.inf:
-        problems.append(f"optimizer.lr must be a finite number > 0 (got {opt['lr']})")
-    if not 0 <= opt["momentum"] < 1:
-        problems.append(f"optimizer.momentum must be in [0, 1) (got {opt['momentum']})")
-    if not 0 <= opt["weight_decay"] < math.inf:
-        problems.append(f"optimizer.weight_decay must be a finite number >= 0 (got {opt['weight_decay']})")
-    if opt["name"] not in OPTIMIZERS:
-        problems.append(f"unknown optimizer.name {opt['name']!r} ({', '.join(OPTIMIZERS)})")
-    if opt["schedule"] not in ("constant", "cosine"):
-        problems.append(f"unknown optimizer.schedule {opt['schedule']!r} (constant, cosine)")
-    if not 1 <= data["train_size"] <= N_TRAIN_TOTAL or data["val_size"] < 0:
-        problems.append(f"data.train_size must be in 1..{N_TRAIN_TOTAL} and data.val_size >= 0")
-    elif data["train_size"] + data["val_size"] > N_TRAIN_TOTAL:
-        problems.append(f"data.train_size + data.val_size must be <= {N_TRAIN_TOTAL}")
-    if not 1 <= data["test_size"] <= N_TEST_TOTAL:
-        problems.append(f"data.test_size must be in 1..{N_TEST_TOTAL} (got {data['test_size']})")
-    if not 1 <= train["batch_size"] <= data["train_size"]:
-        problems.append(f"train.batch_size must be in 1..data.train_size={data['train_size']} (got {train['batch_size']})")
-    if min(train["epochs"], train["eval_batch_size"], train["eval_every"],
-           1 if train["max_updates"] is None else train["max_updates"]) < 1:
-        problems.append("train.epochs, train.max_updates, train.eval_every and train.eval_batch_size must be >= 1")
-    if problems:
-        raise UserError("; ".join(problems))
 
 
 def selected(cfg: DictConfig, runs: dict[str, dict]) -> dict[str, dict]:
@@ -107,7 +62,7 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
             raise UserError(f"variant {label!r} of {spec.name}: {one_line(exc)}") from None
         run = OmegaConf.to_container(merged, resolve=True, enum_to_str=True)
         run.pop("hydra", None)
-        check_values(run)
+        check_run(run)
         for probe in spec.probes:
             if PROBES[probe].needs(run):
                 raise UserError(f"variant {label!r}: {PROBES[probe].needs(run)}")
