@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -147,7 +148,7 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
         raise UserError(f"cannot write results to {study_dir}: {exc.strerror}") from None
 
     name = spec["name"]
-    commit = git_commit()
+    where = Where(study_dir, name, git_commit(), device, spec["probes"])
     for label, run in runs.items():
         splits = make_splits(run["data"], device)
         pending = []
@@ -161,13 +162,23 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
         if vectorise is None:
             vectorise = device.type == "cuda" and len(pending) > 1
         for group in ([pending] if vectorise and pending else [[seed] for seed in pending]):
-            train_group(run, splits, label, group, study_dir, name, commit, device, spec["probes"], vectorise)
+            train_group(where, run, splits, label, group, vectorise)
     return device_name(device)
 
 
-def train_group(run: dict, splits, label: str, seeds: list[int], study_dir: Path, name: str, commit: str,
-                device: torch.device, probes: list[str], vectorise: bool) -> None:
+@dataclass(frozen=True)
+class Where:
+    """What every run of one study shares: where it is filed and what made it."""
+    study_dir: Path
+    name: str  # the experiment's
+    commit: str  # the code's git commit
+    device: torch.device
+    probes: list[str]
+
+
+def train_group(where: Where, run: dict, splits, label: str, seeds: list[int], vectorise: bool) -> None:
     """Train these seeds of one variant together and commit each seed's run folder."""
+    study_dir, name, commit, device, probes = where.study_dir, where.name, where.commit, where.device, where.probes
     from torch.utils.tensorboard import SummaryWriter
 
     paths = [store.run_dir(study_dir, label, seed) for seed in seeds]
