@@ -21,8 +21,9 @@ def mnist_root() -> str:
 
 
 @pytest.fixture
-def exit_message(monkeypatch, tmp_path):
+def exit_message(monkeypatch, tmp_path, mnist_root):
     """Run the entry point in-process with these arguments; return its one-line error."""
+    monkeypatch.setenv("MNIST_ROOT", mnist_root)  # the pre-check finds MNIST as a run would
 
     def run(*args: str) -> str:
         from experiments import __main__ as entry

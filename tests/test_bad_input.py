@@ -57,7 +57,8 @@ def test_cuda_without_cuda(exit_message):
     assert "no CUDA device" in exit_message("name=relu_vs_sigmoid", "device=cuda")
 
 
-def test_results_folder_not_writable(monkeypatch, tmp_path):
+def test_results_folder_not_writable(monkeypatch, tmp_path, mnist_root):
+    monkeypatch.setenv("MNIST_ROOT", mnist_root)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     monkeypatch.setattr(sys, "argv", ["experiments", "name=relu_vs_sigmoid", f"results_dir={blocker}/results"])

@@ -100,17 +100,18 @@ def test_a_quoted_name_is_the_name(exit_message):
 
 
 @pytest.mark.parametrize("results_dir", ["", "linked"])
-def test_no_study_folder_outside_results_dir_even_through_a_symlink(tmp_path, monkeypatch, results_dir):
+def test_no_study_folder_outside_results_dir_even_through_a_symlink(tmp_path, monkeypatch, mnist_root, results_dir):
     outside = tmp_path / "outside"
     outside.mkdir()
     if results_dir:
         (tmp_path / results_dir).mkdir()
         (tmp_path / results_dir / "relu_vs_sigmoid").symlink_to(outside)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNIST_ROOT", mnist_root)
     monkeypatch.setattr(sys, "argv", ["experiments", "name=relu_vs_sigmoid", *TINY, f"results_dir={results_dir}"])
     with pytest.raises(SystemExit) as exited:
         entry.main()
-    assert str(exited.value.code).startswith("error: ") and "\n" not in str(exited.value.code)
+    assert str(exited.value.code).startswith(("error: results_dir is empty", "error: refusing to write"))
     assert not any(outside.iterdir()) and not Path("/relu_vs_sigmoid").exists()
 
 

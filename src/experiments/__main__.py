@@ -160,15 +160,16 @@ def precheck(args: list[str]) -> list[str]:
             folders.add((Path(cfg.results_dir), Path(cfg.hydra.run.dir)))
     if any(flag.split("=", 1)[0] in {*HELP_FLAGS, "--info", "--cfg", "-c"} for flag in flags):
         return flags + overrides  # Hydra prints and exits: nothing is written, so no folder need exist
+    for results_dir, study_dir in sorted(folders):
+        if not str(results_dir).strip():
+            raise UserError("results_dir is empty: name a folder, e.g. results_dir=results")
+        check_inside(study_dir, results_dir)  # a symlink inside results_dir may point out of it
     for root, download in sorted(data_roots):
         try:  # missing files, or a download that fails, end here, before Hydra writes the study folder
             load_mnist(root, download)
         except OSError as exc:
             raise UserError(f"data.root {root[:80]!r} cannot be read: {exc.strerror}") from None
     for results_dir, study_dir in sorted(folders):
-        if not str(results_dir).strip():
-            raise UserError("results_dir is empty: name a folder, e.g. results_dir=results")
-        check_inside(study_dir, results_dir)  # a symlink inside results_dir may point out of it
         check_writable(results_dir)
         if study_dir.exists() and not os.access(study_dir, os.W_OK | os.X_OK):  # Hydra writes .hydra/ there first
             raise UserError(f"the study folder {study_dir} is not writable")
