@@ -46,7 +46,7 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
     for name in experiment_names():
         assert f"### {name}" in first
     # one line per claim: the headline pair, then each protocol's verdict
-    assert ("| [relu_vs_sigmoid](#relu_vs_sigmoid) | sigmoid 0.11 · relu 0.96 | relu 0.960 ± 0.009 vs "
+    assert ("| [relu_vs_sigmoid](#relu_vs_sigmoid) | sigmoid 0.11 · relu 0.96 | test_acc: relu 0.960 ± 0.009 vs "
             "sigmoid 0.110 ± 0.009 | **reproduced** (n = 5) | not run |") in first
     assert first.count("| [relu_vs_sigmoid](#relu_vs_sigmoid) |") == 1
     assert "| [mse_vs_ce](#mse_vs_ce) | mse 0.11 · cross_entropy 0.84 |" in first
@@ -92,3 +92,12 @@ def test_list_names_every_experiment_with_its_last_verdict(tmp_path, monkeypatch
     assert all(name in listing for name in experiment_names())
     assert "lecture: reproduced (" in listing.split("relu_vs_sigmoid")[1].split("\n")[1]
     assert "not run yet" in listing.split("dropout")[1].split("\n")[1]
+
+
+def test_headline_of_a_check_against_a_number_names_the_one_variant_and_the_metric():
+    import pandas as pd
+
+    study = toy_study()
+    study["experiment"]["verdict"] = {"metric": "test_acc", "checks": [{"better": "b", "value": 0.5}]}
+    summary = pd.DataFrame([{"variant": "a", "mean": 0.1, "ci95": 0.01}, {"variant": "b", "mean": 0.9, "ci95": 0.02}])
+    assert report.headline({"study": study, "summary": summary}) == "test_acc: b 0.900 ± 0.020"

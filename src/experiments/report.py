@@ -74,20 +74,18 @@ PENDING, PENDING_ANALYSIS = "pending re-run", "pending re-analysis"
 
 
 def headline(outcome: dict) -> str:
-    """The two numbers the claim is about: the first key check's variants, mean ± 95% CI."""
+    """The numbers the claim is about, in the table's metric: the first key check's variants (one,
+    where it is compared with a fixed number), mean ± 95% CI."""
     rule = outcome["study"]["experiment"]["verdict"]
     key = next(c for c in judge.checks_of(rule, outcome["study"]) if c.key)
     summary = outcome["summary"].set_index("variant")
-    names = [key.better, key.other]
     cells = []
-    for variant in names:
+    for variant in [key.better] + ([key.worse] if key.worse is not None else []):
         if variant in summary.index:
             row = summary.loc[variant]
             ci = f" ± {row['ci95']:.3f}" if pd.notna(row["ci95"]) else ""
             cells.append(f"{variant} {row['mean']:.3f}{ci}")
-        else:
-            cells.append(f"{variant} (fixed)")
-    return " vs ".join(cells)
+    return f"{rule['metric']}: " + " vs ".join(cells)
 
 
 def build_report(results_dir: Path) -> str:
@@ -140,7 +138,9 @@ def build_report(results_dir: Path) -> str:
               "| claim | lecture's numbers | lecture protocol: headline (mean ± 95% CI) | verdict | modern protocol |",
               "|---|---|---|---|---|"]
     for name in order:
-        lecture_numbers = " · ".join(f"{v} {x:.2f}" for v, x in specs[name].get("lecture", {}).items()) or "–"
+        # numbers from another data set, or a derived bound, are named by their label, not listed
+        lecture_numbers = (specs[name].get("lecture_label") or
+                           " · ".join(f"{v} {x:.2f}" for v, x in specs[name].get("lecture", {}).items()) or "–")
         cells = []
         for protocol in PROTOCOLS:
             outcome = outcomes[(name, protocol)]
