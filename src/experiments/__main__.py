@@ -186,13 +186,12 @@ def check_folder_names(overrides: list[str], excluded: set[str]) -> None:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def task(cfg: DictConfig) -> None:
-    """Validate, run what is missing, analyse: one study, one way."""
+    """Run what is missing, then analyse (main() validated every job of the command line first)."""
     hydra_cfg = HydraConfig.get()
     study_dir = Path(hydra_cfg.runtime.output_dir)
     started = time.perf_counter()
     try:
         apply_protocol_grid(cfg, hydra_cfg.runtime.choices.protocol)
-        analysis.check_experiment(cfg.experiment)
         device = run_study(cfg, study_dir, protocol=hydra_cfg.runtime.choices.protocol,
                            overrides=list(hydra_cfg.overrides.task))
         analysis.analyse(study_dir)
