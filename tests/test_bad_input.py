@@ -88,7 +88,7 @@ def test_disk_full_while_writing_leaves_no_run(monkeypatch, tmp_path, mnist_root
     monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
     path = store.run_dir(tmp_path, "relu", 0)
     with pytest.raises(UserError, match="No space left on device"):
-        train_group(Where(tmp_path, "toy", "commit", torch.device("cpu"), []), cfg, splits, "relu", [0], False)
+        train_group(Where(tmp_path, "toy", "commit", torch.device("cpu"), [], False), cfg, splits, "relu", [0], False)
     assert not path.exists() and list(path.parent.iterdir()) == []
 
 

@@ -7,7 +7,8 @@ import torch
 from experiments import judge, tuning
 from experiments.config import grid_runs
 from experiments.data import make_splits
-from experiments.probes import PROBES, delete_blocks, loss_line, mc_dropout
+from experiments.metrics import per_run
+from experiments.probes import NOISE_SIGMAS, PROBES, delete_blocks, loss_line, mc_dropout, noisy_test, weight_norm
 from experiments.train import train_run
 from models import ResidualMLP, build_model, mlp_parameter_count
 from helpers import runs_of
@@ -165,6 +166,51 @@ def test_delete_blocks_probe(mnist_root, tiny):
     assert scalars["worst_block"] == int(deleted.idxmin()) - 1
     assert set(scalars) == PROBES["delete_blocks"].scalars
     assert result.model.skipped == set()
+
+
+def test_noisy_test_probe_adds_seeded_noise_and_reports_the_drop(mnist_root, tiny):
+    cfg = tiny_cfg(mnist_root)
+    result = train_run(cfg, tiny, seed=0)
+    table, scalars = noisy_test(result.model, tiny, cfg, 0)
+    assert table["sigma"].tolist() == list(NOISE_SIGMAS)
+    at = table.set_index("sigma")["test_acc"]
+    assert at[0.0] == pytest.approx(result.rows[-1]["test_acc"])  # sigma 0: the clean test set
+    assert at[2.0] < at[0.0] - 0.2  # noise this strong costs a trained net much of its accuracy
+    assert scalars == {"noisy_test_acc": at[1.0], "noise_drop": pytest.approx(at[0.0] - at[1.0])}
+    assert noisy_test(result.model, tiny, cfg, 0)[1] == scalars  # the noise follows the seed
+    assert noisy_test(result.model, tiny, cfg, 1)[1] != scalars
+    assert set(scalars) == PROBES["noisy_test"].scalars
+
+
+def test_weight_norm_probe_counts_weight_matrices_only(mnist_root):
+    model = build_model(tiny_cfg(mnist_root)["model"], 784, 10)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.fill_(0.5 if p.dim() > 1 else 100.0)  # biases must not count
+        next(p for p in model.parameters() if p.dim() > 1)[:10].zero_()  # 10 rows of the first layer: 7,840 zeros
+    table, scalars = weight_norm(model, {}, {}, 0)
+    n = sum(p.numel() for p in model.parameters() if p.dim() > 1)
+    assert scalars["weight_norm"] == pytest.approx(0.5 * (n - 7840) ** 0.5)
+    assert scalars["small_weight_fraction"] == pytest.approx(7840 / n)
+    assert table["fraction"].sum() == pytest.approx(1.0)
+    assert set(scalars) == PROBES["weight_norm"].scalars
+
+
+def test_derived_metrics_for_learning_rate_and_early_stopping():
+    rows = []
+    for seed, (status, accs, losses) in enumerate([("complete", [0.1, 0.8, 0.9, 0.85], [2.3, 1.0, 0.5, 0.4]),
+                                                   ("complete", [0.1, 0.15, 0.12, 0.11], [2.3, 2.3, 2.29, 2.28]),
+                                                   ("diverged", [0.1, 0.5, 0.6, 0.098], [2.3, 1.5, 9.0, float("nan")])]):
+        for epoch, (acc, loss) in enumerate(zip(accs, losses)):
+            # validation accuracy peaks at epoch 2 in every run
+            rows.append({"variant": "v", "seed": seed, "epoch": epoch, "train_loss": loss, "train_acc": acc,
+                         "test_acc": acc, "val_acc": [0.1, 0.5, 0.9, 0.7][epoch], "epoch_seconds": 1.0, "status": status})
+    finals = per_run(pd.DataFrame(rows)).set_index("seed")
+    assert finals["failed_to_learn"].tolist() == [0.0, 1.0, 1.0]  # learned; ended near chance; diverged
+    assert finals.loc[0, "loss_drop"] == pytest.approx(2.3 - 0.4)
+    assert finals["best_val_epoch"].tolist() == [2, 2, 2]
+    assert finals["test_acc_at_best_val"].tolist() == [0.9, 0.12, 0.6]
+    assert finals.loc[0, "early_stop_gain"] == pytest.approx(0.9 - 0.85)
 
 
 def test_a_tuned_value_at_the_grid_edge_is_flagged():

@@ -1,10 +1,15 @@
 """The report, built from a small hand-made results store."""
 
 import json
+import re
 import shutil
+from pathlib import Path
+
+import pytest
+import yaml
 
 from experiments import analysis, judge, report, store
-from experiments.config import experiment_names
+from experiments.config import CONFIG_DIR, experiment_names
 from helpers import toy_study, write_store
 
 
@@ -61,6 +66,23 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
     assert "Full reproduction: not recorded yet" in first
     # sections follow CLAIMS.md's order
     assert first.index("## B. Loss") < first.index("## C. Optimisation")
+    # every claim of CLAIMS.md has a summary row; one without an experiment file is "not run"
+    for named in yaml.safe_load((CONFIG_DIR / "claims.yaml").read_text()).values():
+        for name in set(named) - set(experiment_names()):
+            assert re.search(rf"^\| {name} \| – \| not covered yet: .* \| not run \| not run \|$", first, re.M), name
+            assert f"### {name}\n\n**Not run:**" in first
+
+
+def test_the_claims_list_is_claims_md(mnist_root):
+    """configs/claims.yaml lists exactly the claim ids of ../shared/CLAIMS.md, in their sections."""
+    claims_md = Path(mnist_root).resolve().parent / "CLAIMS.md"
+    if not claims_md.exists():
+        pytest.skip(f"no {claims_md} beside the data set")
+    sections = re.split(r"^## ", claims_md.read_text(), flags=re.M)[1:]
+    in_md = {section.splitlines()[0].strip(): set(re.findall(r"^\| (\w+) \| ", section, re.M)) - {"id"}
+             for section in sections if re.match(r"[A-F]\. ", section)}
+    listed = {section: set(named) for section, named in yaml.safe_load((CONFIG_DIR / "claims.yaml").read_text()).items()}
+    assert listed == in_md and sum(map(len, listed.values())) == 24
 
 
 def test_recorded_reproduction_time_is_shown(tmp_path, monkeypatch):

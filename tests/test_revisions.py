@@ -93,7 +93,7 @@ def test_settings_table_marks_departures_and_what_varies():
     assert rows["optimizer.lr"] == ("0.1", "0.1", "")
     assert settings.study_label(STUDY) == "lecture protocol, changed: model.depth=9"
     assert settings.study_label({**STUDY, "protocol": "modern"}) == "modern protocol"
-    assert "| seeds | – | 0, 1, 2, 3, 4 (n = 5) | |" in settings.settings_markdown(STUDY)
+    assert "| seeds | – | 0, 1, 2, 3, 4 (n = 5) |  |" in settings.settings_markdown(STUDY)
 
 
 @pytest.mark.parametrize("name,identical", [("dropout", True), ("relu_vs_sigmoid", False), ("deep_vs_fat", False)])

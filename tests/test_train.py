@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from experiments.data import make_splits
+from experiments.metrics import needs_step_sizes
 from experiments.train import mse_on_softmax, train_run, train_seeds
+from helpers import runs_of
 
 
 def run_cfg(mnist_root, **train):
@@ -38,10 +40,20 @@ def test_rows_cover_init_and_every_epoch_with_all_metrics(mnist_root, splits):
     assert result.status == "complete"
     assert [row["epoch"] for row in result.rows] == [0, 1, 2, 3]
     expected = {"updates", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "epoch_seconds",
-                "seconds", "effective_lr", "grad_norm_1", "grad_norm_2", "grad_norm_3", "train_eval_loss", "train_eval_acc"}
+                "seconds", "grad_norm_1", "grad_norm_2", "grad_norm_3", "train_eval_loss", "train_eval_acc"}
     assert set(result.rows[-1]) == expected | {"epoch"}
     # the trained model on its training images, in eval mode: once, at the end
     assert all(math.isnan(row["train_eval_acc"]) for row in result.rows[:-1]) and 0 < result.rows[-1]["train_eval_acc"] <= 1
+
+
+def test_the_step_size_is_recorded_only_where_an_experiment_uses_it(mnist_root, splits):
+    cfg = run_cfg(mnist_root, epochs=1)
+    assert "effective_lr" not in train_run(cfg, splits, seed=0).rows[-1]
+    with_rates = train_run(cfg, splits, seed=0, step_sizes=True).rows
+    assert [row["effective_lr"] for row in with_rates] == pytest.approx([0.1, 0.1])
+    # the optimizers study draws and checks it; relu_vs_sigmoid neither
+    assert needs_step_sizes(runs_of("name=optimizers")["adagrad_lr0.01"]["experiment"])
+    assert not needs_step_sizes(runs_of("name=relu_vs_sigmoid")["relu"]["experiment"])
 
 
 def test_training_accuracy_of_the_trained_model_has_dropout_off(mnist_root, splits):
@@ -117,7 +129,7 @@ def test_vectorised_seeds_give_the_numbers_of_the_plain_per_seed_path(mnist_root
 def test_cosine_schedule_decays_the_rate_to_zero(mnist_root, splits):
     cfg = run_cfg(mnist_root, epochs=2)
     cfg["optimizer"]["schedule"] = "cosine"
-    rates = [row["effective_lr"] for row in train_run(cfg, splits, seed=0).rows]
+    rates = [row["effective_lr"] for row in train_run(cfg, splits, seed=0, step_sizes=True).rows]
     assert rates == pytest.approx([0.1, 0.05, 0.0], abs=1e-9)
 
 
@@ -134,7 +146,7 @@ def test_an_update_cap_cuts_the_last_epoch_short_and_counts_updates(mnist_root, 
 def test_cosine_schedule_ends_where_the_update_cap_ends_training(mnist_root, splits):
     cfg = run_cfg(mnist_root, epochs=10, max_updates=24)
     cfg["optimizer"]["schedule"] = "cosine"
-    assert [row["effective_lr"] for row in train_run(cfg, splits, seed=0).rows] == pytest.approx([0.1, 0.05, 0.0], abs=1e-9)
+    assert [row["effective_lr"] for row in train_run(cfg, splits, seed=0, step_sizes=True).rows] == pytest.approx([0.1, 0.05, 0.0], abs=1e-9)
 
 
 def test_the_schema_names_exactly_the_optimizers_the_loop_builds():

@@ -81,7 +81,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    root: str = "data"
+    # MNIST via torchvision; offline, point MNIST_ROOT (or data.root) at a folder holding MNIST/raw/
+    root: str = "${oc.env:MNIST_ROOT,data}"
     train_size: int = 10000  # the first N training images (after the validation split)
     val_size: int = 0  # held out from the end of the 60k training images
     test_size: int = 10000  # the first N test images; fewer only for quick checks (results/ uses all)

@@ -8,6 +8,8 @@ import math
 import pandas as pd
 from scipy import stats
 
+LEARNED_ABOVE = 0.2  # a final test accuracy at or below this (chance: 0.1) counts as failing to learn
+
 
 def ci95_half_width(values: pd.Series) -> float:
     """Half-width of the Student-t 95% confidence interval of the mean (NaN below 2 values)."""
@@ -26,7 +28,8 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
 
     grad_ratio_init / grad_ratio_train: input layer's gradient norm over the output layer's, at
     initialisation and averaged over the training epochs (variants may differ in depth, so each
-    run's last layer is its last non-empty column); log10_* the same in decades; test_error and train_error = 1 - accuracy.
+    run's last layer is its last non-empty column); log10_* the same in decades; test_error and train_error = 1 - accuracy;
+    failed_to_learn (1 or 0), loss_drop, and early stopping's test_acc_at_best_val and early_stop_gain (over the last epoch's).
     """
     ordered = runs.sort_values(["variant", "seed", "epoch"])
     finals = ordered.groupby(["variant", "seed"], sort=False).tail(1).set_index(["variant", "seed"])
@@ -43,6 +46,17 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     if "effective_lr" in finals:  # how far the step size per unit gradient fell from the first epoch to the last
         first = ordered[ordered["epoch"] == 1].set_index(["variant", "seed"])["effective_lr"]
         finals["log10_lr_shrink"] = (finals["effective_lr"] / first).map(safe_log10)
+    # whether a run learned at all: it diverged, or ended near chance (10 classes: 0.1)
+    if "status" in finals:
+        finals["failed_to_learn"] = ((finals["status"] == "diverged") | ~(finals["test_acc"] >= LEARNED_ABOVE)).astype(float)
+    initial = ordered[ordered["epoch"] == 0].set_index(["variant", "seed"])["train_loss"]
+    finals["loss_drop"] = initial - finals["train_loss"]  # how far training lowered the loss from the initial one
+    evaluated = ordered[(ordered["epoch"] > 0) & ordered["val_acc"].notna()] if "val_acc" in ordered else ordered.iloc[0:0]
+    if len(evaluated):  # early stopping: the test accuracy at the epoch with the best validation accuracy (the first such)
+        best = evaluated.loc[evaluated.groupby(["variant", "seed"])["val_acc"].idxmax()].set_index(["variant", "seed"])
+        finals["best_val_epoch"] = best["epoch"]
+        finals["test_acc_at_best_val"] = best["test_acc"]
+        finals["early_stop_gain"] = finals["test_acc_at_best_val"] - finals["test_acc"]
     grad_cols = grad_columns(runs)
     if grad_cols:
         norms = ordered.set_index(["variant", "seed"])[grad_cols]
@@ -64,7 +78,17 @@ EPOCH_COLUMNS = {"updates", "train_loss", "train_acc", "val_loss", "val_acc", "t
                  "train_eval_acc", "epoch_seconds", "effective_lr", "seconds", "parameters"}
 
 
-DERIVED = {"test_error", "train_error", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
+# the metrics that need the optimizer's step size recorded every epoch (train.effective_lr, opt-in)
+STEP_SIZE_METRICS = {"effective_lr", "log10_lr_shrink"}
+
+
+def needs_step_sizes(spec: dict) -> bool:
+    """Whether an experiment's figures or checks use the per-epoch step size."""
+    return "effective_lr" in spec["figures"] or any(check["metric"] in STEP_SIZE_METRICS
+                                                    for check in spec["verdict"]["checks"])
+
+
+DERIVED = {"failed_to_learn", "loss_drop", "best_val_epoch", "test_acc_at_best_val", "early_stop_gain", "test_error", "train_error", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
            "log10_seconds_per_epoch", "log10_lr_shrink", "grad_ratio_init", "grad_ratio_train", "grad_norm_init",
            "log10_grad_ratio_init", "log10_grad_ratio_train", "log10_grad_norm_init"}
 
@@ -83,35 +107,22 @@ def summarise(finals: pd.DataFrame, study: dict) -> pd.DataFrame:
     spec = study["experiment"]
     metric = spec["verdict"]["metric"]
     if finals.empty:
-        finals = pd.DataFrame(columns=["variant", "seed", metric])
-    rows = []
-    for variant in spec["variants"]:
-        mine = finals[finals["variant"] == variant]
-        values = mine[metric]
-        row = {
-            "variant": variant,
-            "lecture": spec["lecture"].get(variant, math.nan),
-            "mean": values.mean() if len(values) else math.nan,
-            "ci95": ci95_half_width(values),
-            "std": values.std(ddof=1) if len(values) > 1 else math.nan,
-            "min": values.min() if len(values) else math.nan,
-            "max": values.max() if len(values) else math.nan,
-            "n": len(values),
-            "n_expected": len(study["seeds"]),
-            "n_diverged": int((mine["status"] == "diverged").sum()) if len(mine) else 0,
-            "train_acc": mine["train_acc"].mean() if len(mine) else math.nan,
-            "test_acc": mine["test_acc"].mean() if len(mine) else math.nan,
-        }
-        for column in ("grad_ratio_init", "grad_ratio_train"):
-            if column in finals:
-                row[column] = mine[column].mean() if len(mine) else math.nan
-        for column in ("parameters", "updates"):
-            if column in finals:
-                row[column] = mine[column].mean() if len(mine) else math.nan
-        row["seconds_per_epoch"] = mine["seconds_per_epoch"].mean() if len(mine) else math.nan
-        row["seconds_per_run"] = mine["seconds"].mean() if len(mine) else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+        finals = pd.DataFrame(columns=["variant", "seed", "status", metric, "train_acc", "test_acc",
+                                       "seconds_per_epoch", "seconds"], dtype=float)
+    by_variant = finals.assign(diverged=finals["status"] == "diverged").groupby("variant")
+    table = by_variant[metric].agg(mean="mean", ci95=ci95_half_width, std="std", min="min", max="max", n="size")
+    means = {column: column for column in ("train_acc", "test_acc", "grad_ratio_init", "grad_ratio_train",
+                                           "parameters", "updates", "seconds_per_epoch") if column in finals}
+    table = table.join(by_variant.agg(n_diverged=("diverged", "sum"), seconds_per_run=("seconds", "mean"),
+                                      **{name: (column, "mean") for name, column in means.items()}))
+    table = table.reindex(list(spec["variants"]))  # every variant, in the experiment's order, run or not
+    table[["n", "n_diverged"]] = table[["n", "n_diverged"]].fillna(0).astype(int)
+    table["lecture"] = [spec["lecture"].get(variant, math.nan) for variant in table.index]
+    table["n_expected"] = len(study["seeds"])
+    order = ["lecture", "mean", "ci95", "std", "min", "max", "n", "n_expected", "n_diverged", "train_acc", "test_acc",
+             *(c for c in ("grad_ratio_init", "grad_ratio_train", "parameters", "updates") if c in table),
+             "seconds_per_epoch", "seconds_per_run"]
+    return table[order].rename_axis("variant").reset_index()
 
 
 def per_epoch(runs: pd.DataFrame, metric: str) -> pd.Series | None:

@@ -182,6 +182,36 @@ def plot_effective_lr(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes
                                                 "band = min–max over seeds."), legend_outside=True)
 
 
+def plot_checked_metrics(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Each metric the verdict's checks test, per variant in the experiment's order: every seed a
+    dot, the mean a bar; a check against a fixed number draws it dashed."""
+    runs, study = compared(runs, study)
+    spec = study["experiment"]
+    finals = per_run(runs)
+    checks = spec["verdict"]["checks"]
+    metrics = list(dict.fromkeys(check["metric"] or spec["verdict"]["metric"] for check in checks))
+    metrics = [m for m in metrics if m in finals]
+    if finals.empty or not metrics:
+        return None
+    variants = [v for v in spec["variants"] if v in set(finals["variant"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1, 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for x, variant in enumerate(variants):
+            values = finals.loc[finals["variant"] == variant, metric]
+            ax.bar(x, values.mean(), color=colour(x, len(variants)), alpha=0.35, width=0.6)
+            ax.plot([x] * len(values), values, "o", color=colour(x, len(variants)), markersize=4)
+        for check in checks:
+            if (check["metric"] or spec["verdict"]["metric"]) == metric and check.get("value") is not None:
+                ax.axhline(check["value"], color="grey", linestyle="--", linewidth=1,
+                           label=f"{check['better']}: tested against {check['value']:g}")
+        ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)
+        ax.set(title=metric, ylabel=metric)
+        if not ax.get_legend_handles_labels()[0]:
+            ax.plot([], [], "o", color="grey", label="one seed; bar = mean")
+    return finish(fig, list(axes[0]), claim_title(study, "Every metric the checks test, per variant."))
+
+
 # the figures of the learning curves; a probe brings its own figure (probes.PROBES)
 FIGURES = {"curves": plot_curves, "metric_vs_parameters": plot_metric_vs_parameters, "metric_vs_depth": plot_metric_vs_depth,
-           "metric_vs_updates": plot_metric_vs_updates, "effective_lr": plot_effective_lr}
+           "metric_vs_updates": plot_metric_vs_updates, "effective_lr": plot_effective_lr,
+           "checked_metrics": plot_checked_metrics}

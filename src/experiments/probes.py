@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from experiments.data import N_CLASSES, N_FEATURES, Split
+from experiments.metrics import per_run
 from experiments.plots import band, claim_title, finish, plt, probe_figure, probe_tables
 from experiments.train import LOSSES
 from models import build_model
@@ -129,6 +130,61 @@ def plot_delete_blocks(runs: pd.DataFrame, study: dict, study_dir: Path) -> byte
                         ylim=(0, 1))
 
 
+NOISE_SIGMAS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # 1.0: the lecture's x ~ N(x, 1)
+
+
+@torch.no_grad()
+def noisy_test(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
+    """Test accuracy with Gaussian noise of standard deviation sigma added to every pixel after
+    scaling to [0, 1] (no clipping, as the lecture's demo), one seeded noise draw per sigma."""
+    test = splits["test"]
+    model.eval()
+    noise = torch.Generator(device=test.x.device).manual_seed(seed)
+    rows = [{"sigma": sigma, "test_acc": (model(test.x + sigma * torch.randn(test.x.shape, generator=noise,
+                                                                           device=test.x.device))
+                                          .argmax(1) == test.y).float().mean().item()}
+            for sigma in NOISE_SIGMAS]
+    by_sigma = {row["sigma"]: row["test_acc"] for row in rows}
+    return pd.DataFrame(rows), {"noisy_test_acc": by_sigma[1.0], "noise_drop": by_sigma[0.0] - by_sigma[1.0]}
+
+
+def plot_noisy_test(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Test accuracy against the noise's sigma, beside the training accuracy (dashed)."""
+    finals = per_run(runs) if len(runs) else pd.DataFrame()
+
+    def draw(ax, table, color, variant):
+        band(ax, table, "sigma", "test_acc", color, f"{variant}: test, noise sigma", marker="o")
+        if len(finals):
+            ax.axhline(finals.loc[finals["variant"] == variant, "train_acc"].mean(), color=color, linestyle="--",
+                       linewidth=1, label=f"{variant}: training accuracy (clean)")
+
+    return probe_figure(study, study_dir, "noisy_test", draw, "sigma of the Gaussian noise added to test pixels in [0, 1]",
+                        "accuracy (fraction correct)",
+                        claim_title(study, "Trained on clean images; band = min–max over seeds."), ylim=(0, 1))
+
+
+@torch.no_grad()
+def weight_norm(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
+    """The trained weights' size: L2 norm over every weight matrix (biases left out), and the fraction
+    of weights below 1e-3 in magnitude (what weight decay's "pruning" would show); a histogram of
+    log10 |w| as the table."""
+    weights = torch.cat([p.flatten() for name, p in model.named_parameters() if p.dim() > 1]).abs()
+    edges = torch.linspace(-6, 1, 29)
+    counts = torch.histc(weights.clamp_min(1e-6).log10().cpu(), bins=len(edges) - 1, min=-6, max=1)
+    table = pd.DataFrame({"log10_abs_w": (edges[:-1] + edges[1:]).div(2).tolist(),
+                          "fraction": (counts / weights.numel()).tolist()})
+    return table, {"weight_norm": weights.square().sum().sqrt().item(),
+                   "small_weight_fraction": (weights < 1e-3).float().mean().item()}
+
+
+def plot_weight_norm(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Distribution of the trained weights' magnitudes, per variant."""
+    return probe_figure(study, study_dir, "weight_norm",
+                        lambda ax, table, color, variant: band(ax, table, "log10_abs_w", "fraction", color, variant),
+                        "log10 |w| (weight matrices)", "fraction of weights",
+                        claim_title(study, "Trained weights' magnitudes; band = min–max over seeds."), yscale="log")
+
+
 BLOCK_ARCHITECTURES = ("resmlp", "rescnn")  # the nets delete_blocks can take blocks out of
 
 
@@ -144,6 +200,8 @@ PROBES = {
     "mc_dropout": Probe(mc_dropout, frozenset({f"mc{MC_SAMPLES}_acc", "mc1_acc", "weight_scaling_acc",
                                                f"mc{MC_SAMPLES}_minus_scaling_acc"}), plot_mc_dropout),
     "loss_line": Probe(loss_line, frozenset(), plot_loss_line),
+    "noisy_test": Probe(noisy_test, frozenset({"noisy_test_acc", "noise_drop"}), plot_noisy_test),
+    "weight_norm": Probe(weight_norm, frozenset({"weight_norm", "small_weight_fraction"}), plot_weight_norm),
     "delete_blocks": Probe(delete_blocks, frozenset({"acc_one_block_deleted", "min_acc_one_block_deleted", "drop_one_block",
                                                      "max_drop_one_block", "worst_block"}), plot_delete_blocks,
                            needs=lambda run: "" if run["model"]["arch"] in BLOCK_ARCHITECTURES else

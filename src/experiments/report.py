@@ -11,7 +11,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from experiments import judge, revisions, settings
-from experiments.tables import table_markdown, verdict_lines
+from experiments.tables import pipe_table, table_markdown, verdict_lines
 from experiments.config import CONFIG_DIR, experiment_names
 from experiments.errors import UserError
 from experiments.store import write_atomic
@@ -23,6 +23,14 @@ REPRODUCTION_FILE = "reproduction.json"  # written by scripts/reproduce_all.py
 def experiment_spec(name: str) -> dict:
     """The experiment block of configs/name/<name>.yaml, for claims that have no results yet."""
     return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "name" / f"{name}.yaml").experiment)
+
+
+def uncovered_claims(specs: dict[str, dict]) -> dict[str, dict]:
+    """The claims of configs/claims.yaml (CLAIMS.md's 24) without an experiment file yet, as
+    stand-in specs: their section and claim."""
+    claims = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "claims.yaml"))
+    return {name: {"section": section, "claim": claim} for section, named in claims.items()
+            for name, claim in named.items() if name not in specs}
 
 
 def load_outcome(study_dir: Path) -> dict | None:
@@ -91,7 +99,9 @@ def headline(outcome: dict) -> str:
 def build_report(results_dir: Path) -> str:
     results_dir = Path(results_dir)
     specs = {name: experiment_spec(name) for name in experiment_names()}
+    not_covered = uncovered_claims(specs)
     order = sorted(specs, key=lambda name: (specs[name].get("section", ""), name))
+    listed = sorted([*specs, *not_covered], key=lambda name: ({**specs, **not_covered}[name].get("section", ""), name))
     outcomes = {(name, p): load_outcome(results_dir / name / p) for name in order for p in PROTOCOLS}
     for name in order:  # an experiment that fixes every setting the protocols differ in runs once
         if settings.protocols_identical(name):
@@ -134,10 +144,13 @@ def build_report(results_dir: Path) -> str:
     lines += [f"Training time of every study below, added up: {minutes(trained)}.", ""]
     lines += ["## Summary", "",
               "One line per claim: the two numbers its first key check compares under the lecture protocol, and each "
-              "protocol's verdict with its seeds per variant; the sections below give every check.", "",
-              "| claim | lecture's numbers | lecture protocol: headline (mean ± 95% CI) | verdict | modern protocol |",
-              "|---|---|---|---|---|"]
-    for name in order:
+              "protocol's verdict with its seeds per variant; the sections below give every check. "
+              f"{len(order)} studies; {len(not_covered)} claims of the lectures not covered yet are listed as *not run*.", ""]
+    rows = []
+    for name in listed:
+        if name in not_covered:
+            rows.append([name, "–", f"not covered yet: {not_covered[name]['claim']}", "not run", "not run"])
+            continue
         # numbers from another data set, or a derived bound, are named by their label, not listed
         lecture_numbers = (specs[name].get("lecture_label") or
                            " · ".join(f"{v} {x:.2f}" for v, x in specs[name].get("lecture", {}).items()) or "–")
@@ -151,15 +164,19 @@ def build_report(results_dir: Path) -> str:
             shown, _ = judged(outcome, name)
             cells.append(f"**{shown}** (n = {int(outcome['summary']['n'].min())})")
         lecture = outcomes[(name, "lecture")]
-        lines.append(f"| [{name}](#{name}) | {lecture_numbers} | {headline(lecture) if lecture else '–'} | {cells[0]} | {cells[1]} |")
-    lines.append("")
+        rows.append([f"[{name}](#{name})", lecture_numbers, headline(lecture) if lecture else "–", *cells])
+    lines += [*pipe_table(["claim", "lecture's numbers", "lecture protocol: headline (mean ± 95% CI)", "verdict",
+                           "modern protocol"], rows), ""]
 
     section = None
-    for name in order:
-        spec = specs[name]
+    for name in listed:
+        spec = specs.get(name) or not_covered[name]
         if spec.get("section", "") != section:
             section = spec.get("section", "")
             lines += [f"## {section or 'Other'}", ""]
+        if name in not_covered:
+            lines += [f"### {name}", "", f"**Not run:** no experiment covers this claim yet. {spec['claim']}", ""]
+            continue
         lines += [f"### {name}", "", f"**{spec['title']}.** {spec['claim']}", "",
                   f"- Lecture: {spec.get('lecture_ref') or '–'}"]
         if spec.get("source_ref"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -18,9 +19,11 @@ from experiments import store
 from experiments.config import check_run, grid_runs, protocol_settings
 from experiments.data import make_splits
 from experiments.errors import UserError, one_line
+from experiments.metrics import needs_step_sizes
 from experiments.probes import PROBES
 from experiments.train import device_name, resolve_device, train_seeds
 
+log = logging.getLogger(__name__)  # to stdout through Hydra's job logging (configs/config.yaml)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one path component, no '..' tricks
 
 
@@ -148,14 +151,14 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
         raise UserError(f"cannot write results to {study_dir}: {exc.strerror}") from None
 
     name = spec["name"]
-    where = Where(study_dir, name, git_commit(), device, spec["probes"])
+    where = Where(study_dir, name, git_commit(), device, spec["probes"], needs_step_sizes(spec))
     for label, run in runs.items():
         splits = make_splits(run["data"], device)
         pending = []
         for seed in cfg.seeds:
             if not cfg.force and store.is_finished(store.run_dir(study_dir, label, seed),
                                                    store.run_key(run, seed, spec["probes"])):
-                print(f"{name} | {label} | seed {seed} | already complete, skipped (force=true re-runs it)", flush=True)
+                log.info(f"{name} | {label} | seed {seed} | already complete, skipped (force=true re-runs it)")
             else:
                 pending.append(seed)
         vectorise = run["train"]["vectorise"]
@@ -174,6 +177,7 @@ class Where:
     commit: str  # the code's git commit
     device: torch.device
     probes: list[str]
+    step_sizes: bool  # record the optimizer's effective_lr every epoch (the experiment uses it)
 
 
 def train_group(where: Where, run: dict, splits, label: str, seeds: list[int], vectorise: bool) -> None:
@@ -195,17 +199,17 @@ def train_group(where: Where, run: dict, splits, label: str, seeds: list[int], v
                 group = "grad_norm" if column.startswith("grad_norm") else column.split("_")[0]
                 writers[i].add_scalar(f"{group}/{column}", value, row["epoch"])
         shown = " | ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "train_acc", "val_acc", "test_acc") if k in row)
-        print(f"{name} | {label} | seed {seeds[i]} | epoch {row['epoch']:>3}/{epochs} | {shown} | "
-              f"{row['seconds']:.1f} s", flush=True)
+        log.info(f"{name} | {label} | seed {seeds[i]} | epoch {row['epoch']:>3}/{epochs} | {shown} | "
+                 f"{row['seconds']:.1f} s")
 
     started = time.perf_counter()
-    results = train_seeds(run, splits, seeds, vectorise, on_epoch)
+    results = train_seeds(run, splits, seeds, vectorise, on_epoch, step_sizes=where.step_sizes)
     seconds = (time.perf_counter() - started) / len(seeds)  # a vectorised group shares its time
     for seed, result, writer, tmp, path in zip(seeds, results, writers, temps, paths):
         writer.close()
         if result.status == "diverged":
-            print(f"{name} | {label} | seed {seed} | diverged (non-finite loss) at epoch {result.diverged_epoch}; "
-                  f"recorded, continuing", flush=True)
+            log.info(f"{name} | {label} | seed {seed} | diverged (non-finite loss) at epoch {result.diverged_epoch}; "
+                     f"recorded, continuing")
         else:
             for probe in probes:
                 table, scalars = PROBES[probe].measure(result.model, splits, run, seed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from experiments.config import CONFIG_DIR, protocol_settings
+from experiments.tables import pipe_table
 
 # the report's names for the table's marks
 DEPARTS, VARIES = "≠ lecture protocol", "varies (what the claim compares, or the tuning grid)"
@@ -55,11 +56,10 @@ def study_label(study: dict) -> str:
 def settings_markdown(study: dict) -> list[str]:
     if "settings" not in study:
         return ["*Settings: not recorded with these runs (they predate the settings table).*", ""]
-    lines = ["| setting | lecture protocol | this study | |", "|---|---|---|---|"]
-    lines += [f"| `{key}` | {ref} | {value} | {mark} |" for key, ref, value, mark in settings_rows(study)]
     seeds = study.get("seeds", [])
-    lines += [f"| seeds | – | {', '.join(map(str, seeds))} (n = {len(seeds)}) | |", ""]
-    return lines
+    rows = [[f"`{key}`", ref, value, mark] for key, ref, value, mark in settings_rows(study)]
+    rows.append(["seeds", "–", f"{', '.join(map(str, seeds))} (n = {len(seeds)})", ""])
+    return [*pipe_table(["setting", "lecture protocol", "this study", ""], rows), ""]
 
 
 def protocols_identical(name: str) -> bool:

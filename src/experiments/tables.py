@@ -26,6 +26,13 @@ def verdict_lines(verdict: dict) -> list[str]:
     return lines
 
 
+def pipe_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table from cells already formatted as text (every table of the suite's files).
+    Not DataFrame.to_markdown: that needs tabulate, and every cell here is text already."""
+    return ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(map(str, cells)) + " |" for cells in rows)]
+
+
 def fmt(value, digits: int = 3) -> str:
     if isinstance(value, float):
         return "–" if math.isnan(value) else f"{value:.{digits}f}"
@@ -37,16 +44,15 @@ def table_markdown(summary: pd.DataFrame, metric: str, lecture_label: str = "") 
     header = ["variant", lecture_label or f"lecture {metric}", f"ours {metric} (mean ± 95% CI)", "min – max", "n", "diverged",
               "train_acc", *(["test_acc"] if metric != "test_acc" else []), "parameters", "updates",
               "grad ratio first/last layer (init)", "(training)", "s / epoch", "s / run"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for _, r in summary.iterrows():
-        cells = [r["variant"], fmt(r["lecture"], 2), f"{fmt(r['mean'])} ± {fmt(r['ci95'])}",
+        rows.append([r["variant"], fmt(r["lecture"], 2), f"{fmt(r['mean'])} ± {fmt(r['ci95'])}",
                  f"{fmt(r['min'])} – {fmt(r['max'])}", f"{int(r['n'])}/{int(r['n_expected'])}",
                  str(int(r["n_diverged"])), fmt(r["train_acc"]), *([fmt(r["test_acc"])] if metric != "test_acc" else []),
                  *(f"{r[c]:,.0f}" if c in r and not math.isnan(r[c]) else "–" for c in ("parameters", "updates")),
                  *(f"{r[c]:.2g}" if c in r else "–" for c in ("grad_ratio_init", "grad_ratio_train")),
-                 fmt(r["seconds_per_epoch"], 2), fmt(r["seconds_per_run"], 1)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+                     fmt(r["seconds_per_epoch"], 2), fmt(r["seconds_per_run"], 1)])
+    return pipe_table(header, rows)
 
 
 def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:

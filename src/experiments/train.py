@@ -159,16 +159,18 @@ def evaluate(stack: ModelStack, split: Split, loss_fn, batch_size: int) -> tuple
 
 
 def train_run(cfg: dict, splits: dict[str, Split], seed: int,
-              on_epoch: Callable[[dict], None] = lambda row: None) -> RunResult:
+              on_epoch: Callable[[dict], None] = lambda row: None, step_sizes: bool = False) -> RunResult:
     """Train one model under `cfg` (a plain, resolved run config) and return its per-epoch rows."""
-    return train_seeds(cfg, splits, [seed], vectorise=False, on_epoch=lambda i, row: on_epoch(row))[0]
+    return train_seeds(cfg, splits, [seed], vectorise=False, on_epoch=lambda i, row: on_epoch(row),
+                       step_sizes=step_sizes)[0]
 
 
 def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise: bool,
-                on_epoch: Callable[[int, dict], None] = lambda i, row: None) -> list[RunResult]:
+                on_epoch: Callable[[int, dict], None] = lambda i, row: None, step_sizes: bool = False) -> list[RunResult]:
     """Train one model per seed under `cfg`, side by side (vectorised) or a single seed (plain);
     `on_epoch(i, row)` sees each seed's rows as they come. A seed whose loss turns non-finite is
-    recorded as diverged and leaves the stack's bookkeeping; the others go on."""
+    recorded as diverged and leaves the stack's bookkeeping; the others go on. With `step_sizes`,
+    each row also records the optimizer's `effective_lr` (a median over every weight: opt-in)."""
     train, device = splits["train"], splits["train"].x.device
     models = []
     for seed in seeds:
@@ -199,13 +201,14 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         # the trained model on its own training data, dropout off and batch norm in eval mode (the
         # running train_acc is measured while training, with dropout on); once, at the end
         scores["train_eval"] = evaluate(stack, train, loss_fn, eval_batch_size) if epoch == epochs else None
-        step_sizes = effective_lr(optimizer, cfg["optimizer"]["name"], stack)
+        rates = effective_lr(optimizer, cfg["optimizer"]["name"], stack) if step_sizes else None
         for i in active:
             row = {"epoch": epoch, "updates": updates, "train_loss": train_loss[i], "train_acc": train_acc[i]}
             for name, score in scores.items():
                 row[f"{name}_loss"], row[f"{name}_acc"] = (score[0][i], score[1][i]) if score else (math.nan, math.nan)
             row["epoch_seconds"] = epoch_seconds
-            row["effective_lr"] = step_sizes[i]
+            if rates:
+                row["effective_lr"] = rates[i]
             row["seconds"] = time.perf_counter() - started
             row.update({f"grad_norm_{layer + 1}": g for layer, g in enumerate(grad_norms[i])})
             results[i].rows.append(row)

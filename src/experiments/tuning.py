@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from experiments.config import grid_runs
 from experiments.metrics import per_run
+from experiments.tables import pipe_table
 
 
 def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, str]:
@@ -21,7 +22,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
     views, keys, at_edge, view_runs = [], list(spec["grid"]), [], {}
     header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned",
               "its lead over the runner-up (val)", "default"]
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for base, partial in spec["variants"].items():
         mine = [label for label, (b, _) in labels.items() if b == base]
         scored = [label for label in mine if label in val.index and pd.notna(val[label])]
@@ -35,9 +36,8 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
                  if label else "–" for kind, label in chosen.items()}
         ranked = sorted((val[label] for label in scored), reverse=True)
         lead = f"{ranked[0] - ranked[1]:.4f}" if len(ranked) > 1 else "–"
-        table.append(f"| {base} | " + " | ".join(
-            f"{val[label]:.3f} ({test[label]:.3f})" if label in val.index and pd.notna(val[label]) else "–"
-            for label in mine) + f" | {point['tuned']} | {lead} | {point['default']} |")
+        rows.append([base, *(f"{val[label]:.3f} ({test[label]:.3f})" if label in val.index and pd.notna(val[label])
+                             else "–" for label in mine), point["tuned"], lead, point["default"]])
         if chosen["tuned"] in (mine[0], mine[-1]) and len(mine) > 2:
             at_edge.append(f"{base} ({chosen['tuned']})")
         for kind, label in chosen.items():
@@ -49,6 +49,6 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
     edge_note = ([f"Best value at the edge of the grid, so tuning may be incomplete for: {', '.join(at_edge)}.", ""]
                  if at_edge else [])
     grid_md = "\n".join(["Validation accuracy (test accuracy) of every grid point, mean over seeds; "
-                          "`_tuned` takes the best validation accuracy, never the test set:", "", *table, "",
+                          "`_tuned` takes the best validation accuracy, never the test set:", "", *pipe_table(header, rows), "",
                           *edge_note])
     return (pd.concat(views, ignore_index=True) if views else runs.iloc[0:0]), resolved, grid_md
