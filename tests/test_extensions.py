@@ -1,5 +1,7 @@
 """Grids, check kinds, probes and the residual MLP: the pieces the later claims are built from."""
 
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -8,7 +10,8 @@ from experiments import judge, tuning
 from experiments.config import grid_runs
 from experiments.data import make_splits
 from experiments.metrics import per_run
-from experiments.probes import NOISE_SIGMAS, PROBES, delete_blocks, loss_line, mc_dropout, noisy_test, weight_norm
+from experiments.probes import (NOISE_SIGMAS, PROBES, activation_scale, delete_blocks, loss_line, mc_dropout,
+                                noisy_test, weight_norm)
 from experiments.train import train_run
 from models import ResidualMLP, build_model, mlp_parameter_count
 from helpers import runs_of
@@ -194,6 +197,23 @@ def test_weight_norm_probe_counts_weight_matrices_only(mnist_root):
     assert scalars["small_weight_fraction"] == pytest.approx(7840 / n)
     assert table["fraction"].sum() == pytest.approx(1.0)
     assert set(scalars) == PROBES["weight_norm"].scalars
+
+
+def test_activation_scale_probe_measures_the_initial_net(mnist_root, tiny):
+    def ratio(init):
+        cfg = tiny_cfg(mnist_root, depth=9, width=200, init=init)
+        table, scalars = activation_scale(build_model(cfg["model"], 784, 10), tiny, cfg, seed=0)
+        assert table["layer"].tolist() == list(range(1, 10))
+        assert scalars["log10_act_ratio"] == pytest.approx(math.log10(table["act_std"].iloc[-1] / table["act_std"].iloc[0]))
+        return scalars["log10_act_ratio"]
+
+    # N(0, 0.01^2) at fan-in 200 scales a ReLU layer's output by about 0.01 * sqrt(200 / 2) = 0.1
+    assert ratio("small_normal") == pytest.approx(-8, abs=1)
+    assert abs(ratio("he")) < 0.5  # He's gain keeps the scale
+    cfg = tiny_cfg(mnist_root, depth=2, init="he")
+    trained = train_run(cfg, tiny, seed=0).model
+    # the measurement is of the initial weights: the same with or without training
+    assert activation_scale(trained, tiny, cfg, 0)[0].equals(activation_scale(build_model(cfg["model"], 784, 10), tiny, cfg, 0)[0])
 
 
 def test_derived_metrics_for_learning_rate_and_early_stopping():

@@ -41,6 +41,7 @@ class Init(str, Enum):
     glorot_uniform = "glorot_uniform"  # Keras' default: Xavier uniform weights, zero biases
     torch_default = "torch_default"  # whatever nn.Linear does on construction
     he = "he"  # Kaiming normal (fan-in, ReLU gain), zero biases
+    small_normal = "small_normal"  # N(0, 0.01^2) whatever the fan-in, zero biases (the naive choice)
 
 
 class Loss(str, Enum):

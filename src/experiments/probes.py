@@ -6,6 +6,7 @@ experiment lists it in `experiment.figures` under the probe's name) and what a r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,6 +19,7 @@ from experiments.metrics import per_run
 from experiments.plots import band, claim_title, finish, plt, probe_figure, probe_tables
 from experiments.train import LOSSES
 from models import build_model
+from models.mlp import ACTIVATIONS
 
 MC_SAMPLES = 50  # thinned networks averaged, as in Srivastava et al. 2014, Fig. 11
 LINE_POINTS = 41
@@ -130,6 +132,35 @@ def plot_delete_blocks(runs: pd.DataFrame, study: dict, study_dir: Path) -> byte
                         ylim=(0, 1))
 
 
+ACTIVATION_SAMPLES = 1000
+
+
+@torch.no_grad()
+def activation_scale(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
+    """At initialisation (the weights train_run started from, rebuilt from the seed): the standard
+    deviation of each hidden layer's output on 1,000 training images; log10_act_ratio compares the
+    last hidden layer's with the first's (0: the scale is kept; very negative: activations vanish)."""
+    torch.manual_seed(seed)
+    start = build_model(run["model"], N_FEATURES, N_CLASSES).to(splits["train"].x.device).eval()
+    x = splits["train"].x[:ACTIVATION_SAMPLES]
+    rows = []
+    for module in start.net:
+        x = module(x)
+        if type(module) in ACTIVATIONS.values():  # each hidden layer's output
+            rows.append({"layer": len(rows) + 1, "act_std": x.std().item()})
+    ratio = rows[-1]["act_std"] / rows[0]["act_std"]
+    return pd.DataFrame(rows), {"log10_act_ratio": math.log10(ratio) if ratio > 0 else -math.inf}
+
+
+def plot_activation_scale(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Standard deviation of each hidden layer's activations at initialisation, per variant."""
+    return probe_figure(study, study_dir, "activation_scale",
+                        lambda ax, table, color, variant: band(ax, table, "layer", "act_std", color, variant, marker="o"),
+                        "hidden layer (1 = input side)", "std of the activations at initialisation",
+                        claim_title(study, "Activations at initialisation, 1,000 training images; band = min–max over seeds."),
+                        yscale="log")
+
+
 NOISE_SIGMAS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # 1.0: the lecture's x ~ N(x, 1)
 
 
@@ -200,6 +231,9 @@ PROBES = {
     "mc_dropout": Probe(mc_dropout, frozenset({f"mc{MC_SAMPLES}_acc", "mc1_acc", "weight_scaling_acc",
                                                f"mc{MC_SAMPLES}_minus_scaling_acc"}), plot_mc_dropout),
     "loss_line": Probe(loss_line, frozenset(), plot_loss_line),
+    "activation_scale": Probe(activation_scale, frozenset({"log10_act_ratio"}), plot_activation_scale,
+                              needs=lambda run: "" if run["model"]["arch"] == "mlp" else
+                              f"the activation_scale probe needs model.arch mlp, not {run['model']['arch']!r}"),
     "noisy_test": Probe(noisy_test, frozenset({"noisy_test_acc", "noise_drop"}), plot_noisy_test),
     "weight_norm": Probe(weight_norm, frozenset({"weight_norm", "small_weight_fraction"}), plot_weight_norm),
     "delete_blocks": Probe(delete_blocks, frozenset({"acc_one_block_deleted", "min_acc_one_block_deleted", "drop_one_block",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+SMALL_NORMAL_STD = 0.01
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
 
 
@@ -42,6 +43,8 @@ def initialise(weight_layers: list[nn.Module], init: str) -> None:
             nn.init.xavier_uniform_(layer.weight)
         elif init == "he":
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        elif init == "small_normal":  # the naive "small random numbers": N(0, 0.01^2) whatever the fan-in
+            nn.init.normal_(layer.weight, std=SMALL_NORMAL_STD)
         else:
             raise ValueError(f"unknown init {init!r}")
         if layer.bias is not None:
