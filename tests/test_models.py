@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
-from models import build_model, mlp_parameter_count
+from helpers import runs_of
+from models import MaxoutMLP, build_model, maxout_parameter_count, mlp_parameter_count
+from models.maxout import Maxout
 
 
 def model_cfg(**overrides):
@@ -79,3 +81,28 @@ def test_deleting_any_conv_block_keeps_the_shapes_and_its_shortcut():
 def test_conv_net_rejects_a_depth_outside_6n_plus_2():
     with pytest.raises(ValueError, match="6n \\+ 2"):
         build_model(model_cfg(arch="rescnn", depth=10, width=4), 784, 10)
+
+
+def test_a_maxout_unit_with_one_piece_fixed_at_zero_is_a_relu():
+    unit = Maxout(fan_in=20, width=7, pieces=2)
+    with torch.no_grad():
+        w = unit.linear.weight.view(7, 2, 20)  # rows are (unit, piece) pairs: piece 1 of each unit at zero
+        w[:, 1].zero_()
+        unit.linear.bias.view(7, 2)[:, 1].zero_()
+        x = torch.randn(50, 20)
+        relu = torch.relu(x @ w[:, 0].T + unit.linear.bias.view(7, 2)[:, 0])
+        assert torch.allclose(unit(x), relu)
+
+
+def test_maxout_nets_count_their_parameters_and_match_the_relu_net():
+    net = MaxoutMLP(784, 10, depth=3, width=30, pieces=3)
+    assert sum(p.numel() for p in net.parameters()) == maxout_parameter_count(784, 3, 30, 3, 10)
+    runs = runs_of("name=maxout")
+    relu = mlp_parameter_count(784, 3, 500, 10)
+    for variant in ("maxout_2", "maxout_3"):
+        model = runs[f"{variant}_lr0.1"]["model"]
+        built = build_model(model, 784, 10)
+        assert isinstance(built, MaxoutMLP) and built.net[0].pieces == model["pieces"]
+        assert abs(maxout_parameter_count(784, 3, model["width"], model["pieces"], 10) - relu) / relu < 0.005
+    with pytest.raises(ValueError, match="pieces"):
+        MaxoutMLP(784, 10, depth=1, width=4, pieces=0)

@@ -71,13 +71,14 @@ class Schedule(str, Enum):
 
 @dataclass
 class ModelConfig:
-    arch: str = "mlp"  # or resmlp, rescnn (src/models/)
+    arch: str = "mlp"  # or maxout, resmlp, rescnn (src/models/)
     depth: int = 3  # hidden layers (weight layers for rescnn: 6n + 2)
     width: int = 500  # units per hidden layer (channels of the first stage for rescnn)
     activation: Activation = Activation.sigmoid
     init: Init = Init.glorot_uniform
     dropout: float = 0.0  # probability of dropping a hidden unit in training (mlp)
     residual: bool = False  # identity shortcuts around each block of two layers (resmlp, rescnn)
+    pieces: int = 2  # linear pieces per maxout unit (maxout)
 
 
 @dataclass

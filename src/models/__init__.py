@@ -5,19 +5,24 @@ from __future__ import annotations
 
 from torch import nn
 
+from models.maxout import MaxoutMLP, maxout_parameter_count
 from models.mlp import MLP, mlp_parameter_count
 from models.rescnn import ResidualCNN
 from models.resmlp import ResidualMLP
 
-__all__ = ["MLP", "ResidualCNN", "ResidualMLP", "build_model", "mlp_parameter_count"]
+__all__ = ["MLP", "MaxoutMLP", "ResidualCNN", "ResidualMLP", "build_model", "maxout_parameter_count",
+           "mlp_parameter_count"]
 
-ARCHITECTURES = ("mlp", "resmlp", "rescnn")  # the values model.arch can take
+ARCHITECTURES = ("mlp", "maxout", "resmlp", "rescnn")  # the values model.arch can take
 
 
 def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
     if model["arch"] == "mlp":
         return MLP(in_features, out_features, depth=model["depth"], width=model["width"],
                    activation=model["activation"], init=model["init"], dropout=model["dropout"])
+    if model["arch"] == "maxout":
+        return MaxoutMLP(in_features, out_features, depth=model["depth"], width=model["width"], pieces=model["pieces"],
+                         init=model["init"], dropout=model["dropout"])
     if model["arch"] == "resmlp":
         return ResidualMLP(in_features, out_features, depth=model["depth"], width=model["width"],
                            residual=model["residual"], init=model["init"])
