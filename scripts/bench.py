@@ -47,8 +47,8 @@ RUN_OVERRIDES = ["name=mse_vs_ce", "only=[cross_entropy]", "seeds=[0]"]  # = the
 
 def lecture_run_config(root: str) -> dict:
     return {
-        "model": {"arch": "mlp", "depth": DEPTH, "width": WIDTH, "activation": "sigmoid", "init": "glorot_uniform", "residual": False,
-                  "dropout": 0.0},
+        "model": {"arch": "mlp", "depth": DEPTH, "width": WIDTH, "activation": "sigmoid", "init": "glorot_uniform",
+                  "residual": False, "pieces": 2, "batch_norm": False, "dropout": 0.0},
         "data": {"root": root, "train_size": TRAIN_SIZE, "val_size": 0, "test_size": 10000, "download": False},
         "optimizer": {"name": "sgd", "lr": LR, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
         "train": {"loss": "cross_entropy", "batch_size": BATCH, "epochs": EPOCHS, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None},

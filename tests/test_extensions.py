@@ -126,7 +126,7 @@ def tiny(mnist_root):
 
 def tiny_cfg(mnist_root, **model):
     return {"model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "he", "dropout": 0.0,
-                      "residual": False, **model},
+                      "residual": False, "pieces": 2, "batch_norm": False, **model},
             "data": {"root": mnist_root, "train_size": 500, "val_size": 0, "test_size": 10000, "download": False},
             "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
             "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 3, "eval_batch_size": 10000,

@@ -79,6 +79,7 @@ class ModelConfig:
     dropout: float = 0.0  # probability of dropping a hidden unit in training (mlp)
     residual: bool = False  # identity shortcuts around each block of two layers (resmlp, rescnn)
     pieces: int = 2  # linear pieces per maxout unit (maxout)
+    batch_norm: bool = False  # batch norm before each hidden activation (mlp)
 
 
 @dataclass

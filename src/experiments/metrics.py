@@ -41,6 +41,7 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     # how fast training converged: the training loss averaged over the epochs
     trained = ordered[ordered["epoch"] > 0].groupby(["variant", "seed"])
     finals["mean_train_loss"] = trained["train_loss"].mean()
+    finals["mean_test_acc"] = trained["test_acc"].mean()  # the area under the test curve: higher, sooner
     finals["seconds_per_epoch"] = trained["epoch_seconds"].mean()  # training only, no evaluation
     finals["log10_seconds_per_epoch"] = finals["seconds_per_epoch"].map(safe_log10)
     if "effective_lr" in finals:  # how far the step size per unit gradient fell from the first epoch to the last
@@ -88,7 +89,7 @@ def needs_step_sizes(spec: dict) -> bool:
                                                     for check in spec["verdict"]["checks"])
 
 
-DERIVED = {"failed_to_learn", "loss_drop", "best_val_epoch", "test_acc_at_best_val", "early_stop_gain", "test_error", "train_error", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
+DERIVED = {"mean_test_acc", "failed_to_learn", "loss_drop", "best_val_epoch", "test_acc_at_best_val", "early_stop_gain", "test_error", "train_error", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
            "log10_seconds_per_epoch", "log10_lr_shrink", "grad_ratio_init", "grad_ratio_train", "grad_norm_init",
            "log10_grad_ratio_init", "log10_grad_ratio_train", "log10_grad_norm_init"}
 

@@ -19,7 +19,8 @@ ARCHITECTURES = ("mlp", "maxout", "resmlp", "rescnn")  # the values model.arch c
 def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
     if model["arch"] == "mlp":
         return MLP(in_features, out_features, depth=model["depth"], width=model["width"],
-                   activation=model["activation"], init=model["init"], dropout=model["dropout"])
+                   activation=model["activation"], init=model["init"], dropout=model["dropout"],
+                   batch_norm=model["batch_norm"])
     if model["arch"] == "maxout":
         return MaxoutMLP(in_features, out_features, depth=model["depth"], width=model["width"], pieces=model["pieces"],
                          init=model["init"], dropout=model["dropout"])

@@ -18,12 +18,16 @@ def mlp_parameter_count(in_features: int, depth: int, width: int, out_features: 
 
 class MLP(nn.Module):
     def __init__(self, in_features: int, out_features: int, depth: int, width: int,
-                 activation: str = "sigmoid", init: str = "glorot_uniform", dropout: float = 0.0):
+                 activation: str = "sigmoid", init: str = "glorot_uniform", dropout: float = 0.0,
+                 batch_norm: bool = False):
         super().__init__()
         sizes = [in_features] + [width] * depth
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
+            # batch norm between each layer's weights and its activation (Ioffe & Szegedy 2015); its
+            # shift replaces the layer's bias
+            layers += [nn.Linear(fan_in, fan_out, bias=not batch_norm), *([nn.BatchNorm1d(fan_out)] if batch_norm else []),
+                       ACTIVATIONS[activation]()]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(sizes[-1], out_features))
