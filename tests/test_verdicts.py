@@ -198,3 +198,37 @@ def test_diverged_seeds_are_left_out_and_said_so():
 def test_a_claim_without_key_checks_is_refused():
     with pytest.raises(ValueError, match="key check"):
         verdicts.decide([Check("a", "m", worse="b", key=False)], {("a", "m"): seeds(1), ("b", "m"): seeds(0)})
+
+
+def test_a_difference_of_differences_is_welchs_contrast_over_four_samples():
+    rng = np.random.default_rng(0)
+    a, b, c, d = (rng.normal(m, s, n) for m, s, n in ((0.90, 0.01, 5), (0.80, 0.02, 5), (0.97, 0.005, 4), (0.96, 0.01, 5)))
+    diff = verdicts.welch(a, b, versus=(c, d))
+    variances = [x.var(ddof=1) / len(x) for x in (a, b, c, d)]
+    assert diff.estimate == pytest.approx((a.mean() - b.mean()) - (c.mean() - d.mean()))
+    assert diff.se == pytest.approx(np.sqrt(sum(variances)))
+    assert diff.df == pytest.approx(sum(variances) ** 2 / sum(v ** 2 / (len(x) - 1) for v, x in zip(variances, (a, b, c, d))))
+    assert diff.p_above(0.0) == pytest.approx(stats.t.sf(diff.estimate / diff.se, diff.df))
+    # lower is better flips the sign; two samples give the plain Welch test as before
+    assert verdicts.welch(a, b, lower_is_better=True, versus=(c, d)).estimate == pytest.approx(-diff.estimate)
+    assert verdicts.welch(a, b).p_above(0.0) == pytest.approx(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+
+
+@pytest.mark.parametrize("gap_small,gap_large,status", [
+    (0.10, 0.01, HOLDS),  # the deep net's lead is larger with less data
+    (0.01, 0.10, FAILS),  # it is larger with more data
+    (0.050, 0.0498, INCONCLUSIVE),
+])
+def test_versus_checks_the_difference_of_two_gaps(gap_small, gap_large, status):
+    check = Check("deep_1k", "m", worse="shallow_1k", versus=("deep_55k", "shallow_55k"))
+    found = outcome(check, deep_1k=0.80 + gap_small, shallow_1k=0.80, deep_55k=0.95 + gap_large, shallow_55k=0.95)
+    assert found.status == status
+    assert found.describe().startswith("(deep_1k − shallow_1k) vs (deep_55k − shallow_55k), m (higher is better), n = 5/5/5/5:")
+    assert found.as_dict()["n"] == [5, 5, 5, 5]
+
+
+def test_versus_needs_a_pair_of_other_variants_and_kind_beats():
+    for bad in (dict(worse="b", versus=("c",)), dict(worse="b", versus=("a", "c")), dict(value=0.1, versus=("c", "d")),
+                dict(worse="b", versus=("c", "d"), kind="not_worse", margin=0.1)):
+        with pytest.raises(ValueError, match="versus"):
+            Check("a", "m", **bad)

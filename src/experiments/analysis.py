@@ -44,7 +44,7 @@ def check_experiment(spec: DictConfig) -> None:
     if not checks or not all(check.better for check in checks) or not any(check.key for check in checks):
         raise UserError(f"experiment {spec.name!r}: its verdict needs `better` and `worse`, or a list of `checks` "
                         "with at least one key check")
-    named = [v for check in checks for v in (check.better, check.worse) if v is not None]
+    named = [v for check in checks for v in check.variants]
     # a grid experiment's verdict speaks of <variant>_default and <variant>_tuned (<variant> alone: tuned)
     comparable = [*spec.variants, *(f"{v}_{kind}" for v in spec.variants for kind in ("default", "tuned") if spec.grid)]
     unknown = [v for v in (*named, *spec.lecture) if v not in comparable]

@@ -137,6 +137,8 @@ class CheckConfig:
     margin: float = 0.0
     key: bool = True  # a key statement: the claim is "not reproduced" when every key check fails
     note: str = ""  # what the check stands for, in a few words
+    # two more variants: the check is then on (better - worse) - (versus[0] - versus[1]), kind beats
+    versus: List[str] = field(default_factory=list)
 
 
 @dataclass

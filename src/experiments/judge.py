@@ -16,12 +16,16 @@ def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
     (equivalence within ±tolerance) for each variant the lecture gives a number for."""
     raw = rule.get("checks") or [{"better": rule["better"], "worse": rule["worse"]}]
     if study and study["experiment"].get("grid"):  # a plain variant name means the variant at its tuned value
-        raw = [{**c, **{side: f"{c[side]}_tuned" for side in ("better", "worse")
-                        if c.get(side) and not c[side].endswith(("_default", "_tuned"))}} for c in raw]
+        def tuned(name: str) -> str:
+            return name if name.endswith(("_default", "_tuned")) else f"{name}_tuned"
+
+        raw = [{**c, **{side: tuned(c[side]) for side in ("better", "worse") if c.get(side)},
+                **({"versus": [tuned(v) for v in c["versus"]]} if c.get("versus") else {})} for c in raw]
     checks = [verdicts.Check(better=c["better"], worse=c.get("worse") or None, value=c.get("value"),
                              metric=c.get("metric") or rule["metric"], kind=c.get("kind", "beats"),
                              margin=c.get("margin", 0.0), lower_is_better=c.get("lower_is_better", False),
-                             key=c.get("key", True), note=c.get("note", "")) for c in raw]
+                             key=c.get("key", True), note=c.get("note", ""),
+                             versus=tuple(c["versus"]) if c.get("versus") else None) for c in raw]
     if study is not None and study.get("protocol") == "lecture" and rule.get("tolerance") is not None:
         checks += [verdicts.Check(better=variant, value=number, metric=rule["metric"], kind="equivalent",
                                   margin=rule["tolerance"], key=False, note="size: the lecture's number")
@@ -38,7 +42,7 @@ def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
         return {"verdict": "incomplete", "reason": "missing runs (" + "; ".join(parts) + ")", "checks": []}
     checks = checks_of(study["experiment"]["verdict"], study)
     values = {(c_variant, metric): finals.loc[finals["variant"] == c_variant, metric].to_numpy()
-              for check in checks for c_variant in (check.better, check.worse) if c_variant is not None
+              for check in checks for c_variant in check.variants
               for metric in [check.metric] if metric in finals}
     result = verdicts.decide(checks, values)
     n = int(by_variant["n"].min()) if len(by_variant) else 0
@@ -54,7 +58,7 @@ def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
     notes = []
     for check in checks_of(study["experiment"]["verdict"], study):
         values = per_epoch(runs, check.metric)
-        if values is None or check.kind != "beats" or check.worse is None:
+        if values is None or check.kind != "beats" or check.worse is None or check.versus:
             continue
         measured = runs.assign(value=values).dropna(subset=["value"])
         curves = [measured[measured["variant"] == v].groupby("epoch")["value"].mean() for v in (check.better, check.worse)]

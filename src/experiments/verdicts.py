@@ -10,6 +10,10 @@ with Welch's t, one-sided in the claimed direction, on the per-seed values of on
 - `equivalent` (two one-sided tests): |difference| is shown to be below `margin`, holds; the
   difference is shown to lie outside ±margin, fails.
 
+A check with `versus` (two more variants) tests a difference of differences instead: the advantage of
+`better` over `worse` minus the advantage of versus[0] over versus[1] (e.g. deep minus shallow at 1k
+images, against the same at 55k), with the same Welch machinery over four samples.
+
 A seed's value that is not finite (a diverged run) is left out, and the check's line says so. A
 spread below SD_FLOOR (every seed the same, e.g. a collapsed net predicting one class) counts as
 SD_FLOOR, so that no test claims certainty from five identical numbers.
@@ -57,10 +61,14 @@ class Check:
     lower_is_better: bool = False
     key: bool = True  # a key statement of the claim: if every key check fails, the claim is not reproduced
     note: str = ""  # what the check stands for, shown beside it
+    versus: tuple[str, str] | None = None  # a second pair: the check is on the difference of the two pairs' differences
 
     def __post_init__(self):
         if (self.worse is None) == (self.value is None):
             raise ValueError(f"check on {self.better}: give exactly one of `worse` (a variant) and `value` (a number)")
+        if self.versus is not None and (self.worse is None or len(self.versus) != 2 or self.kind != "beats"
+                                        or len({self.better, self.worse, *self.versus}) != 4):
+            raise ValueError(f"check on {self.better}: `versus` needs kind beats, `worse` and two other variants")
         if self.kind not in ("beats", "not_worse", "equivalent"):
             raise ValueError(f"check kind must be beats, not_worse or equivalent, got {self.kind!r}")
         if self.value is not None and not math.isfinite(self.value):
@@ -74,8 +82,16 @@ class Check:
     def other(self) -> str:
         return self.worse if self.worse is not None else f"{self.value:g}"
 
+    @property
+    def variants(self) -> list[str]:
+        """Every variant the check reads, in the order of its samples."""
+        return [self.better, *([self.worse] if self.worse is not None else []), *(self.versus or ())]
+
     def statement(self) -> str:
         direction = "lower" if self.lower_is_better else "higher"
+        if self.versus is not None:
+            return (f"{self.better}'s advantage over {self.worse} exceeds {self.versus[0]}'s over {self.versus[1]}"
+                    f"{f' by more than {self.margin:g}' if self.margin else ''} on {self.metric} ({direction} is better)")
         if self.kind == "beats":
             return f"{self.better} beats {self.other} on {self.metric} ({direction} is better)"
         if self.kind == "not_worse":
@@ -92,6 +108,7 @@ class Difference:
     n_better: int
     n_worse: int  # 0 for a fixed value
     sd_pooled: float  # for the power estimate
+    n_versus: tuple[int, ...] = ()  # the second pair's sizes, for a difference of differences
 
     def p_above(self, bound: float) -> float:
         """One-sided p-value of H0: true difference <= bound."""
@@ -112,20 +129,23 @@ class Difference:
         return self.estimate - half, self.estimate + half
 
 
-def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool = False) -> Difference:
-    """The difference of means, oriented so that a positive estimate favours `better`."""
-    a = np.asarray(better, dtype=float)
+def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool = False,
+          versus: tuple[np.ndarray, np.ndarray] | None = None) -> Difference:
+    """The difference of means, oriented so that a positive estimate favours `better`; with
+    `versus`, that difference minus versus[0]'s over versus[1] (Welch-Satterthwaite over all four)."""
     sign = -1.0 if lower_is_better else 1.0
-    sd_a = max(float(a.std(ddof=1)), SD_FLOOR)
-    var_a = sd_a ** 2 / len(a)
     if np.ndim(worse) == 0:  # one sample against a fixed number
-        return Difference(sign * (a.mean() - float(worse)), math.sqrt(var_a), len(a) - 1, len(a), 0, sd_a)
-    b = np.asarray(worse, dtype=float)
-    sd_b = max(float(b.std(ddof=1)), SD_FLOOR)
-    var_b = sd_b ** 2 / len(b)
-    se = math.sqrt(var_a + var_b)
-    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1))
-    return Difference(sign * (a.mean() - b.mean()), se, df, len(a), len(b), math.sqrt((sd_a ** 2 + sd_b ** 2) / 2))
+        a = np.asarray(better, dtype=float)
+        sd_a = max(float(a.std(ddof=1)), SD_FLOOR)
+        return Difference(sign * (a.mean() - float(worse)), sd_a / math.sqrt(len(a)), len(a) - 1, len(a), 0, sd_a)
+    samples = [np.asarray(s, dtype=float) for s in (better, worse, *(versus or ()))]
+    weights = [1.0, -1.0, -1.0, 1.0][:len(samples)]
+    sds = [max(float(s.std(ddof=1)), SD_FLOOR) for s in samples]
+    variances = [sd ** 2 / len(s) for sd, s in zip(sds, samples)]
+    df = sum(variances) ** 2 / sum(v ** 2 / (len(s) - 1) for v, s in zip(variances, samples))
+    return Difference(sign * sum(w * s.mean() for w, s in zip(weights, samples)), math.sqrt(sum(variances)), df,
+                      len(samples[0]), len(samples[1]), math.sqrt(sum(sd ** 2 for sd in sds) / len(sds)),
+                      tuple(len(s) for s in samples[2:]))
 
 
 def test_pair(check: Check, diff: Difference) -> tuple[float, float]:
@@ -160,7 +180,7 @@ def seeds_needed(check: Check, diff: Difference, alpha: float) -> int | None:
     if distance == 0 or diff.sd_pooled == 0:
         return None
     z = stats.norm.ppf(1 - alpha) + stats.norm.ppf(POWER)
-    groups = 1 if check.worse is None else 2
+    groups = len(check.variants)
     # never fewer than one more seed than these runs have: they did not settle it
     return max(min(diff.n_better, diff.n_worse or diff.n_better) + 1,
                math.ceil(groups * (z * diff.sd_pooled / distance) ** 2))
@@ -189,8 +209,11 @@ class Outcome:
         p, p_adj = (self.p_fails, self.p_fails_adjusted) if self.status == FAILS else (self.p_holds, self.p_holds_adjusted)
         oriented = c.kind != "equivalent"
         direction = f" ({'lower' if c.lower_is_better else 'higher'} is better)" if oriented else ""
-        n = f"{self.diff.n_better}/{self.diff.n_worse}" if c.worse is not None else f"{self.diff.n_better}"
-        text = (f"{c.better} vs {c.other}, {c.metric}{direction}, n = {n}: "
+        n = "/".join(map(str, [self.diff.n_better, *([self.diff.n_worse] if c.worse is not None else []),
+                               *self.diff.n_versus]))
+        compared = (f"({c.better} − {c.worse}) vs ({c.versus[0]} − {c.versus[1]})" if c.versus
+                    else f"{c.better} vs {c.other}")
+        text = (f"{compared}, {c.metric}{direction}, n = {n}: "
                 f"{'advantage' if oriented else 'difference'} {self.diff.estimate:+.3g} [{low:.3g}, {high:.3g}], "
                 f"p {_p(p)} (Holm {_p(p_adj)})")
         if c.margin or c.kind != "beats":
@@ -213,7 +236,7 @@ class Outcome:
                 "difference": None if self.diff is None else _finite(self.diff.estimate),
                 "ci90": [_finite(low), _finite(high)], "p": _finite(self.p_holds if self.status != FAILS else self.p_fails),
                 "p_holm": _finite(self.p_holds_adjusted if self.status != FAILS else self.p_fails_adjusted),
-                "n": None if self.diff is None else [self.diff.n_better, self.diff.n_worse],
+                "n": None if self.diff is None else [self.diff.n_better, self.diff.n_worse, *self.diff.n_versus],
                 "dropped": self.dropped, "seeds_needed": self.seeds, "text": self.describe()}
 
 
@@ -232,17 +255,17 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
     """Test every check on `values[(variant, metric)]` (one value per seed), Holm-corrected together."""
     outcomes = []
     for check in checks:
-        raw = [values.get((name, check.metric)) for name in (check.better, check.worse) if name is not None]
-        better = _clean(raw[0])
-        worse = check.value if check.worse is None else _clean(raw[1])
+        raw = [values.get((name, check.metric)) for name in check.variants]
+        cleaned = [_clean(r) for r in raw]
+        better = cleaned[0]
+        worse = check.value if check.worse is None else cleaned[1]
         dropped = sum(len(r) - len(_clean(r)) for r in raw if r is not None)
-        short = [name for name, sample in ((check.better, better), (check.worse, worse))
-                 if name is not None and (sample is None or len(sample) < 2)]
+        short = [name for name, sample in zip(check.variants, cleaned) if sample is None or len(sample) < 2]
         if short:
             outcomes.append(Outcome(check, INCONCLUSIVE, None, problem=f"fewer than 2 finite values of {check.metric} for "
                                     + ", ".join(short)))
             continue
-        diff = welch(better, worse, check.lower_is_better)
+        diff = welch(better, worse, check.lower_is_better, tuple(cleaned[2:]) if check.versus else None)
         p_holds, p_fails = test_pair(check, diff)
         outcomes.append(Outcome(check, INCONCLUSIVE, diff, p_holds, p_fails, dropped=dropped))
     tested = [o for o in outcomes if o.diff is not None]
