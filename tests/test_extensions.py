@@ -195,6 +195,10 @@ def test_weight_norm_probe_counts_weight_matrices_only(mnist_root):
     n = sum(p.numel() for p in model.parameters() if p.dim() > 1)
     assert scalars["weight_norm"] == pytest.approx(0.5 * (n - 7840) ** 0.5)
     assert scalars["small_weight_fraction"] == pytest.approx(7840 / n)
+    with torch.no_grad():  # shrinking every weight alike prunes nothing
+        for p in model.parameters():
+            p.mul_(0.001)
+    assert weight_norm(model, {}, {}, 0)[1]["small_weight_fraction"] == pytest.approx(7840 / n)
     assert table["fraction"].sum() == pytest.approx(1.0)
     assert set(scalars) == PROBES["weight_norm"].scalars
 

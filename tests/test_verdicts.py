@@ -232,3 +232,23 @@ def test_versus_needs_a_pair_of_other_variants_and_kind_beats():
                 dict(worse="b", versus=("c", "d"), kind="not_worse", margin=0.1)):
         with pytest.raises(ValueError, match="versus"):
             Check("a", "m", **bad)
+
+
+def test_a_0_1_metric_against_a_share_is_an_exact_binomial_test():
+    check = Check("lr_10", "failed", value=0.5)
+    five = verdicts.run_checks([check], {("lr_10", "failed"): np.ones(5)}, binary=frozenset({"failed"}))[0]
+    assert five.p_holds == pytest.approx(1 / 32)  # not the < 1e-4 a t-test with a floored spread gives
+    assert five.status == HOLDS and five.diff.interval()[0] == pytest.approx(0.05 ** (1 / 5) - 0.5)
+    # three such checks: Holm triples the p-values, 5 of 5 no longer decides, and the seeds needed say so
+    trio = [Check(v, "failed", value=0.5) for v in ("a", "b", "c")]
+    held = verdicts.run_checks(trio, {(v, "failed"): np.ones(5) for v in "abc"}, binary=frozenset({"failed"}))[0]
+    assert held.status == INCONCLUSIVE and held.p_holds_adjusted == pytest.approx(3 / 32)
+    assert held.seeds == 6  # 6 of 6: 1/64 < 0.05 / 3
+    # 1 of 5 fails against a half; lower is better reverses the direction
+    assert verdicts.run_checks([check], {("lr_10", "failed"): np.array([0, 0, 0, 0, 1.0])}, binary=frozenset({"failed"}))[0].p_fails \
+        == pytest.approx(stats.binom.cdf(1, 5, 0.5))
+    low = Check("lr_10", "failed", value=0.5, lower_is_better=True)
+    assert verdicts.run_checks([low], {("lr_10", "failed"): np.zeros(5)}, binary=frozenset({"failed"}))[0].p_holds \
+        == pytest.approx(1 / 32)
+    with pytest.raises(ValueError, match="0/1"):
+        verdicts.share_test(np.array([0.5, 1.0]), 0.5)

@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import stats
 
 LEARNED_ABOVE = 0.2  # a final test accuracy at or below this (chance: 0.1) counts as failing to learn
+BINARY_METRICS = frozenset({"failed_to_learn"})  # 0/1 per run: tested against a share exactly (verdicts.share_test)
 
 
 def ci95_half_width(values: pd.Series) -> float:
@@ -47,11 +48,15 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     if "effective_lr" in finals:  # how far the step size per unit gradient fell from the first epoch to the last
         first = ordered[ordered["epoch"] == 1].set_index(["variant", "seed"])["effective_lr"]
         finals["log10_lr_shrink"] = (finals["effective_lr"] / first).map(safe_log10)
-    # whether a run learned at all: it diverged, or ended near chance (10 classes: 0.1)
-    if "status" in finals:
-        finals["failed_to_learn"] = ((finals["status"] == "diverged") | ~(finals["test_acc"] >= LEARNED_ABOVE)).astype(float)
+    # how far training lowered the loss: the initial net's loss on the training set minus the running
+    # mean over the last epoch (a slightly conservative pairing: the last epoch's early batches count)
     initial = ordered[ordered["epoch"] == 0].set_index(["variant", "seed"])["train_loss"]
-    finals["loss_drop"] = initial - finals["train_loss"]  # how far training lowered the loss from the initial one
+    finals["loss_drop"] = initial - finals["train_loss"]
+    # whether a run learned at all: it diverged, its loss did not go down, or it ended near chance
+    # (10 classes: 0.1); a diverged net's NaN logits argmax to class 0, about 0.098 accuracy
+    if "status" in finals:
+        finals["failed_to_learn"] = ((finals["status"] == "diverged") | ~(finals["loss_drop"] > 0)
+                                     | ~(finals["test_acc"] > LEARNED_ABOVE)).astype(float)
     evaluated = ordered[(ordered["epoch"] > 0) & ordered["val_acc"].notna()] if "val_acc" in ordered else ordered.iloc[0:0]
     if len(evaluated):  # early stopping: the test accuracy at the epoch with the best validation accuracy (the first such)
         best = evaluated.loc[evaluated.groupby(["variant", "seed"])["val_acc"].idxmax()].set_index(["variant", "seed"])

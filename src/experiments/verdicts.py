@@ -10,6 +10,10 @@ with Welch's t, one-sided in the claimed direction, on the per-seed values of on
 - `equivalent` (two one-sided tests): |difference| is shown to be below `margin`, holds; the
   difference is shown to lie outside ±margin, fails.
 
+A 0/1 metric (e.g. whether a run failed to learn) against a fixed share is tested exactly: k of n
+seeds with the binomial distribution and a Clopper-Pearson interval, never a t-test with a floored
+spread (5 of 5 seeds is p = 1/32 against a share of one half, not p < 1e-4).
+
 A check with `versus` (two more variants) tests a difference of differences instead: the advantage of
 `better` over `worse` minus the advantage of versus[0] over versus[1] (e.g. deep minus shallow at 1k
 images, against the same at 55k), with the same Welch machinery over four samples.
@@ -129,6 +133,49 @@ class Difference:
         return self.estimate - half, self.estimate + half
 
 
+@dataclass
+class Share(Difference):
+    """k of n seeds with a 0/1 outcome against a fixed share: exact binomial tests. `estimate` is
+    the observed share minus the fixed one, oriented like Difference's."""
+    k: int = 0
+    value: float = 0.5
+    sign: float = 1.0
+
+    def _share(self, bound: float) -> float:
+        return min(1.0, max(0.0, self.value + self.sign * bound))
+
+    def p_above(self, bound: float) -> float:
+        # H0: the oriented share difference <= bound, i.e. the share is at most (higher is better)
+        # or at least (lower is better) value +/- bound: the chance of k or more (k or fewer) of n
+        share = self._share(bound)
+        return float(stats.binom.sf(self.k - 1, self.n_better, share) if self.sign > 0
+                     else stats.binom.cdf(self.k, self.n_better, share))
+
+    def p_below(self, bound: float) -> float:
+        share = self._share(bound)
+        return float(stats.binom.cdf(self.k, self.n_better, share) if self.sign > 0
+                     else stats.binom.sf(self.k - 1, self.n_better, share))
+
+    def interval(self, level: float = 1 - 2 * ALPHA) -> tuple[float, float]:
+        """Clopper-Pearson interval of the share, oriented and shifted like the estimate."""
+        tail = (1 - level) / 2
+        low = stats.beta.ppf(tail, self.k, self.n_better - self.k + 1) if self.k > 0 else 0.0
+        high = stats.beta.ppf(1 - tail, self.k + 1, self.n_better - self.k) if self.k < self.n_better else 1.0
+        ends = sorted(self.sign * (x - self.value) for x in (low, high))
+        return ends[0], ends[1]
+
+
+def share_test(sample: np.ndarray, value: float, lower_is_better: bool = False) -> Share:
+    """A 0/1 sample (one outcome per seed) against the share `value`."""
+    a = np.asarray(sample, dtype=float)
+    if not np.isin(a, (0.0, 1.0)).all():
+        raise ValueError("a 0/1 metric has a value other than 0 or 1")
+    sign = -1.0 if lower_is_better else 1.0
+    k, n = int(a.sum()), len(a)
+    return Share(sign * (k / n - value), math.nan, math.nan, n, 0, max(float(a.std(ddof=1)), SD_FLOOR),
+                 k=k, value=value, sign=sign)
+
+
 def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool = False,
           versus: tuple[np.ndarray, np.ndarray] | None = None) -> Difference:
     """The difference of means, oriented so that a positive estimate favours `better`; with
@@ -175,6 +222,14 @@ def seeds_needed(check: Check, diff: Difference, alpha: float) -> int | None:
     difference and spread were as observed (normal approximation); None when the observed
     difference sits on a decision boundary."""
     m = check.margin
+    if isinstance(diff, Share):  # the fewest seeds at which the observed share would decide, exactly
+        share = diff.k / diff.n_better
+        for n in range(diff.n_better + 1, MAX_SEEDS_SHOWN + 1):
+            bigger = Share(diff.estimate, math.nan, math.nan, n, 0, diff.sd_pooled, k=round(share * n),
+                           value=diff.value, sign=diff.sign)
+            if min(test_pair(check, bigger)) < alpha:
+                return n
+        return MAX_SEEDS_SHOWN + 1
     boundaries = {"beats": (m,), "not_worse": (-m,), "equivalent": (-m, m)}[check.kind]
     distance = min(abs(diff.estimate - b) for b in boundaries)
     if distance == 0 or diff.sd_pooled == 0:
@@ -251,8 +306,10 @@ def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(f"{x:.6g}")
 
 
-def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA) -> list[Outcome]:
-    """Test every check on `values[(variant, metric)]` (one value per seed), Holm-corrected together."""
+def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA,
+               binary: frozenset[str] = frozenset()) -> list[Outcome]:
+    """Test every check on `values[(variant, metric)]` (one value per seed), Holm-corrected together;
+    a check of a metric in `binary` (0/1 per seed) against a fixed share by the exact binomial test."""
     outcomes = []
     for check in checks:
         raw = [values.get((name, check.metric)) for name in check.variants]
@@ -265,7 +322,8 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
             outcomes.append(Outcome(check, INCONCLUSIVE, None, problem=f"fewer than 2 finite values of {check.metric} for "
                                     + ", ".join(short)))
             continue
-        diff = welch(better, worse, check.lower_is_better, tuple(cleaned[2:]) if check.versus else None)
+        diff = (share_test(better, worse, check.lower_is_better) if check.metric in binary and check.worse is None
+                else welch(better, worse, check.lower_is_better, tuple(cleaned[2:]) if check.versus else None))
         p_holds, p_fails = test_pair(check, diff)
         outcomes.append(Outcome(check, INCONCLUSIVE, diff, p_holds, p_fails, dropped=dropped))
     tested = [o for o in outcomes if o.diff is not None]
@@ -319,11 +377,12 @@ class Verdict:
         return self.headline() + ". " + "; ".join(o.describe() for o in self.outcomes)
 
 
-def decide(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA) -> Verdict:
+def decide(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA,
+           binary: frozenset[str] = frozenset()) -> Verdict:
     """Test the checks; the verdict is the one every way of settling the open key checks gives."""
     if not any(check.key for check in checks):
         raise ValueError("a claim needs at least one key check")
-    outcomes = run_checks(checks, values, alpha)
+    outcomes = run_checks(checks, values, alpha, binary)
     key = [o.status for o in outcomes if o.check.key]
     side_failed = any(o.status == FAILS for o in outcomes if not o.check.key)
     open_ = [i for i, status in enumerate(key) if status == INCONCLUSIVE]
