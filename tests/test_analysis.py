@@ -110,3 +110,21 @@ def test_no_budget_caveat_for_not_worse_checks_or_metrics_measured_once():
                   {"better": "b", "worse": "a", "metric": "mean_train_loss"}):
         study = {"experiment": {**STUDY["experiment"], "verdict": {"metric": "train_acc", "checks": [check]}}}
         assert judge.closing_gaps(closing, study) == []
+
+
+def test_the_analysis_and_report_modules_run_as_commands(tmp_path):
+    """`python -m experiments.analysis <study>` and `python -m experiments.report <results>`, as the README gives them."""
+    import subprocess
+    import sys
+
+    study = tmp_path / "results" / "toy" / "lecture"
+    write_store(study, {"a": [0.1, 0.12, 0.11, 0.1, 0.11], "b": [0.9, 0.91, 0.92, 0.9, 0.91]})
+    done = subprocess.run([sys.executable, "-m", "experiments.analysis", str(study)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "**Verdict: " in done.stdout, done.stderr[-500:]
+    assert (study / "summary.md").read_text() in done.stdout
+    missing = subprocess.run([sys.executable, "-m", "experiments.analysis", str(tmp_path / "nope")], capture_output=True, text=True,
+                             timeout=300)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1
+    report = subprocess.run([sys.executable, "-m", "experiments.report", str(tmp_path / "results")], capture_output=True,
+                            text=True, timeout=300)
+    assert report.returncode == 0 and (tmp_path / "results" / "REPORT.md").exists(), report.stderr[-500:]

@@ -133,3 +133,7 @@ def main(argv: list[str]) -> int:
         return 1
     print((Path(argv[0]) / "summary.md").read_text())
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
