@@ -200,10 +200,16 @@ def plot_checked_metrics(runs: pd.DataFrame, study: dict, study_dir: Path) -> by
             values = finals.loc[finals["variant"] == variant, metric]
             ax.bar(x, values.mean(), color=colour(x, len(variants)), alpha=0.35, width=0.6)
             ax.plot([x] * len(values), values, "o", color=colour(x, len(variants)), markersize=4)
-        for check in checks:
+        for check in checks:  # a fixed number a check tests against: dashed for a key check, dotted for a side check
             if (check["metric"] or spec["verdict"]["metric"]) == metric and check.get("value") is not None:
-                ax.axhline(check["value"], color="grey", linestyle="--", linewidth=1,
-                           label=f"{check['better']}: tested against {check['value']:g}")
+                style = {"color": "black" if check["key"] else "grey", "linestyle": "--" if check["key"] else ":",
+                         "linewidth": 1}
+                what = f"{check['better']} vs {check['value']:g} ({'key' if check['key'] else 'side'} check)"
+                if check["kind"] == "equivalent":  # the band the difference must lie in
+                    ax.axhspan(check["value"] - check["margin"], check["value"] + check["margin"], alpha=0.12,
+                               color=style["color"], label=f"{what}: ±{check['margin']:g}")
+                else:
+                    ax.axhline(check["value"], label=what, **style)
         ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)
         ax.set(title=metric, ylabel=metric)
         if not ax.get_legend_handles_labels()[0]:
