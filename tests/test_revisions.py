@@ -116,7 +116,11 @@ def test_a_changed_rule_re_judges_the_stored_runs_without_a_re_run(tmp_path):
     assert judge.rule_changed(study)  # the file now asks for a margin
     (tmp_path / "study.json").write_text(json.dumps(study))
     analysis.adopt_current_rule(tmp_path)
-    assert not judge.rule_changed(json.loads((tmp_path / "study.json").read_text()))
+    adopted = json.loads((tmp_path / "study.json").read_text())
+    assert not judge.rule_changed(adopted)
+    # the adopted checks carry the schema's defaults, as a study's stored checks do
+    assert adopted["experiment"]["verdict"]["checks"][0] | {"kind": "beats", "key": True, "versus": []} \
+        == adopted["experiment"]["verdict"]["checks"][0]
 
     study["experiment"]["variants"]["tanh"] = {}
     (tmp_path / "study.json").write_text(json.dumps(study))

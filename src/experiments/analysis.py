@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import CONFIG_DIR, grid_runs
+from experiments.config import CONFIG_DIR, ExperimentConfig, grid_runs
 from experiments.errors import UserError, one_line
 from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide
 from experiments.metrics import known_metrics, per_run, summarise
@@ -101,7 +101,9 @@ def adopt_current_rule(study_dir: Path) -> None:
     """Judge a study's stored runs by its experiment file's current rule: what changed in the rule
     after the runs (a margin, a check) needs no re-run. What the runs ran must be unchanged."""
     study = json.loads((study_dir / STUDY_FILE).read_text())
-    spec = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "name" / f"{study['experiment']['name']}.yaml").experiment)
+    own = OmegaConf.load(CONFIG_DIR / "name" / f"{study['experiment']['name']}.yaml").experiment
+    # through the schema, so that every check carries its defaults as the stored ones do
+    spec = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(ExperimentConfig), own), enum_to_str=True)
     for key in ("variants", "grid", "probes"):
         if spec.get(key, {} if key != "probes" else []) != study["experiment"].get(key, {} if key != "probes" else []):
             raise UserError(f"the experiment file's {key} changed since these runs: re-run the study instead")
