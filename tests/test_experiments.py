@@ -30,7 +30,8 @@ def test_modern_protocol_uses_the_full_training_set_and_a_validation_split():
     ("mse_vs_ce", {"mse": ("train", "loss", "mse"), "cross_entropy": ("train", "loss", "cross_entropy")}),
     ("minibatch_vs_fullbatch", {"minibatch_100": ("train", "batch_size", 100), "full_batch": ("train", "batch_size", 10000)}),
     ("learning_rate", {"lr_0.0001": ("optimizer", "lr", 0.0001), "lr_0.1": ("optimizer", "lr", 0.1), "lr_10": ("optimizer", "lr", 10.0)}),
-    ("weight_decay", {"wd_0": ("optimizer", "weight_decay", 0.0), "wd_0.1": ("optimizer", "weight_decay", 0.1)}),
+    ("weight_decay", {"sgd_weight_decay0.0": ("optimizer", "weight_decay", 0.0),
+                      "sgd_weight_decay0.1": ("optimizer", "weight_decay", 0.1)}),
 ])
 def test_variants_change_what_the_claim_compares(name, changed):
     runs = runs_of(f"name={name}")
