@@ -123,3 +123,22 @@ def test_headline_of_a_check_against_a_number_names_the_one_variant_and_the_metr
     study["experiment"]["verdict"] = {"metric": "test_acc", "checks": [{"better": "b", "value": 0.5}]}
     summary = pd.DataFrame([{"variant": "a", "mean": 0.1, "ci95": 0.01}, {"variant": "b", "mean": 0.9, "ci95": 0.02}])
     assert report.headline({"study": study, "summary": summary}) == "test_acc: b 0.900 ± 0.020"
+
+
+def test_headline_of_a_check_on_another_metric_gives_its_own_numbers():
+    import pandas as pd
+
+    study = toy_study()
+    study["experiment"]["verdict"] = {"metric": "test_acc", "checks": [
+        {"better": "b", "value": 0.2, "metric": "noise_drop", "key": False},
+        {"better": "b", "value": 0.2, "metric": "noise_drop"},
+        {"better": "b", "worse": "a", "metric": "mean_train_loss", "lower_is_better": True}]}
+    summary = pd.DataFrame([{"variant": "a", "mean": 0.1, "ci95": 0.01}, {"variant": "b", "mean": 0.9, "ci95": 0.02}])
+    tested = [{"difference": 0.3, "ci90": [0.25, 0.35]}, {"difference": 0.333, "ci90": [0.326, 0.34]},
+              {"difference": 1.2, "ci90": [1.1, 1.3]}]
+    outcome = {"study": study, "summary": summary, "verdict": {"checks": tested}}
+    # the first key check: b's own noise_drop (0.2 + 0.333), not the 0.333 by which it clears 0.2
+    assert report.headline(outcome) == "noise_drop: b 0.533 [0.526, 0.54] vs 0.2"
+    study["experiment"]["verdict"]["checks"] = study["experiment"]["verdict"]["checks"][2:]
+    outcome["verdict"]["checks"] = tested[2:]
+    assert report.headline(outcome) == "mean_train_loss: b vs a, advantage +1.2 [1.1, 1.3]"

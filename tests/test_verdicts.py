@@ -252,3 +252,10 @@ def test_a_0_1_metric_against_a_share_is_an_exact_binomial_test():
         == pytest.approx(1 / 32)
     with pytest.raises(ValueError, match="0/1"):
         verdicts.share_test(np.array([0.5, 1.0]), 0.5)
+
+
+def test_a_check_against_a_number_shows_the_variants_own_mean():
+    line = outcome(Check("relu", "noise_drop", value=0.2), relu=0.533).describe()
+    assert line.startswith("relu 0.533 vs 0.2, noise_drop (higher is better), n = 5: advantage +0.333")
+    lower = outcome(Check("sigmoid", "log10_ratio", value=-2.0, lower_is_better=True), sigmoid=-5.5).describe()
+    assert lower.startswith("sigmoid -5.5 vs -2, log10_ratio (lower is better), n = 5: advantage +3.5")

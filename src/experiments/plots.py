@@ -185,10 +185,12 @@ def plot_effective_lr(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes
 def plot_checked_metrics(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
     """Each metric the verdict's checks test, per variant in the experiment's order: every seed a
     dot, the mean a bar; a check against a fixed number draws it dashed."""
-    runs, study = compared(runs, study)
     spec = study["experiment"]
     finals = per_run(runs)
     checks = spec["verdict"]["checks"]
+    named = {v for check in checks for v in (check["better"], check["worse"], *check.get("versus", [])) if v}
+    if spec.get("grid"):  # the runs the checks compare, default and tuned alike (a plain name means tuned)
+        finals = finals[finals["variant"].isin(named | {f"{v}_tuned" for v in named})]
     metrics = list(dict.fromkeys(check["metric"] or spec["verdict"]["metric"] for check in checks))
     metrics = [m for m in metrics if m in finals]
     if finals.empty or not metrics:

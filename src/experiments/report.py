@@ -82,10 +82,23 @@ PENDING, PENDING_ANALYSIS = "pending re-run", "pending re-analysis"
 
 
 def headline(outcome: dict) -> str:
-    """The numbers the claim is about, in the table's metric: the first key check's variants (one,
-    where it is compared with a fixed number), mean ± 95% CI."""
+    """The numbers the claim is about: the first key check's variants (one, where it is compared
+    with a fixed number), mean ± 95% CI in the table's metric; for a check on another metric, its
+    own numbers from the verdict: the variant's mean and 90% interval against the fixed number, or
+    the advantage and its 90% interval."""
     rule = outcome["study"]["experiment"]["verdict"]
-    key = next(c for c in judge.checks_of(rule, outcome["study"]) if c.key)
+    checks = judge.checks_of(rule, outcome["study"])
+    index, key = next((i, c) for i, c in enumerate(checks) if c.key)
+    tested = outcome.get("verdict", {}).get("checks") or []
+    if (key.metric != rule["metric"] or key.versus) and len(tested) > index and tested[index]["difference"] is not None:
+        advantage, (low, high) = tested[index]["difference"], tested[index]["ci90"]
+        if key.value is not None:  # the variant's own mean: the fixed number plus the oriented difference
+            sign = -1 if key.lower_is_better else 1
+            ends = sorted(key.value + sign * x for x in (low, high))
+            return (f"{key.metric}: {key.better} {key.value + sign * advantage:.3g} "
+                    f"[{ends[0]:.3g}, {ends[1]:.3g}] vs {key.value:g}")
+        versus = f" minus {key.versus[0]} vs {key.versus[1]}" if key.versus else ""
+        return f"{key.metric}: {key.better} vs {key.worse}{versus}, advantage {advantage:+.3g} [{low:.3g}, {high:.3g}]"
     summary = outcome["summary"].set_index("variant")
     cells = []
     for variant in [key.better] + ([key.worse] if key.worse is not None else []):

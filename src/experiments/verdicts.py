@@ -266,8 +266,12 @@ class Outcome:
         direction = f" ({'lower' if c.lower_is_better else 'higher'} is better)" if oriented else ""
         n = "/".join(map(str, [self.diff.n_better, *([self.diff.n_worse] if c.worse is not None else []),
                                *self.diff.n_versus]))
-        compared = (f"({c.better} − {c.worse}) vs ({c.versus[0]} − {c.versus[1]})" if c.versus
-                    else f"{c.better} vs {c.other}")
+        if c.versus:
+            compared = f"({c.better} − {c.worse}) vs ({c.versus[0]} − {c.versus[1]})"
+        elif c.value is not None:  # the variant's own mean beside the number, not only the difference from it
+            compared = f"{c.better} {c.value + (-1 if c.lower_is_better else 1) * self.diff.estimate:.3g} vs {c.other}"
+        else:
+            compared = f"{c.better} vs {c.other}"
         text = (f"{compared}, {c.metric}{direction}, n = {n}: "
                 f"{'advantage' if oriented else 'difference'} {self.diff.estimate:+.3g} [{low:.3g}, {high:.3g}], "
                 f"p {_p(p)} (Holm {_p(p_adj)})")
