@@ -156,8 +156,10 @@ def build_report(results_dir: Path) -> str:
     trained = sum(o["verdict"].get("train_seconds", 0.0) for o in outcomes.values() if o)
     lines += [f"Training time of every study below, added up: {minutes(trained)}.", ""]
     lines += ["## Summary", "",
-              "One line per claim: the two numbers its first key check compares under the lecture protocol, and each "
-              "protocol's verdict with its seeds per variant; the sections below give every check. "
+              "One line per claim: the two numbers its first key check compares under the lecture protocol (each "
+              "variant's mean ± 95% CI in the table's metric; for a check on another metric, the variant's mean or the "
+              "advantage with its 90% interval, as the check's line gives it), and each protocol's verdict with its seeds "
+              "per variant; the sections below give every check. "
               f"{len(order)} studies; {len(not_covered)} claims of the lectures not covered yet are listed as *not run*.", ""]
     rows = []
     for name in listed:
@@ -178,7 +180,7 @@ def build_report(results_dir: Path) -> str:
             cells.append(f"**{shown}** (n = {int(outcome['summary']['n'].min())})")
         lecture = outcomes[(name, "lecture")]
         rows.append([f"[{name}](#{name})", lecture_numbers, headline(lecture) if lecture else "–", *cells])
-    lines += [*pipe_table(["claim", "lecture's numbers", "lecture protocol: headline (mean ± 95% CI)", "verdict",
+    lines += [*pipe_table(["claim", "lecture's numbers", "lecture protocol: headline", "verdict",
                            "modern protocol"], rows), ""]
 
     section = None
