@@ -34,9 +34,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from experiments.data import make_splits  # noqa: E402
-from experiments.train import resolve_device  # noqa: E402
 from experiments.tables import pipe_table  # noqa: E402
-from experiments.train import train_run, train_seeds  # noqa: E402
+from experiments.train import resolve_device, train_run, train_seeds  # noqa: E402
 from models import mlp_parameter_count  # noqa: E402
 
 TRAIN_SIZE, DEPTH, WIDTH, EPOCHS, BATCH, LR = 10000, 3, 500, 20, 100, 0.1

@@ -94,7 +94,8 @@ def needs_step_sizes(spec: dict) -> bool:
                                                     for check in spec["verdict"]["checks"])
 
 
-DERIVED = {"mean_test_acc", "failed_to_learn", "loss_drop", "best_val_epoch", "test_acc_at_best_val", "early_stop_gain", "test_error", "train_error", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
+DERIVED = {"mean_test_acc", "failed_to_learn", "loss_drop", "best_val_epoch", "test_acc_at_best_val", "early_stop_gain",
+           "test_error", "train_error", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
            "log10_seconds_per_epoch", "log10_lr_shrink", "grad_ratio_init", "grad_ratio_train", "grad_norm_init",
            "log10_grad_ratio_init", "log10_grad_ratio_train", "log10_grad_norm_init"}
 
@@ -117,10 +118,10 @@ def summarise(finals: pd.DataFrame, study: dict) -> pd.DataFrame:
                                        "seconds_per_epoch", "seconds"], dtype=float)
     by_variant = finals.assign(diverged=finals["status"] == "diverged").groupby("variant")
     table = by_variant[metric].agg(mean="mean", ci95=ci95_half_width, std="std", min="min", max="max", n="size")
-    means = {column: column for column in ("train_acc", "test_acc", "grad_ratio_init", "grad_ratio_train",
-                                           "parameters", "updates", "seconds_per_epoch") if column in finals}
+    means = [column for column in ("train_acc", "test_acc", "grad_ratio_init", "grad_ratio_train",
+                                   "parameters", "updates", "seconds_per_epoch") if column in finals]
     table = table.join(by_variant.agg(n_diverged=("diverged", "sum"), seconds_per_run=("seconds", "mean"),
-                                      **{name: (column, "mean") for name, column in means.items()}))
+                                      **{column: (column, "mean") for column in means}))
     table = table.reindex(list(spec["variants"]))  # every variant, in the experiment's order, run or not
     table[["n", "n_diverged"]] = table[["n", "n_diverged"]].fillna(0).astype(int)
     table["lecture"] = [spec["lecture"].get(variant, math.nan) for variant in table.index]

@@ -26,6 +26,16 @@ LINE_POINTS = 41
 LINE_SAMPLES = 2000
 
 
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def initial_model(run: dict, seed: int, device: torch.device) -> torch.nn.Module:
+    """The net train_run started from: built again under the run's seed."""
+    torch.manual_seed(seed)
+    return build_model(run["model"], N_FEATURES, N_CLASSES).to(device)
+
+
 @torch.no_grad()
 def mc_dropout(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
     """Test accuracy of averaging the softmax outputs of k sampled thinned networks (k = 1..50)
@@ -34,14 +44,14 @@ def mc_dropout(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed
         return pd.DataFrame(), {}  # without dropout every thinned network is the same network
     test = splits["test"]
     model.eval()
-    scaled_acc = (model(test.x).argmax(1) == test.y).float().mean().item()
+    scaled_acc = accuracy(model(test.x), test.y)
     torch.manual_seed(seed)
     model.train()  # dropout on: each pass samples a thinned network
     prob_sum = torch.zeros(len(test), N_CLASSES, device=test.x.device)
     rows = []
     for k in range(1, MC_SAMPLES + 1):
         prob_sum += model(test.x).softmax(1)
-        rows.append({"k": k, "mc_acc": (prob_sum.argmax(1) == test.y).float().mean().item(),
+        rows.append({"k": k, "mc_acc": accuracy(prob_sum, test.y),
                      "weight_scaling_acc": scaled_acc})
     model.eval()
     return pd.DataFrame(rows), {f"mc{MC_SAMPLES}_acc": rows[-1]["mc_acc"], "mc1_acc": rows[0]["mc_acc"],
@@ -66,8 +76,7 @@ def loss_line(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed:
     """Both losses along the straight line from the initial weights (t = 0) to the trained ones
     (t = 1), on the first 2000 training images: where the error surface is flat, the loss barely
     changes along it."""
-    torch.manual_seed(seed)  # the same initial weights train_run started from
-    start = build_model(run["model"], N_FEATURES, N_CLASSES).to(splits["train"].x.device)
+    start = initial_model(run, seed, splits["train"].x.device)
     end = model
     line = build_model(run["model"], N_FEATURES, N_CLASSES).to(splits["train"].x.device).eval()
     x, y = splits["train"].x[:LINE_SAMPLES], splits["train"].y[:LINE_SAMPLES]
@@ -108,7 +117,7 @@ def delete_blocks(model: torch.nn.Module, splits: dict[str, Split], run: dict, s
     rows = []
     for block in range(-1, len(model.blocks)):
         model.skipped = {block} - {-1}
-        rows.append({"block": block, "test_acc": (model(test.x).argmax(1) == test.y).float().mean().item()})
+        rows.append({"block": block, "test_acc": accuracy(model(test.x), test.y)})
     model.skipped = set()
     full, deleted = rows[0]["test_acc"], [row["test_acc"] for row in rows[1:]]
     return pd.DataFrame(rows), {"acc_one_block_deleted": sum(deleted) / len(deleted),
@@ -140,8 +149,7 @@ def activation_scale(model: torch.nn.Module, splits: dict[str, Split], run: dict
     """At initialisation (the weights train_run started from, rebuilt from the seed): the standard
     deviation of each hidden layer's output on 1,000 training images; log10_act_ratio compares the
     last hidden layer's with the first's (0: the scale is kept; very negative: activations vanish)."""
-    torch.manual_seed(seed)
-    start = build_model(run["model"], N_FEATURES, N_CLASSES).to(splits["train"].x.device).eval()
+    start = initial_model(run, seed, splits["train"].x.device).eval()
     x = splits["train"].x[:ACTIVATION_SAMPLES]
     rows = []
     for module in start.net:
@@ -172,9 +180,8 @@ def noisy_test(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed
     test = splits["test"]
     model.eval()
     noise = torch.Generator(device=test.x.device).manual_seed(seed)
-    rows = [{"sigma": sigma, "test_acc": (model(test.x + sigma * torch.randn(test.x.shape, generator=noise,
-                                                                           device=test.x.device))
-                                          .argmax(1) == test.y).float().mean().item()}
+    rows = [{"sigma": sigma, "test_acc": accuracy(model(test.x + sigma * torch.randn(test.x.shape, generator=noise,
+                                                                                   device=test.x.device)), test.y)}
             for sigma in NOISE_SIGMAS]
     by_sigma = {row["sigma"]: row["test_acc"] for row in rows}
     return pd.DataFrame(rows), {"noisy_test_acc": by_sigma[1.0], "noise_drop": by_sigma[0.0] - by_sigma[1.0]}

@@ -114,7 +114,8 @@ def build_report(results_dir: Path) -> str:
     specs = {name: experiment_spec(name) for name in experiment_names()}
     not_covered = uncovered_claims(specs)
     order = sorted(specs, key=lambda name: (specs[name].get("section", ""), name))
-    listed = sorted([*specs, *not_covered], key=lambda name: ({**specs, **not_covered}[name].get("section", ""), name))
+    every_claim = {**specs, **not_covered}
+    listed = sorted(every_claim, key=lambda name: (every_claim[name].get("section", ""), name))
     outcomes = {(name, p): load_outcome(results_dir / name / p) for name in order for p in PROTOCOLS}
     for name in order:  # an experiment that fixes every setting the protocols differ in runs once
         if settings.protocols_identical(name):
