@@ -259,3 +259,42 @@ def test_a_check_against_a_number_shows_the_variants_own_mean():
     assert line.startswith("relu 0.533 vs 0.2, noise_drop (higher is better), n = 5: advantage +0.333")
     lower = outcome(Check("sigmoid", "log10_ratio", value=-2.0, lower_is_better=True), sigmoid=-5.5).describe()
     assert lower.startswith("sigmoid -5.5 vs -2, log10_ratio (lower is better), n = 5: advantage +3.5")
+
+
+def test_identical_seeds_are_decided_by_an_exact_test_not_a_floored_t():
+    # five collapsed seeds against five others: the floored t says p < 1e-4; a permutation test of
+    # 5 against 5 can say no less than 1/252, and one sample against a number no less than 1/32
+    check = Check("a", "m", worse="b")
+    apart = {("a", "m"): np.full(5, 0.2), ("b", "m"): np.full(5, 0.1135)}
+    outcome = verdicts.run_checks([check], apart)[0]
+    assert outcome.p_holds == pytest.approx(1 / 252)
+    assert "exact randomization" in outcome.describe()
+    against_number = verdicts.run_checks([Check("b", "m", value=0.12, kind="equivalent", margin=0.05)], apart)[0]
+    assert against_number.p_holds == pytest.approx(1 / 32)
+    # a sample with a real spread leaves Welch's t alone
+    spread = {("a", "m"): np.array([0.2, 0.21, 0.19, 0.2, 0.22]), ("b", "m"): np.array([0.1, 0.12, 0.11, 0.1, 0.13])}
+    diff = verdicts.welch(spread[("a", "m")], spread[("b", "m")])
+    assert diff.floored is None
+    assert diff.p_above(0.0) == pytest.approx(stats.ttest_ind(spread[("a", "m")], spread[("b", "m")], equal_var=False,
+                                                              alternative="greater").pvalue)
+
+
+def test_randomization_tests_match_scipy():
+    a, b = np.array([0.3, 0.5, 0.4, 0.45]), np.array([0.2, 0.35, 0.1, 0.3, 0.25])
+    for upper, alternative in ((True, "greater"), (False, "less")):
+        reference = stats.permutation_test((a, b), lambda x, y: x.mean() - y.mean(), permutation_type="independent",
+                                           alternative=alternative, n_resamples=10 ** 6).pvalue
+        assert verdicts.permutation_p(a, b, upper) == pytest.approx(reference)
+        d = a - 0.32
+        flipped = stats.permutation_test((d,), np.mean, permutation_type="samples", alternative=alternative,
+                                         n_resamples=10 ** 6).pvalue
+        assert verdicts.sign_flip_p(d, upper) == pytest.approx(flipped)
+
+
+def test_seeds_needed_respects_the_exact_tests_smallest_p():
+    # three checks, each one sample of identical seeds against a number: Holm's strictest step needs
+    # p < 0.05 / 3, and a sign-flip test of n seeds can show no less than 2^-n: 6 seeds, not 5
+    checks = [Check(name, "m", value=0.5, kind="beats", margin=0.0) for name in ("a", "b", "c")]
+    values = {(name, "m"): np.full(5, 0.6) for name in ("a", "b", "c")}
+    outcomes = verdicts.run_checks(checks, values)
+    assert all(o.status == INCONCLUSIVE and o.seeds == 6 for o in outcomes)

@@ -20,7 +20,12 @@ images, against the same at 55k), with the same Welch machinery over four sample
 
 A seed's value that is not finite (a diverged run) is left out, and the check's line says so. A
 spread below SD_FLOOR (every seed the same, e.g. a collapsed net predicting one class) counts as
-SD_FLOOR, so that no test claims certainty from five identical numbers.
+SD_FLOOR in Welch's t, and the check must then also pass an exact randomization test of the same
+difference (a permutation test of the two samples, or a sign-flip test of one sample against its
+number), whose p-value is used when it is the larger: a t-test on a floored spread would claim
+p < 1e-4 from five identical numbers, where nothing but the normal model backs it, while five seeds
+against five can show no more than p = 1/252 without it (one sample: 1/32). A difference of
+differences keeps the floored t-test alone, and its line says that its spread was floored.
 
 Each check has a p-value for "holds" and one for "fails"; across a claim's checks each of the two
 sets is corrected for multiplicity with Holm's step-down method (a false "reproduced" needs a false
@@ -39,6 +44,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from scipy import stats
@@ -113,18 +119,28 @@ class Difference:
     n_worse: int  # 0 for a fixed value
     sd_pooled: float  # for the power estimate
     n_versus: tuple[int, ...] = ()  # the second pair's sizes, for a difference of differences
+    # the oriented samples (better, worse) when a spread was floored: the exact test's data
+    floored: tuple[np.ndarray, ...] | None = None
 
     def p_above(self, bound: float) -> float:
         """One-sided p-value of H0: true difference <= bound."""
-        return self._p((self.estimate - bound), upper=True)
+        return max(self._p((self.estimate - bound), upper=True), self._exact(bound, upper=True))
 
     def p_below(self, bound: float) -> float:
         """One-sided p-value of H0: true difference >= bound."""
-        return self._p((self.estimate - bound), upper=False)
+        return max(self._p((self.estimate - bound), upper=False), self._exact(bound, upper=False))
 
     def _p(self, distance: float, upper: bool) -> float:
         t = distance / self.se
         return float(stats.t.sf(t, self.df) if upper else stats.t.cdf(t, self.df))
+
+    def _exact(self, bound: float, upper: bool) -> float:
+        """The randomization test's p-value when a spread was floored (0 otherwise: Welch's stands)."""
+        if self.floored is None or self.n_versus:
+            return 0.0
+        if self.n_worse == 0:  # one sample against its number: are the signs of its distances random?
+            return sign_flip_p(self.floored[0] - bound, upper)
+        return permutation_p(self.floored[0] - bound, self.floored[1], upper)
 
     def interval(self, level: float = 1 - 2 * ALPHA) -> tuple[float, float]:
         """Two-sided interval whose ends are one-sided (1 - alpha) bounds (90% for alpha 0.05),
@@ -176,6 +192,42 @@ def share_test(sample: np.ndarray, value: float, lower_is_better: bool = False) 
                  k=k, value=value, sign=sign)
 
 
+EXACT_LIMIT = 200_000  # arrangements enumerated exactly; beyond, a seeded Monte-Carlo sample of them
+
+
+def _arrangements(count: int, exact: Callable[[], np.ndarray], draw: Callable[[np.random.Generator], np.ndarray]) -> np.ndarray:
+    return exact() if count <= EXACT_LIMIT else draw(np.random.default_rng(0))
+
+
+def sign_flip_p(distances: np.ndarray, upper: bool) -> float:
+    """Exact one-sided p of H0 "the mean distance is <= 0" (upper) or ">= 0": the share of the 2^n
+    sign patterns whose mean is at least (at most) the observed one."""
+    n = len(distances)
+    signs = _arrangements(2 ** n, lambda: 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1),
+                          lambda rng: rng.choice([-1, 1], size=(EXACT_LIMIT, n)))
+    means, observed = (signs * np.abs(distances)).mean(axis=1), distances.mean()
+    return _share_beyond(means, observed, upper)
+
+
+def permutation_p(better: np.ndarray, worse: np.ndarray, upper: bool) -> float:
+    """Exact one-sided permutation p of H0 "mean(better) - mean(worse) <= 0" (upper) or ">= 0": the
+    share of the ways to split the pooled values into groups of these sizes whose difference is at
+    least (at most) the observed one."""
+    pooled, n = np.concatenate([better, worse]), len(better)
+    total = pooled.sum()
+    firsts = _arrangements(math.comb(len(pooled), n),
+                           lambda: np.array(list(itertools.combinations(range(len(pooled)), n))),
+                           lambda rng: np.argsort(rng.random((EXACT_LIMIT, len(pooled))), axis=1)[:, :n])
+    sums = pooled[firsts].sum(axis=1)
+    differences = sums / n - (total - sums) / len(worse)
+    return _share_beyond(differences, better.mean() - worse.mean(), upper)
+
+
+def _share_beyond(statistics: np.ndarray, observed: float, upper: bool) -> float:
+    tie = 1e-12 * max(1.0, abs(observed))  # sums in another order differ in the last bits
+    return float(np.mean(statistics >= observed - tie) if upper else np.mean(statistics <= observed + tie))
+
+
 def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool = False,
           versus: tuple[np.ndarray, np.ndarray] | None = None) -> Difference:
     """The difference of means, oriented so that a positive estimate favours `better`; with
@@ -184,15 +236,18 @@ def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool =
     if np.ndim(worse) == 0:  # one sample against a fixed number
         a = np.asarray(better, dtype=float)
         sd_a = max(float(a.std(ddof=1)), SD_FLOOR)
-        return Difference(sign * (a.mean() - float(worse)), sd_a / math.sqrt(len(a)), len(a) - 1, len(a), 0, sd_a)
+        floored = (sign * (a - float(worse)),) if a.std(ddof=1) < SD_FLOOR else None
+        return Difference(sign * (a.mean() - float(worse)), sd_a / math.sqrt(len(a)), len(a) - 1, len(a), 0, sd_a,
+                          floored=floored)
     samples = [np.asarray(s, dtype=float) for s in (better, worse, *(versus or ()))]
     weights = [1.0, -1.0, -1.0, 1.0][:len(samples)]
     sds = [max(float(s.std(ddof=1)), SD_FLOOR) for s in samples]
     variances = [sd ** 2 / len(s) for sd, s in zip(sds, samples)]
     df = sum(variances) ** 2 / sum(v ** 2 / (len(s) - 1) for v, s in zip(variances, samples))
+    floored = (sign * samples[0], sign * samples[1]) if any(s.std(ddof=1) < SD_FLOOR for s in samples) else None
     return Difference(sign * sum(w * s.mean() for w, s in zip(weights, samples)), math.sqrt(sum(variances)), df,
                       len(samples[0]), len(samples[1]), math.sqrt(sum(sd ** 2 for sd in sds) / len(sds)),
-                      tuple(len(s) for s in samples[2:]))
+                      tuple(len(s) for s in samples[2:]), floored)
 
 
 def test_pair(check: Check, diff: Difference) -> tuple[float, float]:
@@ -237,8 +292,12 @@ def seeds_needed(check: Check, diff: Difference, alpha: float) -> int | None:
     z = stats.norm.ppf(1 - alpha) + stats.norm.ppf(POWER)
     groups = len(check.variants)
     # never fewer than one more seed than these runs have: they did not settle it
-    return max(min(diff.n_better, diff.n_worse or diff.n_better) + 1,
-               math.ceil(groups * (z * diff.sd_pooled / distance) ** 2))
+    seeds = max(min(diff.n_better, diff.n_worse or diff.n_better) + 1, math.ceil(groups * (z * diff.sd_pooled / distance) ** 2))
+    if diff.floored is not None and not diff.n_versus:  # nor fewer than the exact test's smallest p allows
+        smallest_p = (lambda n: 0.5 ** n) if diff.n_worse == 0 else (lambda n: 1 / math.comb(2 * n, n))
+        while smallest_p(seeds) >= alpha and seeds <= MAX_SEEDS_SHOWN:
+            seeds += 1
+    return seeds
 
 
 @dataclass
@@ -278,6 +337,9 @@ class Outcome:
         if c.margin or c.kind != "beats":
             text += f", margin {c.margin:g}"
         text += f" → {c.kind.replace('_', ' ')}: **{self.status}**"
+        if self.diff.floored is not None:
+            text += (f" (a spread below {SD_FLOOR:g} counted as {SD_FLOOR:g})" if c.versus else
+                     f" (a spread below {SD_FLOOR:g}: p is the larger of Welch's and an exact randomization test's)")
         if self.dropped:
             text += f" ({self.dropped} non-finite value{'s' if self.dropped > 1 else ''} left out: diverged runs)"
         if self.status == INCONCLUSIVE:
