@@ -47,6 +47,14 @@ class Init(str, Enum):
 class Loss(str, Enum):
     cross_entropy = "cross_entropy"
     mse = "mse"  # squared error between the softmax output and the one-hot target
+    squared_error = "squared_error"  # regression: the one output's squared error (1-D function data)
+
+
+class DataSet(str, Enum):
+    mnist = "mnist"
+    # 1-D regression on x in [-1, 1] (experiments/data.py): sin(pi x), and a triangle wave of `teeth` teeth
+    smooth = "smooth"
+    sawtooth = "sawtooth"
 
 
 class Device(str, Enum):
@@ -84,6 +92,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    dataset: DataSet = DataSet.mnist
+    teeth: int = 16  # the sawtooth's teeth over [-1, 1]
     # MNIST via torchvision; offline, point MNIST_ROOT (or data.root) at a folder holding MNIST/raw/
     root: str = "${oc.env:MNIST_ROOT,data}"
     train_size: int = 10000  # the first N training images (after the validation split)
@@ -114,6 +124,11 @@ class TrainConfig:
     eval_batch_size: int = 10000
     # train a variant's seeds as one vectorised model (torch.func.vmap); null: yes on CUDA, no on CPU
     vectorise: Optional[bool] = None
+
+
+class TuneOn(str, Enum):
+    val_acc = "val_acc"  # the highest validation accuracy
+    val_loss = "val_loss"  # the lowest validation loss
 
 
 class CheckKind(str, Enum):
@@ -181,6 +196,9 @@ class ExperimentConfig:
     # settings keeps them under protocol=lecture and is tuned per variant under protocol=modern.
     # In a grid study a check that names a plain variant compares it at its tuned value.
     protocol_grids: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
+    # what a grid's `_tuned` point maximises on the validation split: val_acc, or (regression) the
+    # lowest val_loss
+    tune_on: TuneOn = TuneOn.val_acc
     # variant label -> the lecture's number for verdict.metric
     lecture: Dict[str, float] = field(default_factory=dict)
     lecture_label: str = ""  # column title for those numbers; default "lecture <metric>"
@@ -245,6 +263,11 @@ def check_run(run: dict) -> None:
         problems.append(f"data.train_size + data.val_size must be <= {N_TRAIN_TOTAL}")
     if not 1 <= data["test_size"] <= N_TEST_TOTAL:
         problems.append(f"data.test_size must be in 1..{N_TEST_TOTAL} (got {data['test_size']})")
+    if (data["dataset"] == "mnist") == (train["loss"] == "squared_error"):
+        problems.append(f"train.loss squared_error goes with a 1-D function (data.dataset smooth or sawtooth), the other "
+                        f"losses with mnist (got data.dataset {data['dataset']}, train.loss {train['loss']})")
+    if data["teeth"] < 1:
+        problems.append(f"data.teeth must be >= 1 (got {data['teeth']})")
     if not 1 <= train["batch_size"] <= data["train_size"]:
         problems.append(f"train.batch_size must be in 1..data.train_size={data['train_size']} (got {train['batch_size']})")
     if min(train["epochs"], train["eval_batch_size"], train["eval_every"],

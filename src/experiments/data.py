@@ -1,8 +1,10 @@
-"""MNIST as tensors on the training device: loaded once per process, split by config."""
+"""The data as tensors on the training device, split by config: MNIST (loaded once per process),
+or a 1-D function to regress (sampled)."""
 
 from __future__ import annotations
 
 import functools
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +28,16 @@ N_CLASSES = 10
 
 @dataclass
 class Split:
-    x: torch.Tensor  # float32, (n, 784), pixels in [0, 1]
-    y: torch.Tensor  # int64, (n,)
+    x: torch.Tensor  # float32, (n, 784), pixels in [0, 1]; of a 1-D function, (n, 1) in [-1, 1]
+    y: torch.Tensor  # int64, (n,), the class; of a 1-D function, float32 (n,), its value
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(inputs, outputs) of a model for this data: 10 classes, or one value to regress."""
+        return self.x.shape[1], (1 if self.y.is_floating_point() else N_CLASSES)
 
 
 def _check_raw_files(raw_dir: Path) -> None:
@@ -76,8 +83,10 @@ def _to_split(images: torch.Tensor, labels: torch.Tensor, device: torch.device) 
 
 
 def make_splits(data: dict, device: torch.device) -> dict[str, Split]:
-    """train: the first `train_size` images; val: the last `val_size` of the 60k; test: the first
-    `test_size` of the 10k."""
+    """MNIST: train, the first `train_size` images; val, the last `val_size` of the 60k; test, the
+    first `test_size` of the 10k. A 1-D function: function_splits."""
+    if data["dataset"] != "mnist":
+        return function_splits(data, device)
     train_x, train_y, test_x, test_y = load_mnist(data["root"], data["download"])
     train_size, val_size = data["train_size"], data["val_size"]
     if train_size + val_size > N_TRAIN_TOTAL:
@@ -88,3 +97,24 @@ def make_splits(data: dict, device: torch.device) -> dict[str, Split]:
         splits["val"] = _to_split(train_x[-val_size:], train_y[-val_size:], device)
     splits["test"] = _to_split(test_x[:data["test_size"]], test_y[:data["test_size"]], device)
     return splits
+
+
+# 1-D functions on [-1, 1] for the universality claim: a smooth one and a triangle wave whose `teeth`
+# teeth need 2 * teeth linear pieces (a one-hidden-layer ReLU net: about that many units)
+FUNCTIONS = {
+    "smooth": lambda x, teeth: torch.sin(math.pi * x),
+    "sawtooth": lambda x, teeth: 1 - (2 * torch.frac(teeth * (x + 1) / 2) - 1).abs(),
+}
+FUNCTION_DATA_SEED = 1234  # the sample points are data: the same for every training seed
+
+
+def function_splits(data: dict, device: torch.device) -> dict[str, Split]:
+    """train and val: points drawn uniformly from [-1, 1] (each its own fixed draw); test: an even
+    grid of `test_size` points over [-1, 1], so that the test error measures the fit everywhere."""
+    target = FUNCTIONS[data["dataset"]]
+    draw = torch.Generator().manual_seed(FUNCTION_DATA_SEED)
+    xs = {"train": torch.rand(data["train_size"], generator=draw) * 2 - 1}
+    if data["val_size"]:
+        xs["val"] = torch.rand(data["val_size"], generator=draw) * 2 - 1
+    xs["test"] = torch.linspace(-1, 1, data["test_size"])
+    return {name: Split(x=x[:, None].to(device), y=target(x, data["teeth"]).to(device)) for name, x in xs.items()}

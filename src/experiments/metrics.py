@@ -45,6 +45,7 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     finals["mean_test_acc"] = trained["test_acc"].mean()  # the area under the test curve: higher, sooner
     finals["seconds_per_epoch"] = trained["epoch_seconds"].mean()  # training only, no evaluation
     finals["log10_seconds_per_epoch"] = finals["seconds_per_epoch"].map(safe_log10)
+    finals["log10_test_loss"] = finals["test_loss"].map(safe_log10)  # a regression's fit error spans decades
     if "effective_lr" in finals:  # how far the step size per unit gradient fell from the first epoch to the last
         first = ordered[ordered["epoch"] == 1].set_index(["variant", "seed"])["effective_lr"]
         finals["log10_lr_shrink"] = (finals["effective_lr"] / first).map(safe_log10)
@@ -96,7 +97,7 @@ def needs_step_sizes(spec: dict) -> bool:
 
 DERIVED = {"mean_test_acc", "failed_to_learn", "loss_drop", "best_val_epoch", "test_acc_at_best_val", "early_stop_gain",
            "test_error", "train_error", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
-           "log10_seconds_per_epoch", "log10_lr_shrink", "grad_ratio_init", "grad_ratio_train", "grad_norm_init",
+           "log10_seconds_per_epoch", "log10_test_loss", "log10_lr_shrink", "grad_ratio_init", "grad_ratio_train", "grad_norm_init",
            "log10_grad_ratio_init", "log10_grad_ratio_train", "log10_grad_norm_init"}
 
 

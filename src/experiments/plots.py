@@ -38,13 +38,14 @@ def plot_curves(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
     variants = list(spec["variants"])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     grad_cols = grad_columns(runs)
+    tested = "test_acc" if runs["test_acc"].notna().any() else "test_loss"  # a regression has no accuracy
     for i, variant in enumerate(variants):
         color = colour(i, len(variants))
         mine = runs[runs["variant"] == variant]
         if mine.empty:
             continue
         label = f"{variant} (n={mine['seed'].nunique()})"
-        for ax, column in ((axes[0], "train_loss"), (axes[1], "test_acc")):
+        for ax, column in ((axes[0], "train_loss"), (axes[1], tested)):
             band(ax, mine, "epoch", column, color, label)
         if variant in spec["lecture"] and spec["verdict"]["metric"] == "test_acc":
             axes[1].axhline(spec["lecture"][variant], color=color, linestyle="--", linewidth=1,
@@ -58,8 +59,11 @@ def plot_curves(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
     final = runs[runs["epoch"] > 0].groupby(["variant", "epoch"])["test_acc"].mean().groupby(level=0).last()
     low = final.min() if len(final) else 0.0
     # zoom in where every variant learned, so that their differences show; else the whole 0-1 range
-    axes[1].set(title="Test accuracy", xlabel="epoch", ylabel="accuracy (fraction correct)",
-                ylim=(max(0.0, low - 0.05), 1.0) if low > 0.5 else (0, 1))
+    if tested == "test_acc":
+        axes[1].set(title="Test accuracy", xlabel="epoch", ylabel="accuracy (fraction correct)",
+                    ylim=(max(0.0, low - 0.05), 1.0) if low > 0.5 else (0, 1))
+    else:
+        axes[1].set(title="Test loss (squared error)", xlabel="epoch", ylabel="loss", yscale="log")
     axes[2].set(title="Gradient norm per layer (solid: init, dotted: training)",
                 xlabel="layer (1 = input side)", ylabel="‖∂L/∂W‖₂", yscale="log")
     return finish(fig, axes, claim_title(study, "Band = min–max over seeds."),

@@ -14,9 +14,9 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from experiments.data import N_CLASSES, N_FEATURES, Split
+from experiments.data import FUNCTIONS, N_CLASSES, Split
 from experiments.metrics import per_run
-from experiments.plots import band, claim_title, finish, plt, probe_figure, probe_tables
+from experiments.plots import band, claim_title, colour, finish, plt, probe_figure, probe_tables
 from experiments.train import LOSSES
 from models import build_model
 from models.mlp import ACTIVATIONS
@@ -30,10 +30,10 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(1) == labels).float().mean().item()
 
 
-def initial_model(run: dict, seed: int, device: torch.device) -> torch.nn.Module:
+def initial_model(run: dict, seed: int, splits: dict[str, Split]) -> torch.nn.Module:
     """The net train_run started from: built again under the run's seed."""
     torch.manual_seed(seed)
-    return build_model(run["model"], N_FEATURES, N_CLASSES).to(device)
+    return build_model(run["model"], *splits["train"].shape).to(splits["train"].x.device)
 
 
 @torch.no_grad()
@@ -76,9 +76,9 @@ def loss_line(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed:
     """Both losses along the straight line from the initial weights (t = 0) to the trained ones
     (t = 1), on the first 2000 training images: where the error surface is flat, the loss barely
     changes along it."""
-    start = initial_model(run, seed, splits["train"].x.device)
+    start = initial_model(run, seed, splits)
     end = model
-    line = build_model(run["model"], N_FEATURES, N_CLASSES).to(splits["train"].x.device).eval()
+    line = build_model(run["model"], *splits["train"].shape).to(splits["train"].x.device).eval()
     x, y = splits["train"].x[:LINE_SAMPLES], splits["train"].y[:LINE_SAMPLES]
     rows = []
     for t in (round(-0.5 + 2 * i / (LINE_POINTS - 1), 6) for i in range(LINE_POINTS)):
@@ -149,7 +149,7 @@ def activation_scale(model: torch.nn.Module, splits: dict[str, Split], run: dict
     """At initialisation (the weights train_run started from, rebuilt from the seed): the standard
     deviation of each hidden layer's output on 1,000 training images; log10_act_ratio compares the
     last hidden layer's with the first's (0: the scale is kept; very negative: activations vanish)."""
-    start = initial_model(run, seed, splits["train"].x.device).eval()
+    start = initial_model(run, seed, splits).eval()
     x = splits["train"].x[:ACTIVATION_SAMPLES]
     rows = []
     for module in start.net:
@@ -225,6 +225,42 @@ def plot_weight_norm(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes 
                         claim_title(study, "Trained weights' magnitudes; band = min–max over seeds."), yscale="log")
 
 
+FIT_POINTS = 801  # where function_fit's figure draws each trained net's curve
+
+
+@torch.no_grad()
+def function_fit(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
+    """A trained 1-D regressor against its target: the worst absolute error over the test grid (the
+    uniform error the universality theorem bounds), and the net's curve on a fine grid as the table."""
+    model.eval()
+    test = splits["test"]
+    worst = (model(test.x).squeeze(-1) - test.y).abs().max().item()
+    x = torch.linspace(-1, 1, FIT_POINTS, device=test.x.device)
+    table = pd.DataFrame({"x": x.tolist(), "target": FUNCTIONS[run["data"]["dataset"]](x, run["data"]["teeth"]).tolist(),
+                          "prediction": model(x[:, None]).squeeze(-1).tolist()})
+    return table, {"max_abs_error": worst, "log10_max_abs_error": math.log10(worst) if worst > 0 else -math.inf}
+
+
+def plot_function_fit(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """Each variant's fitted curve (seed mean, band = min–max over seeds) over its target, one panel
+    per function (the variant name's part before '-')."""
+    tables = probe_tables(study, study_dir, "function_fit")
+    if tables.empty:
+        return None
+    variants = [v for v in study["experiment"]["variants"] if v in set(tables["variant"])]
+    functions = list(dict.fromkeys(v.split("-")[0] for v in variants))
+    fig, axes = plt.subplots(len(functions), 1, figsize=(11, 3.6 * len(functions)), squeeze=False)
+    for ax, function in zip(axes[:, 0], functions):
+        mine = [v for v in variants if v.split("-")[0] == function]
+        target = tables[tables["variant"] == mine[0]].groupby("x")["target"].first()
+        ax.plot(target.index, target.values, color="black", linewidth=2.5, alpha=0.35, label="target")
+        for i, variant in enumerate(mine):
+            band(ax, tables[tables["variant"] == variant], "x", "prediction", colour(i, len(mine)), variant, linewidth=1)
+        ax.set(title=function, xlabel="x", ylabel="f(x)")
+    return finish(fig, list(axes[:, 0]), claim_title(study, "Trained nets' curves over the target; band = min–max "
+                                                            "over seeds."), legend_outside=True)
+
+
 BLOCK_ARCHITECTURES = ("resmlp", "rescnn")  # the nets delete_blocks can take blocks out of
 
 
@@ -244,6 +280,9 @@ PROBES = {
                               needs=lambda run: "" if run["model"]["arch"] == "mlp" else
                               f"the activation_scale probe needs model.arch mlp, not {run['model']['arch']!r}"),
     "noisy_test": Probe(noisy_test, frozenset({"noisy_test_acc", "noise_drop"}), plot_noisy_test),
+    "function_fit": Probe(function_fit, frozenset({"max_abs_error", "log10_max_abs_error"}), plot_function_fit,
+                          needs=lambda run: "" if run["data"]["dataset"] != "mnist" else
+                          "the function_fit probe needs a 1-D function (data.dataset smooth or sawtooth), not mnist"),
     "weight_norm": Probe(weight_norm, frozenset({"weight_norm", "small_weight_fraction"}), plot_weight_norm),
     "delete_blocks": Probe(delete_blocks, frozenset({"acc_one_block_deleted", "min_acc_one_block_deleted", "drop_one_block",
                                                      "max_drop_one_block", "worst_block"}), plot_delete_blocks,

@@ -31,7 +31,7 @@ KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise")}
 # keys added after runs were made, at the value that reproduces the older behaviour: left out of the
 # identity at that value, so finished runs stay valid
 KEY_DEFAULTS_ADDED = {("data", "test_size"): 10000, ("train", "max_updates"): None, ("model", "pieces"): 2,
-                      ("model", "batch_norm"): False}
+                      ("model", "batch_norm"): False, ("data", "dataset"): "mnist", ("data", "teeth"): 16}
 
 
 def run_key(run_cfg: dict, seed: int, probes: list[str] = ()) -> str:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from experiments.data import N_CLASSES, N_FEATURES, Split
+from experiments.data import N_CLASSES, Split
 from experiments.errors import UserError
 from models import build_model
 
@@ -30,10 +30,23 @@ def mse_on_softmax(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.softmax(-1) - F.one_hot(y, N_CLASSES).to(logits.dtype)).square().mean((1, 2))
 
 
+def squared_error(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # regression of a 1-D function: one output (seeds, batch, 1) against the value (seeds, batch)
+    return (outputs.squeeze(-1) - y).square().mean(1)
+
+
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "cross_entropy": cross_entropy,
     "mse": mse_on_softmax,
+    "squared_error": squared_error,
 }
+
+
+def hits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Correct predictions per seed; NaN for a regression target, which has no class to hit."""
+    if y.is_floating_point():
+        return torch.full(y.shape[:1], math.nan, device=y.device)
+    return (logits.argmax(dim=-1) == y).sum(dim=1)
 
 
 class ModelStack:
@@ -153,7 +166,7 @@ def evaluate(stack: ModelStack, split: Split, loss_fn, batch_size: int) -> tuple
         x, y = split.x[start:start + batch_size], split.y[start:start + batch_size].expand(stack.size, -1)
         logits = stack(x, shared=True)
         loss_sum += loss_fn(logits, y) * y.shape[1]
-        correct += (logits.argmax(dim=-1) == y).sum(dim=1)
+        correct += hits(logits, y)
     values = (torch.cat([loss_sum, correct]) / len(split)).tolist()
     return values[:stack.size], values[stack.size:]
 
@@ -175,7 +188,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     models = []
     for seed in seeds:
         torch.manual_seed(seed)  # the initial weights (and, plain, the dropout masks) follow the seed
-        models.append(build_model(cfg["model"], N_FEATURES, N_CLASSES).to(device))
+        models.append(build_model(cfg["model"], *train.shape).to(device))
     stack = ModelStack(models, vectorise)
     optimizer = build_optimizer(cfg["optimizer"], stack.parameters())
     loss_fn = LOSSES[cfg["train"]["loss"]]
@@ -244,7 +257,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
             optimizer.step()
             # running sums stay on the device: no host sync inside the epoch
             loss_sum += losses.detach() * idx.shape[1]
-            correct += (logits.argmax(dim=-1) == y).sum(dim=1)
+            correct += hits(logits, y)
         updates += steps
         if schedule is not None:
             schedule.step()

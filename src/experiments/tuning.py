@@ -1,5 +1,6 @@
 """Tuning on a grid: each variant at its own configured value (`<variant>_default`) and at the
-grid point with the best validation accuracy (`<variant>_tuned`), with the grid's table."""
+grid point with the best validation score (`<variant>_tuned`: the highest accuracy, or the lowest
+loss where the experiment tunes on val_loss), with the grid's table."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from experiments.tables import pipe_table
 
 def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, str]:
     """For a grid experiment: each variant at its own configured value (<variant>_default) and at
-    the grid value with the best mean validation accuracy (<variant>_tuned), plus the grid table."""
+    the grid value with the best mean validation score (<variant>_tuned), plus the grid table."""
     spec = study["experiment"]
     labels = grid_runs(spec["variants"], spec["grid"])
-    finals = per_run(runs) if len(runs) else pd.DataFrame(columns=["variant", "val_acc", "test_acc"])
-    val = finals.groupby("variant")["val_acc"].mean()
-    test = finals.groupby("variant")["test_acc"].mean()
+    tune_on = spec.get("tune_on", "val_acc")
+    shown_on = tune_on.replace("val_", "test_")
+    finals = per_run(runs) if len(runs) else pd.DataFrame(columns=["variant", tune_on, shown_on])
+    sign = -1 if tune_on == "val_loss" else 1  # the score to maximise: accuracy, or minus the loss
+    shown = ".3f" if sign > 0 else ".3g"  # losses of a fit span decades
+    val = sign * finals.groupby("variant")[tune_on].mean()
+    test = finals.groupby("variant")[shown_on].mean()
     views, keys, at_edge, view_runs = [], list(spec["grid"]), [], {}
     header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned",
               "its lead over the runner-up (val)", "default"]
@@ -35,8 +40,8 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
         point = {kind: ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in labels[label][1].values())
                  if label else "–" for kind, label in chosen.items()}
         ranked = sorted((val[label] for label in scored), reverse=True)
-        lead = f"{ranked[0] - ranked[1]:.4f}" if len(ranked) > 1 else "–"
-        rows.append([base, *(f"{val[label]:.3f} ({test[label]:.3f})" if label in val.index and pd.notna(val[label])
+        lead = f"{ranked[0] - ranked[1]:{'.4f' if sign > 0 else '.3g'}}" if len(ranked) > 1 else "–"
+        rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})" if label in val.index and pd.notna(val[label])
                              else "–" for label in mine), point["tuned"], lead, point["default"]])
         if chosen["tuned"] in (mine[0], mine[-1]) and len(mine) > 2:
             at_edge.append(f"{base} ({chosen['tuned']})")
@@ -48,7 +53,9 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
     resolved = {**study, "experiment": {**spec, "variants": {name: {} for name in view_names}}, "view_runs": view_runs}
     edge_note = ([f"Best value at the edge of the grid, so tuning may be incomplete for: {', '.join(at_edge)}.", ""]
                  if at_edge else [])
-    grid_md = "\n".join(["Validation accuracy (test accuracy) of every grid point, mean over seeds; "
-                          "`_tuned` takes the best validation accuracy, never the test set:", "", *pipe_table(header, rows), "",
+    what = "accuracy" if tune_on == "val_acc" else "loss"
+    grid_md = "\n".join([f"Validation {what} (test {what}) of every grid point, mean over seeds; "
+                          f"`_tuned` takes the {'highest' if sign > 0 else 'lowest'} validation {what}, never the test set:",
+                          "", *pipe_table(header, rows), "",
                           *edge_note])
     return (pd.concat(views, ignore_index=True) if views else runs.iloc[0:0]), resolved, grid_md
