@@ -9,7 +9,7 @@ from experiments.errors import UserError
 
 
 def data_cfg(root, train_size=1000, val_size=0, download=False, test_size=10000):
-    return {"root": root, "train_size": train_size, "val_size": val_size, "test_size": test_size, "download": download}
+    return {"dataset": "mnist", "root": root, "train_size": train_size, "val_size": val_size, "test_size": test_size, "download": download}
 
 
 def test_splits_have_documented_shapes_range_and_first_labels(mnist_root):

@@ -121,13 +121,13 @@ def test_residual_mlp_blocks_and_deletion():
 
 @pytest.fixture(scope="module")
 def tiny(mnist_root):
-    return make_splits({"root": mnist_root, "train_size": 500, "val_size": 0, "test_size": 10000, "download": False}, torch.device("cpu"))
+    return make_splits({"dataset": "mnist", "root": mnist_root, "train_size": 500, "val_size": 0, "test_size": 10000, "download": False}, torch.device("cpu"))
 
 
 def tiny_cfg(mnist_root, **model):
     return {"model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "he", "dropout": 0.0,
                       "residual": False, "pieces": 2, "batch_norm": False, **model},
-            "data": {"root": mnist_root, "train_size": 500, "val_size": 0, "test_size": 10000, "download": False},
+            "data": {"dataset": "mnist", "teeth": 16, "root": mnist_root, "train_size": 500, "val_size": 0, "test_size": 10000, "download": False},
             "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
             "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 3, "eval_batch_size": 10000,
                       "eval_every": 1, "max_updates": None}}
@@ -245,3 +245,65 @@ def test_a_tuned_value_at_the_grid_edge_is_flagged():
             for label, val in (("sgd_lr0.01", 0.5), ("sgd_lr0.1", 0.6), ("sgd_lr1.0", 0.7))]
     _, _, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
     assert "edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
+
+
+FUNCTION_DATA = {"dataset": "sawtooth", "teeth": 4, "train_size": 400, "val_size": 100, "test_size": 401}
+
+
+def function_cfg(**model):
+    return {"model": {"arch": "mlp", "depth": 1, "width": 64, "activation": "relu", "init": "he", "dropout": 0.0,
+                      "residual": False, "pieces": 2, "batch_norm": False, **model},
+            "data": {**FUNCTION_DATA, "root": "unused", "download": False},
+            "optimizer": {"name": "adam", "lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
+                          "schedule": "constant"},
+            "train": {"loss": "squared_error", "batch_size": 50, "epochs": 40, "eval_batch_size": 10000,
+                      "eval_every": 40, "max_updates": None}}
+
+
+def test_function_data_is_a_fixed_sample_and_an_even_test_grid():
+    splits = make_splits(FUNCTION_DATA, torch.device("cpu"))
+    assert splits["train"].shape == (1, 1) and splits["train"].y.dtype == torch.float32
+    assert torch.equal(splits["train"].x, make_splits(FUNCTION_DATA, torch.device("cpu"))["train"].x)  # data, not seed
+    assert ((splits["train"].x >= -1) & (splits["train"].x <= 1)).all()
+    grid, values = splits["test"].x[:, 0], splits["test"].y
+    assert torch.allclose(grid, torch.linspace(-1, 1, 401))
+    # the triangle wave: 0 at both ends, 4 teeth of height 1
+    assert values[0] == 0 and abs(values[-1]) < 1e-5 and values.max() == pytest.approx(1)
+    peaks = (values[1:-1] >= values[:-2]) & (values[1:-1] > values[2:])
+    assert int(peaks.sum()) == 4 and (values[1:-1][peaks] > 0.99).all()
+
+
+def test_a_regression_run_learns_the_function_and_has_no_accuracy():
+    splits = make_splits(FUNCTION_DATA, torch.device("cpu"))
+    result = train_run(function_cfg(), splits, seed=0)
+    first, last = result.rows[0], result.rows[-1]
+    assert last["test_loss"] < first["test_loss"] / 2
+    assert math.isnan(last["test_acc"]) and math.isnan(last["train_acc"])
+    table, scalars = PROBES["function_fit"].measure(result.model, splits, function_cfg(), 0)
+    # the worst error on the test grid is at least the root mean squared error there
+    assert scalars["max_abs_error"] >= math.sqrt(last["test_loss"]) - 1e-6
+    assert len(table) == 801 and table["target"].max() == pytest.approx(1.0)
+
+
+def test_a_grid_tuned_on_validation_loss_takes_the_lowest():
+    study = {**GRID_STUDY, "experiment": {**GRID_STUDY["experiment"], "tune_on": "val_loss"}}
+    rows = [{"variant": label, "seed": seed, "epoch": 1, "val_loss": val, "test_loss": test, "val_acc": math.nan,
+             "test_acc": math.nan, "train_acc": math.nan, "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0,
+             "status": "complete"}
+            for label, val, test in (("sgd_lr0.01", 0.2, 0.9), ("sgd_lr0.1", 0.5, 0.01),
+                                     ("adam_lr0.01", 0.7, 0.7), ("adam_lr0.1", 0.1, 0.1)) for seed in (0, 1)]
+    runs, _, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
+    chosen = runs.groupby("variant")["grid_run"].first().to_dict()
+    assert chosen["sgd_tuned"] == "sgd_lr0.01" and chosen["adam_tuned"] == "adam_lr0.1"
+    assert "lowest validation loss" in grid_md and "| sgd | 0.2 (0.9) | 0.5 (0.01) |" in grid_md
+
+
+def test_squared_error_goes_with_function_data_only():
+    from experiments.config import check_run
+    from experiments.errors import UserError
+
+    mismatched = function_cfg()
+    mismatched["data"]["dataset"] = "mnist"
+    mismatched["data"]["train_size"] = 400
+    with pytest.raises(UserError, match="squared_error"):
+        check_run(mismatched)

@@ -12,7 +12,7 @@ from helpers import runs_of
 def run_cfg(mnist_root, **train):
     return {
         "model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "glorot_uniform", "dropout": 0.0, "residual": False, "pieces": 2, "batch_norm": False},
-        "data": {"root": mnist_root, "train_size": 600, "val_size": 200, "test_size": 10000, "download": False},
+        "data": {"dataset": "mnist", "teeth": 16, "root": mnist_root, "train_size": 600, "val_size": 200, "test_size": 10000, "download": False},
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
         "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, **train},
     }
@@ -20,7 +20,7 @@ def run_cfg(mnist_root, **train):
 
 @pytest.fixture(scope="module")
 def splits(mnist_root):
-    return make_splits({"root": mnist_root, "train_size": 600, "val_size": 200, "test_size": 10000, "download": False}, torch.device("cpu"))
+    return make_splits({"dataset": "mnist", "root": mnist_root, "train_size": 600, "val_size": 200, "test_size": 10000, "download": False}, torch.device("cpu"))
 
 
 def without_timing(rows):

@@ -45,7 +45,8 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     finals["mean_test_acc"] = trained["test_acc"].mean()  # the area under the test curve: higher, sooner
     finals["seconds_per_epoch"] = trained["epoch_seconds"].mean()  # training only, no evaluation
     finals["log10_seconds_per_epoch"] = finals["seconds_per_epoch"].map(safe_log10)
-    finals["log10_test_loss"] = finals["test_loss"].map(safe_log10)  # a regression's fit error spans decades
+    if "test_loss" in finals:  # a regression's fit error spans decades
+        finals["log10_test_loss"] = finals["test_loss"].map(safe_log10)
     if "effective_lr" in finals:  # how far the step size per unit gradient fell from the first epoch to the last
         first = ordered[ordered["epoch"] == 1].set_index(["variant", "seed"])["effective_lr"]
         finals["log10_lr_shrink"] = (finals["effective_lr"] / first).map(safe_log10)

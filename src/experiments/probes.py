@@ -24,6 +24,7 @@ from models.mlp import ACTIVATIONS
 MC_SAMPLES = 50  # thinned networks averaged, as in Srivastava et al. 2014, Fig. 11
 LINE_POINTS = 41
 LINE_SAMPLES = 2000
+CLASSIFICATION_LOSSES = ("cross_entropy", "mse")  # loss_line draws both along its line
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -85,7 +86,7 @@ def loss_line(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed:
         for p_line, p_start, p_end in zip(line.parameters(), start.parameters(), end.parameters()):
             p_line.copy_(p_start + t * (p_end - p_start))
         logits = line(x)
-        rows.append({"t": t, **{name: fn(logits[None], y[None]).item() for name, fn in LOSSES.items()}})
+        rows.append({"t": t, **{name: LOSSES[name](logits[None], y[None]).item() for name in CLASSIFICATION_LOSSES}})
     return pd.DataFrame(rows), {}
 
 

@@ -198,7 +198,8 @@ def train_group(where: Where, run: dict, splits, label: str, seeds: list[int], v
             if column != "epoch":
                 group = "grad_norm" if column.startswith("grad_norm") else column.split("_")[0]
                 writers[i].add_scalar(f"{group}/{column}", value, row["epoch"])
-        shown = " | ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "train_acc", "val_acc", "test_acc") if k in row)
+        scores = ("train_acc", "val_acc", "test_acc") if run["data"]["dataset"] == "mnist" else ("val_loss", "test_loss")
+        shown = " | ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", *scores) if k in row)
         log.info(f"{name} | {label} | seed {seeds[i]} | epoch {row['epoch']:>3}/{epochs} | {shown} | "
                  f"{row['seconds']:.1f} s")
 
