@@ -79,7 +79,7 @@ def test_disk_full_while_writing_leaves_no_run(monkeypatch, tmp_path, mnist_root
     cfg = {"model": {"arch": "mlp", "depth": 1, "width": 8, "activation": "relu", "init": "he", "dropout": 0.0, "residual": False, "pieces": 2, "batch_norm": False},
            "data": {"dataset": "mnist", "teeth": 16, "root": mnist_root, "train_size": 100, "val_size": 0, "test_size": 10000, "download": False},
            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
-           "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 1, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None}}
+           "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 1, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0}}
     splits = make_splits(cfg["data"], torch.device("cpu"))
 
     def disk_full(*args, **kwargs):

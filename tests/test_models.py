@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers import runs_of
-from models import MaxoutMLP, build_model, maxout_parameter_count, mlp_parameter_count
+from models import MaxoutMLP, build_model, conv_parameter_count, maxout_parameter_count, mlp_parameter_count, receptive_field
 from models.maxout import Maxout
 
 
@@ -115,3 +115,40 @@ def test_batch_norm_sits_before_each_hidden_activation_and_replaces_the_bias():
     assert kinds == ["Linear", "BatchNorm1d", "Sigmoid"] * 3 + ["Linear"]
     assert all(layer.bias is None for layer in net.weight_layers[:-1]) and net.weight_layers[-1].bias is not None
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in build_model(model_cfg(), 784, 10).modules())
+
+
+def cnn(**changes):
+    return build_model({"arch": "cnn", "kernels": [3, 3], "channels": [32, 64], "pool": 2, "width": 128,
+                        "activation": "relu", "init": "he", "conv_dropout": 0.25, "dropout": 0.5, **changes}, 784, 10)
+
+
+def test_the_default_cnn_is_the_keras_mnist_cnn():
+    model = cnn()
+    assert sum(p.numel() for p in model.parameters()) == 1_199_882  # Keras' model.summary() of mnist_cnn.py
+    assert [type(m).__name__ for m in model.convs] == ["Conv2d", "ReLU", "Conv2d", "ReLU"]
+    assert [type(m).__name__ for m in model.head] == ["MaxPool2d", "Dropout", "Flatten", "Linear", "ReLU", "Dropout",
+                                                      "Linear"]
+    assert model.head[1].p == 0.25 and model.head[5].p == 0.5
+    assert model(torch.rand(3, 784)).shape == (3, 10)
+    assert len(model.weight_layers) == 4
+
+
+@pytest.mark.parametrize("kernels", [[3], [3, 3], [3, 5], [3, 3, 3], [3, 7], [3, 3, 3, 3], [5, 1, 3]])
+def test_the_receptive_field_measured_through_the_layers_matches_the_formula(kernels):
+    model = cnn(kernels=kernels, channels=[4] * len(kernels))
+    assert model.measured_receptive_field() == receptive_field(kernels) == 1 + sum(k - 1 for k in kernels)
+    assert sum(p.numel() for m in model.convs for p in m.parameters()) == conv_parameter_count(kernels, [4] * len(kernels))
+
+
+def test_stacked_3x3_convolutions_have_the_lectures_parameter_ratios():
+    c = 64  # weights of the block alone (C -> C), from the real modules: 18C² vs 25C², 27C² vs 49C²
+    def weights(kernels):
+        return sum(torch.nn.Conv2d(c, c, k, bias=False).weight.numel() for k in kernels)
+    assert (weights([3, 3]), weights([5])) == (18 * c * c, 25 * c * c)
+    assert (weights([3, 3, 3]), weights([7])) == (27 * c * c, 49 * c * c)
+
+
+def test_a_cnn_rejects_shapes_it_cannot_build():
+    for changes in ({"kernels": [3, 3], "channels": [8]}, {"kernels": [], "channels": []}, {"kernels": [29], "channels": [8]}):
+        with pytest.raises(ValueError):
+            cnn(**changes)

@@ -14,7 +14,7 @@ def run_cfg(mnist_root, **train):
         "model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "glorot_uniform", "dropout": 0.0, "residual": False, "pieces": 2, "batch_norm": False},
         "data": {"dataset": "mnist", "teeth": 16, "root": mnist_root, "train_size": 600, "val_size": 200, "test_size": 10000, "download": False},
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
-        "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, **train},
+        "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, **train},
     }
 
 
@@ -154,3 +154,28 @@ def test_the_schema_names_exactly_the_optimizers_the_loop_builds():
     from experiments.train import OPTIMIZERS
 
     assert {name.value for name in OptimizerName} == set(OPTIMIZERS)
+
+
+def test_augmentation_moves_each_image_by_its_own_draw_and_nothing_at_zero(splits):
+    from experiments.augment import augment
+
+    x = splits["train"].x[:4].expand(2, 4, 784).clone()  # two seeds, four images
+    unchanged = augment(x, [torch.Generator().manual_seed(s) for s in (0, 1)], 0.0, 0.0)
+    assert torch.allclose(unchanged, x, atol=1e-5)
+    same_image = splits["train"].x[:1].expand(1, 3, 784)  # one image three times: three different results
+    moved = augment(same_image, [torch.Generator().manual_seed(0)], 15.0, 2.0)
+    assert not torch.allclose(moved[0, 0], moved[0, 1]) and not torch.allclose(moved[0, 1], moved[0, 2])
+    # a digit rotated by at most 15 degrees and shifted by at most 2 pixels keeps most of its ink
+    assert torch.allclose(moved.sum(-1), same_image.sum(-1), rtol=0.1)
+    # the draws follow the generator: the same seed, the same batch
+    again = augment(same_image, [torch.Generator().manual_seed(0)], 15.0, 2.0)
+    assert torch.equal(moved, again)
+
+
+def test_augmented_training_is_seeded_and_the_same_plain_or_vectorised(mnist_root, splits):
+    cfg = run_cfg(mnist_root, rotate_degrees=15.0, shift_pixels=2.0)
+    plain = [without_timing(train_run(cfg, splits, seed).rows) for seed in (0, 1)]
+    stacked = [without_timing(r.rows) for r in train_seeds(cfg, splits, [0, 1], vectorise=True)]
+    for a, b in zip(plain, stacked):
+        assert [row["train_loss"] for row in a] == pytest.approx([row["train_loss"] for row in b], rel=1e-4)
+    assert plain[0] != without_timing(train_run(run_cfg(mnist_root), splits, 0).rows)

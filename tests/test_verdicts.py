@@ -298,3 +298,21 @@ def test_seeds_needed_respects_the_exact_tests_smallest_p():
     values = {(name, "m"): np.full(5, 0.6) for name in ("a", "b", "c")}
     outcomes = verdicts.run_checks(checks, values)
     assert all(o.status == INCONCLUSIVE and o.seeds == 6 for o in outcomes)
+
+
+def test_a_quantity_the_architecture_fixes_is_compared_by_arithmetic_outside_holm():
+    fixed = frozenset({"parameters"})
+    checks = [Check("small", "parameters", worse="big", lower_is_better=True),
+              Check("big", "parameters", value=1000.0, kind="equivalent", margin=0.5),
+              Check("a", "m", worse="b")]
+    values = {("small", "parameters"): np.full(5, 100.0), ("big", "parameters"): np.full(5, 1000.0),
+              ("a", "m"): np.array([0.0, 1.0, 2.0, 3.0, 4.0]) + 2.2, ("b", "m"): np.array([0.0, 1.0, 2.0, 3.0, 4.0])}
+    fewer, equal, tested = verdicts.run_checks(checks, values, fixed=fixed)
+    assert fewer.status == HOLDS and fewer.p_holds == 0 and "fixed by the architecture" in fewer.describe()
+    assert equal.status == HOLDS
+    # the facts do not count towards the correction: the one real test keeps its own p
+    assert tested.p_holds_adjusted == pytest.approx(tested.p_holds)
+    wrong = verdicts.run_checks([Check("big", "parameters", worse="small", lower_is_better=True)], values, fixed=fixed)[0]
+    assert wrong.status == FAILS
+    varying = {("small", "parameters"): np.array([100.0, 101.0]), ("big", "parameters"): np.full(2, 1000.0)}
+    assert verdicts.run_checks(checks[:1], varying, fixed=fixed)[0].status == INCONCLUSIVE

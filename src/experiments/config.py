@@ -79,7 +79,7 @@ class Schedule(str, Enum):
 
 @dataclass
 class ModelConfig:
-    arch: str = "mlp"  # or maxout, resmlp, rescnn (src/models/)
+    arch: str = "mlp"  # or maxout, resmlp, rescnn, cnn (src/models/)
     depth: int = 3  # hidden layers (weight layers for rescnn: 6n + 2)
     width: int = 500  # units per hidden layer (channels of the first stage for rescnn)
     activation: Activation = Activation.sigmoid
@@ -88,6 +88,12 @@ class ModelConfig:
     residual: bool = False  # identity shortcuts around each block of two layers (resmlp, rescnn)
     pieces: int = 2  # linear pieces per maxout unit (maxout)
     batch_norm: bool = False  # batch norm before each hidden activation (mlp)
+    # cnn (models/cnn.py): the convolutions' kernel sizes and output channels, the max-pool after
+    # them and the dropout there; `width` is the dense layer's, `dropout` the dense layer's dropout
+    kernels: List[int] = field(default_factory=lambda: [3, 3])
+    channels: List[int] = field(default_factory=lambda: [32, 64])
+    pool: int = 2
+    conv_dropout: float = 0.0
 
 
 @dataclass
@@ -121,6 +127,10 @@ class TrainConfig:
     # that hold under any training-set size); null: every epoch in full
     max_updates: Optional[int] = None
     eval_every: int = 1  # evaluate validation and test sets every k epochs (and at the last)
+    # augmentation of each training batch on the device (experiments/augment.py): a random rotation
+    # within ±rotate_degrees and a random shift within ±shift_pixels per image, drawn afresh every step
+    rotate_degrees: float = 0.0
+    shift_pixels: float = 0.0
     eval_batch_size: int = 10000
     # train a variant's seeds as one vectorised model (torch.func.vmap); null: yes on CUDA, no on CPU
     vectorise: Optional[bool] = None
@@ -249,8 +259,9 @@ def check_run(run: dict) -> None:
                 build_model(model, N_FEATURES, N_CLASSES)
         except ValueError as error:
             problems.append(str(error))
-    if not 0 <= model["dropout"] < 1:
-        problems.append(f"model.dropout must be in [0, 1) (got {model['dropout']})")
+    if not (0 <= model["dropout"] < 1 and 0 <= model["conv_dropout"] < 1):
+        problems.append(f"model.dropout and model.conv_dropout must be in [0, 1) (got {model['dropout']}, "
+                        f"{model['conv_dropout']})")
     if not 0 < opt["lr"] < math.inf:
         problems.append(f"optimizer.lr must be a finite number > 0 (got {opt['lr']})")
     if not 0 <= opt["momentum"] < 1:
@@ -266,6 +277,11 @@ def check_run(run: dict) -> None:
     if (data["dataset"] == "mnist") == (train["loss"] == "squared_error"):
         problems.append(f"train.loss squared_error goes with a 1-D function (data.dataset smooth or sawtooth), the other "
                         f"losses with mnist (got data.dataset {data['dataset']}, train.loss {train['loss']})")
+    if not (0 <= train["rotate_degrees"] <= 180 and 0 <= train["shift_pixels"] <= 14):
+        problems.append(f"train.rotate_degrees must be in [0, 180] and train.shift_pixels in [0, 14] "
+                        f"(got {train['rotate_degrees']}, {train['shift_pixels']})")
+    if (train["rotate_degrees"] or train["shift_pixels"]) and data["dataset"] != "mnist":
+        problems.append("train.rotate_degrees and train.shift_pixels augment images: they need data.dataset mnist")
     if data["teeth"] < 1:
         problems.append(f"data.teeth must be >= 1 (got {data['teeth']})")
     if not 1 <= train["batch_size"] <= data["train_size"]:

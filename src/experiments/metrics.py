@@ -10,6 +10,8 @@ from scipy import stats
 
 LEARNED_ABOVE = 0.2  # a final test accuracy at or below this (chance: 0.1) counts as failing to learn
 BINARY_METRICS = frozenset({"failed_to_learn"})  # 0/1 per run: tested against a share exactly (verdicts.share_test)
+# set by the architecture, the same in every seed: compared by arithmetic (verdicts.Fact)
+FIXED_METRICS = frozenset({"parameters", "receptive_field", "block_parameters", "block_weights_at_256"})
 
 
 def ci95_half_width(values: pd.Series) -> float:
@@ -39,6 +41,7 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     if "train_eval_acc" in finals:  # the trained model in eval mode: dropout off, batch norm's running statistics
         finals["train_acc"] = finals["train_eval_acc"]
     finals["train_error"] = 1 - finals["train_acc"]
+    finals["generalisation_gap"] = finals["train_acc"] - finals["test_acc"]  # how far the model overfits
     # how fast training converged: the training loss averaged over the epochs
     trained = ordered[ordered["epoch"] > 0].groupby(["variant", "seed"])
     finals["mean_train_loss"] = trained["train_loss"].mean()
@@ -97,7 +100,7 @@ def needs_step_sizes(spec: dict) -> bool:
 
 
 DERIVED = {"mean_test_acc", "failed_to_learn", "loss_drop", "best_val_epoch", "test_acc_at_best_val", "early_stop_gain",
-           "test_error", "train_error", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
+           "test_error", "train_error", "generalisation_gap", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
            "log10_seconds_per_epoch", "log10_test_loss", "log10_lr_shrink", "grad_ratio_init", "grad_ratio_train", "grad_norm_init",
            "log10_grad_ratio_init", "log10_grad_ratio_train", "log10_grad_norm_init"}
 

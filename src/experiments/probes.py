@@ -7,6 +7,7 @@ experiment lists it in `experiment.figures` under the probe's name) and what a r
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -262,6 +263,74 @@ def plot_function_fit(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes
                                                             "over seeds."), legend_outside=True)
 
 
+@torch.no_grad()
+def conv_geometry(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
+    """A cnn's convolutions, counted on the real modules: per layer its kernel, parameters and the
+    receptive field so far (computed from the kernels); as scalars the receptive field measured through
+    the real layers (models.cnn.CNN.measured_receptive_field) and the parameters of every convolution
+    after the first (the block a study compares: the first is a shared stem)."""
+    convs = [layer for layer in model.convs if isinstance(layer, torch.nn.Conv2d)]
+    rows, field = [], 1
+    for i, conv in enumerate(convs, start=1):
+        field += conv.kernel_size[0] - 1
+        rows.append({"layer": i, "kernel": conv.kernel_size[0], "parameters": sum(p.numel() for p in conv.parameters()),
+                     "receptive_field": field})
+    table = pd.DataFrame(rows)
+    table["cumulative_parameters"] = table["parameters"].cumsum()
+    return table, {"receptive_field": model.measured_receptive_field(),
+                   "block_parameters": int(table["parameters"].iloc[1:].sum())}
+
+
+def plot_conv_geometry(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """How far each variant's convolutions see against what they cost: cumulative parameters
+    against the receptive field, one marker per layer."""
+    return probe_figure(study, study_dir, "conv_geometry",
+                        lambda ax, table, color, variant: band(ax, table, "receptive_field", "cumulative_parameters",
+                                                               color, variant, marker="o"),
+                        "receptive field (pixels on a side)", "parameters of the convolutions so far",
+                        claim_title(study, "Counted on the real modules; one marker per convolution."))
+
+
+LECTURE_CHANNELS = 256  # the block's input channels where the lecture counts a bottleneck's parameters
+TIMING_INPUT = (16, 28, 28)  # maps per batch and their side, for block_at_256's forward time
+TIMING_REPEATS = 5
+
+
+@torch.no_grad()
+def block_at_256(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
+    """The block a cnn study compares (every convolution after the stem) rebuilt as real modules at
+    the lecture's size: every channel count scaled so that the block takes 256 channels in, padded to
+    keep the map's size, no biases (as the lecture counts). Its weights, and the median time of a
+    forward pass over 16 maps of 28 x 28 on the run's device (one pass to warm up, then 5 timed)."""
+    device = splits["train"].x.device
+    convs = [layer for layer in model.convs if isinstance(layer, torch.nn.Conv2d)][1:]
+    scale = LECTURE_CHANNELS / convs[0].in_channels
+    block = torch.nn.Sequential(*(torch.nn.Conv2d(round(c.in_channels * scale), round(c.out_channels * scale), c.kernel_size,
+                                                  padding=c.kernel_size[0] // 2, bias=False) for c in convs)).to(device)
+    torch.manual_seed(seed)
+    x = torch.randn(TIMING_INPUT[0], LECTURE_CHANNELS, *TIMING_INPUT[1:], device=device)
+    seconds = []
+    for _ in range(TIMING_REPEATS + 1):
+        started = time.perf_counter()
+        block(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds.append(time.perf_counter() - started)
+    timed = sorted(seconds[1:])
+    return (pd.DataFrame({"repeat": range(1, TIMING_REPEATS + 1), "seconds": seconds[1:]}),
+            {"block_weights_at_256": sum(p.numel() for p in block.parameters()),
+             "log10_block_seconds_at_256": math.log10(timed[len(timed) // 2])})
+
+
+def plot_block_at_256(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """The forward time of each variant's block at 256 channels, per timed repeat."""
+    return probe_figure(study, study_dir, "block_at_256",
+                        lambda ax, table, color, variant: band(ax, table, "repeat", "seconds", color, variant, marker="o"),
+                        "timed forward pass", "seconds (16 maps of 28 x 28, 256 channels in)",
+                        claim_title(study, "The compared blocks at the lecture's 256 channels; band = min–max over seeds."),
+                        yscale="log")
+
+
 BLOCK_ARCHITECTURES = ("resmlp", "rescnn")  # the nets delete_blocks can take blocks out of
 
 
@@ -284,6 +353,13 @@ PROBES = {
     "function_fit": Probe(function_fit, frozenset({"max_abs_error", "log10_max_abs_error"}), plot_function_fit,
                           needs=lambda run: "" if run["data"]["dataset"] != "mnist" else
                           "the function_fit probe needs a 1-D function (data.dataset smooth or sawtooth), not mnist"),
+    "conv_geometry": Probe(conv_geometry, frozenset({"receptive_field", "block_parameters"}), plot_conv_geometry,
+                           needs=lambda run: "" if run["model"]["arch"] == "cnn" else
+                           f"the conv_geometry probe needs model.arch cnn, not {run['model']['arch']!r}"),
+    "block_at_256": Probe(block_at_256, frozenset({"block_weights_at_256", "log10_block_seconds_at_256"}),
+                          plot_block_at_256,
+                          needs=lambda run: "" if run["model"]["arch"] == "cnn" and len(run["model"]["kernels"]) > 1 else
+                          "the block_at_256 probe needs model.arch cnn with a block after its first convolution"),
     "weight_norm": Probe(weight_norm, frozenset({"weight_norm", "small_weight_fraction"}), plot_weight_norm),
     "delete_blocks": Probe(delete_blocks, frozenset({"acc_one_block_deleted", "min_acc_one_block_deleted", "drop_one_block",
                                                      "max_drop_one_block", "worst_block"}), plot_delete_blocks,

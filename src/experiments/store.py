@@ -31,7 +31,9 @@ KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise")}
 # keys added after runs were made, at the value that reproduces the older behaviour: left out of the
 # identity at that value, so finished runs stay valid
 KEY_DEFAULTS_ADDED = {("data", "test_size"): 10000, ("train", "max_updates"): None, ("model", "pieces"): 2,
-                      ("model", "batch_norm"): False, ("data", "dataset"): "mnist", ("data", "teeth"): 16}
+                      ("model", "batch_norm"): False, ("data", "dataset"): "mnist", ("data", "teeth"): 16,
+                      ("model", "kernels"): [3, 3], ("model", "channels"): [32, 64], ("model", "pool"): 2,
+                      ("model", "conv_dropout"): 0.0, ("train", "rotate_degrees"): 0.0, ("train", "shift_pixels"): 0.0}
 
 
 def run_key(run_cfg: dict, seed: int, probes: list[str] = ()) -> str:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
+from experiments.augment import augment
 from experiments.data import N_CLASSES, Split
 from experiments.errors import UserError
 from models import build_model
@@ -195,6 +196,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     batch_size, max_updates = cfg["train"]["batch_size"], cfg["train"]["max_updates"]
     eval_batch_size = cfg["train"]["eval_batch_size"]
     eval_every = cfg["train"]["eval_every"]
+    rotate, shift = cfg["train"]["rotate_degrees"], cfg["train"]["shift_pixels"]
     n_steps = math.ceil(len(train) / batch_size)  # optimizer updates per full epoch
     # a cap on the updates ends training early, in the epoch that reaches it
     epochs = cfg["train"]["epochs"] if max_updates is None else min(cfg["train"]["epochs"], math.ceil(max_updates / n_steps))
@@ -248,6 +250,8 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         for step in range(steps):
             idx = order[:, step * batch_size:(step + 1) * batch_size]
             x, y = train.x[idx], train.y[idx]
+            if rotate or shift:
+                x = augment(x, shufflers, rotate, shift)
             logits = stack(x)
             losses = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)

@@ -14,6 +14,10 @@ A 0/1 metric (e.g. whether a run failed to learn) against a fixed share is teste
 seeds with the binomial distribution and a Clopper-Pearson interval, never a t-test with a floored
 spread (5 of 5 seeds is p = 1/32 against a share of one half, not p < 1e-4).
 
+A metric the architecture fixes (a parameter count, a receptive field: the same for every seed) is
+not a sample: a check on it is arithmetic, holds or fails with certainty, and stays out of the
+multiplicity correction (a `Fact`).
+
 A check with `versus` (two more variants) tests a difference of differences instead: the advantage of
 `better` over `worse` minus the advantage of versus[0] over versus[1] (e.g. deep minus shallow at 1k
 images, against the same at 55k), with the same Welch machinery over four samples.
@@ -181,6 +185,30 @@ class Share(Difference):
         return ends[0], ends[1]
 
 
+@dataclass
+class Fact(Difference):
+    """The difference of two quantities no seed changes: known exactly, so every p-value is 0 or 1."""
+
+    def p_above(self, bound: float) -> float:
+        return 0.0 if self.estimate > bound else 1.0
+
+    def p_below(self, bound: float) -> float:
+        return 0.0 if self.estimate < bound else 1.0
+
+    def interval(self, level: float = 1 - 2 * ALPHA) -> tuple[float, float]:
+        return self.estimate, self.estimate
+
+
+def fact(samples: list[np.ndarray], value: float | None, lower_is_better: bool = False) -> Fact:
+    """The oriented difference of two seed-independent quantities (or of one and `value`)."""
+    if any(np.ptp(s) > 0 for s in samples):
+        raise ValueError("a metric fixed by the architecture differs between seeds")
+    sign = -1.0 if lower_is_better else 1.0
+    other = value if value is not None else samples[1][0]
+    return Fact(sign * (samples[0][0] - other), 0.0, math.inf, len(samples[0]), 0 if value is not None else len(samples[1]),
+                0.0)
+
+
 def share_test(sample: np.ndarray, value: float, lower_is_better: bool = False) -> Share:
     """A 0/1 sample (one outcome per seed) against the share `value`."""
     a = np.asarray(sample, dtype=float)
@@ -328,12 +356,18 @@ class Outcome:
         if c.versus:
             compared = f"({c.better} − {c.worse}) vs ({c.versus[0]} − {c.versus[1]})"
         elif c.value is not None:  # the variant's own mean beside the number, not only the difference from it
-            compared = f"{c.better} {c.value + (-1 if c.lower_is_better else 1) * self.diff.estimate:.3g} vs {c.other}"
+            mean = c.value + (-1 if c.lower_is_better else 1) * self.diff.estimate
+            compared = (f"{c.better} {mean:,.10g} vs {c.value:,.10g}" if isinstance(self.diff, Fact)
+                        else f"{c.better} {mean:.3g} vs {c.other}")
         else:
             compared = f"{c.better} vs {c.other}"
-        text = (f"{compared}, {c.metric}{direction}, n = {n}: "
-                f"{'advantage' if oriented else 'difference'} {self.diff.estimate:+.3g} [{low:.3g}, {high:.3g}], "
-                f"p {_p(p)} (Holm {_p(p_adj)})")
+        if isinstance(self.diff, Fact):  # no interval, no p: the same in every seed
+            text = (f"{compared}, {c.metric}{direction}: {'advantage' if oriented else 'difference'} "
+                    f"{self.diff.estimate:+.6g}, fixed by the architecture (every seed alike)")
+        else:
+            text = (f"{compared}, {c.metric}{direction}, n = {n}: "
+                    f"{'advantage' if oriented else 'difference'} {self.diff.estimate:+.3g} [{low:.3g}, {high:.3g}], "
+                    f"p {_p(p)} (Holm {_p(p_adj)})")
         if c.margin or c.kind != "beats":
             text += f", margin {c.margin:g}"
         text += f" → {c.kind.replace('_', ' ')}: **{self.status}**"
@@ -373,9 +407,10 @@ def _finite(x: float) -> float | None:
 
 
 def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA,
-               binary: frozenset[str] = frozenset()) -> list[Outcome]:
+               binary: frozenset[str] = frozenset(), fixed: frozenset[str] = frozenset()) -> list[Outcome]:
     """Test every check on `values[(variant, metric)]` (one value per seed), Holm-corrected together;
-    a check of a metric in `binary` (0/1 per seed) against a fixed share by the exact binomial test."""
+    a check of a metric in `binary` (0/1 per seed) against a fixed share by the exact binomial test;
+    a check of a metric in `fixed` (set by the architecture) by arithmetic, outside the correction."""
     outcomes = []
     for check in checks:
         raw = [values.get((name, check.metric)) for name in check.variants]
@@ -388,11 +423,23 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
             outcomes.append(Outcome(check, INCONCLUSIVE, None, problem=f"fewer than 2 finite values of {check.metric} for "
                                     + ", ".join(short)))
             continue
-        diff = (share_test(better, worse, check.lower_is_better) if check.metric in binary and check.worse is None
-                else welch(better, worse, check.lower_is_better, tuple(cleaned[2:]) if check.versus else None))
+        if check.metric in fixed and not check.versus:
+            try:
+                diff = fact(cleaned[:2] if check.worse is not None else cleaned[:1], check.value, check.lower_is_better)
+            except ValueError as error:
+                outcomes.append(Outcome(check, INCONCLUSIVE, None, problem=str(error)))
+                continue
+        elif check.metric in binary and check.worse is None:
+            diff = share_test(better, worse, check.lower_is_better)
+        else:
+            diff = welch(better, worse, check.lower_is_better, tuple(cleaned[2:]) if check.versus else None)
         p_holds, p_fails = test_pair(check, diff)
         outcomes.append(Outcome(check, INCONCLUSIVE, diff, p_holds, p_fails, dropped=dropped))
-    tested = [o for o in outcomes if o.diff is not None]
+    for o in outcomes:
+        if isinstance(o.diff, Fact):
+            o.p_holds_adjusted, o.p_fails_adjusted = o.p_holds, o.p_fails
+            o.status = HOLDS if o.p_holds == 0 else FAILS
+    tested = [o for o in outcomes if o.diff is not None and not isinstance(o.diff, Fact)]
     for o, p_h, p_f in zip(tested, holm([o.p_holds for o in tested]), holm([o.p_fails for o in tested])):
         o.p_holds_adjusted, o.p_fails_adjusted = p_h, p_f
         if p_h < alpha:
@@ -444,11 +491,11 @@ class Verdict:
 
 
 def decide(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA,
-           binary: frozenset[str] = frozenset()) -> Verdict:
+           binary: frozenset[str] = frozenset(), fixed: frozenset[str] = frozenset()) -> Verdict:
     """Test the checks; the verdict is the one every way of settling the open key checks gives."""
     if not any(check.key for check in checks):
         raise ValueError("a claim needs at least one key check")
-    outcomes = run_checks(checks, values, alpha, binary)
+    outcomes = run_checks(checks, values, alpha, binary, fixed)
     key = [o.status for o in outcomes if o.check.key]
     side_failed = any(o.status == FAILS for o in outcomes if not o.check.key)
     open_ = [i for i, status in enumerate(key) if status == INCONCLUSIVE]

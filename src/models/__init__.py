@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from torch import nn
 
+from models.cnn import CNN, conv_parameter_count, receptive_field
 from models.maxout import MaxoutMLP, maxout_parameter_count
 from models.mlp import MLP, mlp_parameter_count
 from models.rescnn import ResidualCNN
 from models.resmlp import ResidualMLP
 
-__all__ = ["MLP", "MaxoutMLP", "ResidualCNN", "ResidualMLP", "build_model", "maxout_parameter_count",
-           "mlp_parameter_count"]
+__all__ = ["CNN", "MLP", "MaxoutMLP", "ResidualCNN", "ResidualMLP", "build_model", "conv_parameter_count",
+           "maxout_parameter_count", "mlp_parameter_count", "receptive_field"]
 
-ARCHITECTURES = ("mlp", "maxout", "resmlp", "rescnn")  # the values model.arch can take
+ARCHITECTURES = ("mlp", "maxout", "resmlp", "rescnn", "cnn")  # the values model.arch can take
 
 
 def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
@@ -30,4 +31,8 @@ def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
     if model["arch"] == "rescnn":
         return ResidualCNN(in_features, out_features, depth=model["depth"], width=model["width"],
                            residual=model["residual"], init=model["init"])
+    if model["arch"] == "cnn":
+        return CNN(in_features, out_features, kernels=model["kernels"], channels=model["channels"], width=model["width"],
+                   pool=model["pool"], activation=model["activation"], init=model["init"],
+                   conv_dropout=model["conv_dropout"], dropout=model["dropout"])
     raise ValueError(f"unknown model.arch {model['arch']!r} (known: {', '.join(ARCHITECTURES)})")
