@@ -38,6 +38,14 @@ def initial_model(run: dict, seed: int, splits: dict[str, Split]) -> torch.nn.Mo
     return build_model(run["model"], *splits["train"].shape).to(splits["train"].x.device)
 
 
+def band_figure(study: dict, study_dir: Path, probe: str, x: str, y: str, xlabel: str, ylabel: str, what: str,
+                **axes_style) -> bytes | None:
+    """A probe's figure of one line per variant, `y` against `x` (mean over seeds, min–max band, a marker per point)."""
+    return probe_figure(study, study_dir, probe,
+                        lambda ax, table, color, variant: band(ax, table, x, y, color, variant, marker="o"),
+                        xlabel, ylabel, claim_title(study, what), **axes_style)
+
+
 @torch.no_grad()
 def mc_dropout(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
     """Test accuracy of averaging the softmax outputs of k sampled thinned networks (k = 1..50)
@@ -164,11 +172,9 @@ def activation_scale(model: torch.nn.Module, splits: dict[str, Split], run: dict
 
 def plot_activation_scale(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
     """Standard deviation of each hidden layer's activations at initialisation, per variant."""
-    return probe_figure(study, study_dir, "activation_scale",
-                        lambda ax, table, color, variant: band(ax, table, "layer", "act_std", color, variant, marker="o"),
-                        "hidden layer (1 = input side)", "std of the activations at initialisation",
-                        claim_title(study, "Activations at initialisation, 1,000 training images; band = min–max over seeds."),
-                        yscale="log")
+    return band_figure(study, study_dir, "activation_scale", "layer", "act_std", "hidden layer (1 = input side)",
+                       "std of the activations at initialisation",
+                       "Activations at initialisation, 1,000 training images; band = min–max over seeds.", yscale="log")
 
 
 SMALL_WEIGHT = 0.01  # of the layer's RMS weight: below it a weight counts as pruned
@@ -284,11 +290,9 @@ def conv_geometry(model: torch.nn.Module, splits: dict[str, Split], run: dict, s
 def plot_conv_geometry(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
     """How far each variant's convolutions see against what they cost: cumulative parameters
     against the receptive field, one marker per layer."""
-    return probe_figure(study, study_dir, "conv_geometry",
-                        lambda ax, table, color, variant: band(ax, table, "receptive_field", "cumulative_parameters",
-                                                               color, variant, marker="o"),
-                        "receptive field (pixels on a side)", "parameters of the convolutions so far",
-                        claim_title(study, "Counted on the real modules; one marker per convolution."))
+    return band_figure(study, study_dir, "conv_geometry", "receptive_field", "cumulative_parameters",
+                       "receptive field (pixels on a side)", "parameters of the convolutions so far",
+                       "Counted on the real modules; one marker per convolution.")
 
 
 LECTURE_CHANNELS = 256  # the block's input channels where the lecture counts a bottleneck's parameters
@@ -324,11 +328,9 @@ def block_at_256(model: torch.nn.Module, splits: dict[str, Split], run: dict, se
 
 def plot_block_at_256(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
     """The forward time of each variant's block at 256 channels, per timed repeat."""
-    return probe_figure(study, study_dir, "block_at_256",
-                        lambda ax, table, color, variant: band(ax, table, "repeat", "seconds", color, variant, marker="o"),
-                        "timed forward pass", "seconds (16 maps of 28 x 28, 256 channels in)",
-                        claim_title(study, "The compared blocks at the lecture's 256 channels; band = min–max over seeds."),
-                        yscale="log")
+    return band_figure(study, study_dir, "block_at_256", "repeat", "seconds", "timed forward pass",
+                       "seconds (16 maps of 28 x 28, 256 channels in)",
+                       "The compared blocks at the lecture's 256 channels; band = min–max over seeds.", yscale="log")
 
 
 BLOCK_ARCHITECTURES = ("resmlp", "rescnn")  # the nets delete_blocks can take blocks out of
