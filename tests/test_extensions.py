@@ -252,7 +252,7 @@ FUNCTION_DATA = {"dataset": "sawtooth", "teeth": 4, "train_size": 400, "val_size
 
 def function_cfg(**model):
     return {"model": {"arch": "mlp", "depth": 1, "width": 64, "activation": "relu", "init": "he", "dropout": 0.0,
-                      "residual": False, "pieces": 2, "batch_norm": False, **model},
+                      "residual": False, "pieces": 2, "batch_norm": False, "conv_dropout": 0.0, **model},
             "data": {**FUNCTION_DATA, "root": "unused", "download": False},
             "optimizer": {"name": "adam", "lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
                           "schedule": "constant"},
