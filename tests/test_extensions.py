@@ -307,3 +307,25 @@ def test_squared_error_goes_with_function_data_only():
     mismatched["data"]["train_size"] = 400
     with pytest.raises(UserError, match="squared_error"):
         check_run(mismatched)
+
+
+def conv_net(kernels, channels):
+    return build_model({"arch": "cnn", "kernels": kernels, "channels": channels, "pool": 2, "width": 16,
+                        "activation": "relu", "init": "he", "conv_dropout": 0.0, "dropout": 0.0}, 784, 10)
+
+
+def test_conv_geometry_reads_parameters_and_receptive_field_off_the_real_layers(tiny):
+    c = 16
+    _, five = PROBES["conv_geometry"].measure(conv_net([3, 5], [c, c]), tiny, {}, 0)
+    table, two = PROBES["conv_geometry"].measure(conv_net([3, 3, 3], [c, c, c]), tiny, {}, 0)
+    assert five["receptive_field"] == two["receptive_field"] == 7
+    assert (five["block_parameters"], two["block_parameters"]) == (25 * c * c + c, 18 * c * c + 2 * c)
+    assert list(table["receptive_field"]) == [3, 5, 7]
+
+
+def test_block_at_256_counts_the_lectures_bottleneck_numbers(tiny):
+    _, bottleneck = PROBES["block_at_256"].measure(conv_net([3, 1, 3, 1], [16, 4, 4, 16]), tiny, {}, 0)
+    table, plain = PROBES["block_at_256"].measure(conv_net([3, 3, 3], [16, 16, 16]), tiny, {}, 0)
+    assert (bottleneck["block_weights_at_256"], plain["block_weights_at_256"]) == (69_632, 1_179_648)
+    assert len(table) == 5 and (table["seconds"] > 0).all()
+    assert math.isfinite(plain["log10_block_seconds_at_256"])
