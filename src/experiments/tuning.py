@@ -55,7 +55,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
                  if at_edge else [])
     what = "accuracy" if tune_on == "val_acc" else "loss"
     grid_md = "\n".join([f"Validation {what} (test {what}) of every grid point, mean over seeds; "
-                          f"`_tuned` takes the {'highest' if sign > 0 else 'lowest'} validation {what}, never the test set:",
+                          f"`_tuned` takes the {'best' if sign > 0 else 'lowest'} validation {what}, never the test set:",
                           "", *pipe_table(header, rows), "",
                           *edge_note])
     return (pd.concat(views, ignore_index=True) if views else runs.iloc[0:0]), resolved, grid_md
