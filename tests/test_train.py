@@ -179,3 +179,20 @@ def test_augmented_training_is_seeded_and_the_same_plain_or_vectorised(mnist_roo
     for a, b in zip(plain, stacked):
         assert [row["train_loss"] for row in a] == pytest.approx([row["train_loss"] for row in b], rel=1e-4)
     assert plain[0] != without_timing(train_run(run_cfg(mnist_root), splits, 0).rows)
+
+
+def test_augmentation_leaves_the_seeds_data_order_alone(mnist_root, splits, monkeypatch):
+    import experiments.train as train_module
+
+    orders = {}
+    real_randperm = torch.randperm
+
+    def recording(n, generator=None, **kwargs):
+        order = real_randperm(n, generator=generator, **kwargs)
+        orders.setdefault(key, []).append(order)
+        return order
+
+    monkeypatch.setattr(train_module.torch, "randperm", recording)
+    for key, cfg in (("plain", run_cfg(mnist_root)), ("augmented", run_cfg(mnist_root, rotate_degrees=15.0))):
+        train_run(cfg, splits, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(orders["plain"], orders["augmented"]))

@@ -116,6 +116,9 @@ def build_optimizer(opt: dict, params) -> torch.optim.Optimizer:
     return cls(params, lr=opt["lr"], **{k: opt[k] for k in keys})
 
 
+AUGMENT_SEED_OFFSET = 10_007  # augmentation's generator of seed k starts from k + this
+
+
 # Per-layer gradient norms are averaged over every 10th step of an epoch: every step would cost
 # ~8% of the training time of the lecture's 9x500 net on a CPU, for the same picture.
 GRAD_NORM_EVERY = 10
@@ -201,6 +204,9 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     # a cap on the updates ends training early, in the epoch that reaches it
     epochs = cfg["train"]["epochs"] if max_updates is None else min(cfg["train"]["epochs"], math.ceil(max_updates / n_steps))
     shufflers = [torch.Generator().manual_seed(seed) for seed in seeds]  # CPU generators: same order on every device
+    # augmentation draws from generators of its own, so that augmented and plain variants of a seed
+    # keep the same data order
+    augmenters = [torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET) for seed in seeds]
     results = [RunResult(model=model, parameters=sum(p.numel() for p in model.parameters())) for model in models]
     active = list(range(len(seeds)))  # seeds that have not diverged
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
@@ -251,7 +257,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
             idx = order[:, step * batch_size:(step + 1) * batch_size]
             x, y = train.x[idx], train.y[idx]
             if rotate or shift:
-                x = augment(x, shufflers, rotate, shift)
+                x = augment(x, augmenters, rotate, shift)
             logits = stack(x)
             losses = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
