@@ -316,3 +316,20 @@ def test_a_quantity_the_architecture_fixes_is_compared_by_arithmetic_outside_hol
     assert wrong.status == FAILS
     varying = {("small", "parameters"): np.array([100.0, 101.0]), ("big", "parameters"): np.full(2, 1000.0)}
     assert verdicts.run_checks(checks[:1], varying, fixed=fixed)[0].status == INCONCLUSIVE
+
+
+def test_side_checks_do_not_spend_the_key_checks_alpha():
+    # one key check at p about 0.03 holds beside two side checks, which form a family of their own
+    a = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    values = {("a", "m"): a + 2.2, ("b", "m"): a, ("c", "m"): a, ("d", "m"): a + 0.1}
+    checks = [Check("a", "m", worse="b"), Check("c", "m", worse="d", key=False), Check("d", "m", worse="c", key=False)]
+    key, *side = verdicts.run_checks(checks, values)
+    assert 0.02 < key.p_holds < 0.05 and key.p_holds_adjusted == key.p_holds and key.status == HOLDS
+    assert [o.p_holds_adjusted for o in side] == pytest.approx(verdicts.holm([o.p_holds for o in side]))
+
+
+def test_a_sampled_randomization_test_never_gives_p_zero():
+    # 11 seeds against 11: more arrangements than are enumerated, so they are sampled
+    p = verdicts.permutation_p(np.full(11, 0.9), np.full(11, 0.1), upper=True)
+    assert 0 < p <= 2 / (verdicts.EXACT_LIMIT + 1)
+    assert verdicts.sign_flip_p(np.full(18, 0.5), upper=True) > 0

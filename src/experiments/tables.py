@@ -9,7 +9,7 @@ import pandas as pd
 
 INTERVAL_NOTE = ("Each check: the advantage of the first variant over the second (difference of means over seeds, "
                  "oriented so that > 0 favours the first), [its 90% Welch interval, whose ends are one-sided 95% bounds], "
-                 "the one-sided p-value of the decision shown and its Holm-adjusted value over the claim's checks.")
+                 "the one-sided p-value of the decision shown and its Holm-adjusted value over the claim's key checks (a side check: over the side checks).")
 
 
 def verdict_lines(verdict: dict) -> list[str]:

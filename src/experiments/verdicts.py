@@ -31,10 +31,13 @@ p < 1e-4 from five identical numbers, where nothing but the normal model backs i
 against five can show no more than p = 1/252 without it (one sample: 1/32). A difference of
 differences keeps the floored t-test alone, and its line says that its spread was floored.
 
-Each check has a p-value for "holds" and one for "fails"; across a claim's checks each of the two
-sets is corrected for multiplicity with Holm's step-down method (a false "reproduced" needs a false
-"holds", a false "not reproduced" a false "fails": each is bounded by alpha), and a check with both
-adjusted p-values ≥ alpha is **inconclusive**.
+Each check has a p-value for "holds" and one for "fails"; each of the two sets is corrected for
+multiplicity with Holm's step-down method within two families, the key checks and the side checks,
+and a check with both adjusted p-values ≥ alpha is **inconclusive**. Side checks can change the
+verdict only when every key check holds (reproduced → partly), which makes this serial gatekeeping:
+a false "reproduced" needs a false "holds" among the key checks, a false "not reproduced" a false
+"fails" among them, and a false "partly" after key checks that all hold a false "fails" among the
+side checks; each is bounded by alpha, and side checks do not spend the key checks' alpha.
 
 The verdict comes from the key checks (the claim's statements); side checks (sub-claims, the
 lecture's numbers) are reported beside them: every key check holds and no side check fails →
@@ -234,7 +237,7 @@ def sign_flip_p(distances: np.ndarray, upper: bool) -> float:
     signs = _arrangements(2 ** n, lambda: 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1),
                           lambda rng: rng.choice([-1, 1], size=(EXACT_LIMIT, n)))
     means, observed = (signs * np.abs(distances)).mean(axis=1), distances.mean()
-    return _share_beyond(means, observed, upper)
+    return _share_beyond(means, observed, upper, sampled=2 ** n > EXACT_LIMIT)
 
 
 def permutation_p(better: np.ndarray, worse: np.ndarray, upper: bool) -> float:
@@ -248,12 +251,15 @@ def permutation_p(better: np.ndarray, worse: np.ndarray, upper: bool) -> float:
                            lambda rng: np.argsort(rng.random((EXACT_LIMIT, len(pooled))), axis=1)[:, :n])
     sums = pooled[firsts].sum(axis=1)
     differences = sums / n - (total - sums) / len(worse)
-    return _share_beyond(differences, better.mean() - worse.mean(), upper)
+    return _share_beyond(differences, better.mean() - worse.mean(), upper,
+                         sampled=math.comb(len(pooled), n) > EXACT_LIMIT)
 
 
-def _share_beyond(statistics: np.ndarray, observed: float, upper: bool) -> float:
+def _share_beyond(statistics: np.ndarray, observed: float, upper: bool, sampled: bool) -> float:
     tie = 1e-12 * max(1.0, abs(observed))  # sums in another order differ in the last bits
-    return float(np.mean(statistics >= observed - tie) if upper else np.mean(statistics <= observed + tie))
+    beyond = int((statistics >= observed - tie).sum() if upper else (statistics <= observed + tie).sum())
+    # a Monte-Carlo sample counts the observed arrangement too, so that p is never 0
+    return (beyond + 1) / (len(statistics) + 1) if sampled else beyond / len(statistics)
 
 
 def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool = False,
@@ -408,7 +414,8 @@ def _finite(x: float) -> float | None:
 
 def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA,
                binary: frozenset[str] = frozenset(), fixed: frozenset[str] = frozenset()) -> list[Outcome]:
-    """Test every check on `values[(variant, metric)]` (one value per seed), Holm-corrected together;
+    """Test every check on `values[(variant, metric)]` (one value per seed), Holm-corrected within
+    the key checks and within the side checks;
     a check of a metric in `binary` (0/1 per seed) against a fixed share by the exact binomial test;
     a check of a metric in `fixed` (set by the architecture) by arithmetic, outside the correction."""
     outcomes = []
@@ -439,15 +446,16 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
         if isinstance(o.diff, Fact):
             o.p_holds_adjusted, o.p_fails_adjusted = o.p_holds, o.p_fails
             o.status = HOLDS if o.p_holds == 0 else FAILS
-    tested = [o for o in outcomes if o.diff is not None and not isinstance(o.diff, Fact)]
-    for o, p_h, p_f in zip(tested, holm([o.p_holds for o in tested]), holm([o.p_fails for o in tested])):
-        o.p_holds_adjusted, o.p_fails_adjusted = p_h, p_f
-        if p_h < alpha:
-            o.status = HOLDS
-        elif p_f < alpha:
-            o.status = FAILS
-        else:
-            o.seeds = seeds_needed(o.check, o.diff, alpha / len(tested))  # Holm's strictest step
+    for key in (True, False):  # two families: the key checks, then the side checks (serial gatekeeping)
+        tested = [o for o in outcomes if o.diff is not None and not isinstance(o.diff, Fact) and o.check.key == key]
+        for o, p_h, p_f in zip(tested, holm([o.p_holds for o in tested]), holm([o.p_fails for o in tested])):
+            o.p_holds_adjusted, o.p_fails_adjusted = p_h, p_f
+            if p_h < alpha:
+                o.status = HOLDS
+            elif p_f < alpha:
+                o.status = FAILS
+            else:
+                o.seeds = seeds_needed(o.check, o.diff, alpha / len(tested))  # Holm's strictest step
     return outcomes
 
 
