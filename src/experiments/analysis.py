@@ -80,6 +80,8 @@ def _analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     summary = summarise(finals, study)
     verdict = decide(summary, finals, study)
     verdict["closing_gaps"] = closing_gaps(runs, study) if len(runs) else []
+    if study["experiment"].get("caveats"):
+        verdict["caveats"] = study["experiment"]["caveats"]
     write_atomic(study_dir / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
     write_atomic(study_dir / "summary.md", markdown_table(summary, study, verdict) + grid_md)
     if grid_md:

@@ -216,6 +216,8 @@ class ExperimentConfig:
     probes: List[str] = field(default_factory=list)  # extra measurements on each trained model (probes.py)
     figures: List[str] = field(default_factory=lambda: ["curves"])  # plots.FIGURES
     revisions: List[RevisionConfig] = field(default_factory=list)  # shown in the report (revisions.py)
+    # what the design cannot show or where it falls short of the claim, shown under the verdict
+    caveats: List[str] = field(default_factory=list)
 
 
 @dataclass
