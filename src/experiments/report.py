@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from experiments import judge, revisions, settings
 from experiments.tables import pipe_table, table_markdown, verdict_lines
 from experiments.config import CONFIG_DIR, experiment_names
+from experiments.metrics import FIXED_METRICS
 from experiments.errors import UserError
 from experiments.store import write_atomic
 
@@ -88,10 +89,17 @@ def headline(outcome: dict) -> str:
     the advantage and its 90% interval."""
     rule = outcome["study"]["experiment"]["verdict"]
     checks = judge.checks_of(rule, outcome["study"])
-    index, key = next((i, c) for i, c in enumerate(checks) if c.key)
+    keys = [(i, c) for i, c in enumerate(checks) if c.key]
+    # a count the architecture fixes says less about the runs than a measured key check, where there is one
+    index, key = next(((i, c) for i, c in keys if c.metric not in FIXED_METRICS), keys[0])
     tested = outcome.get("verdict", {}).get("checks") or []
     if (key.metric != rule["metric"] or key.versus) and len(tested) > index and tested[index]["difference"] is not None:
         advantage, (low, high) = tested[index]["difference"], tested[index]["ci90"]
+        if key.metric in FIXED_METRICS:  # exact: no interval
+            sign = -1 if key.lower_is_better else 1
+            other = f"{key.value:,.10g}" if key.value is not None else key.worse
+            mine = f" {key.value + sign * advantage:,.10g}" if key.value is not None else ""
+            return f"{key.metric}: {key.better}{mine} vs {other}" + ("" if key.value is not None else f", advantage {advantage:+,.10g}")
         if key.value is not None:  # the variant's own mean: the fixed number plus the oriented difference
             sign = -1 if key.lower_is_better else 1
             ends = sorted(key.value + sign * x for x in (low, high))
