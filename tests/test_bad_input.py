@@ -36,7 +36,11 @@ from experiments.runner import Where, train_group
     ("experiment.title=../../../../elsewhere", "may not contain '/'"),
     ("model.widht=3", "widht"),
     ("model.arch=rescnn", "model.depth of a rescnn must be 6n + 2 >= 8"),
-    ("model.arch=cnn", "unknown model.arch 'cnn'"),
+    ("model.arch=transformer", "unknown model.arch 'transformer'"),
+    ("model.conv_dropout=1.5", "model.conv_dropout must be in [0, 1)"),
+    ("train.rotate_degrees=-5", "train.rotate_degrees must be in [0, 180]"),
+    ("train.loss=squared_error", "train.loss squared_error goes with a 1-D function"),
+    ("data.teeth=0", "data.teeth must be >= 1"),
 ])
 def test_bad_value_is_one_line(override, expected, exit_message):
     assert expected in exit_message("name=relu_vs_sigmoid", override)

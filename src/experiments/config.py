@@ -261,9 +261,9 @@ def check_run(run: dict) -> None:
                 build_model(model, N_FEATURES, N_CLASSES)
         except ValueError as error:
             problems.append(str(error))
-    if not (0 <= model["dropout"] < 1 and 0 <= model["conv_dropout"] < 1):
-        problems.append(f"model.dropout and model.conv_dropout must be in [0, 1) (got {model['dropout']}, "
-                        f"{model['conv_dropout']})")
+    for key in ("dropout", "conv_dropout"):
+        if not 0 <= model[key] < 1:
+            problems.append(f"model.{key} must be in [0, 1) (got {model[key]})")
     if not 0 < opt["lr"] < math.inf:
         problems.append(f"optimizer.lr must be a finite number > 0 (got {opt['lr']})")
     if not 0 <= opt["momentum"] < 1:
