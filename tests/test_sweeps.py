@@ -60,7 +60,7 @@ def wait_for_runs(results, count, proc, timeout=120):
 
 def test_killed_sweep_resumes_to_the_same_table(run_cli, mnist_root, tmp_path):
     # runs long enough (a few seconds each) that a loaded machine still interrupts the sweep mid-way
-    args = ["name=relu_vs_sigmoid", "data.train_size=3000", "model.width=64", "train.epochs=8", "seeds=[0,1,2]"]
+    args = ["name=relu_vs_sigmoid", "data.train_size=3000", "model.width=64", "train.epochs=30", "seeds=[0,1,2]"]
     whole = run_cli(*args, results_dir=tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
 
