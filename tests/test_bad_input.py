@@ -39,7 +39,10 @@ from experiments.runner import Where, train_group
     ("model.arch=transformer", "unknown model.arch 'transformer'"),
     ("model.conv_dropout=1.5", "model.conv_dropout must be in [0, 1)"),
     ("train.rotate_degrees=-5", "train.rotate_degrees must be in [0, 180]"),
-    ("train.loss=squared_error", "train.loss squared_error goes with a 1-D function"),
+    ("train.loss=squared_error", "train.loss squared_error goes with a regression"),
+    ("model.arch=rnn", "model.arch rnn and data.dataset adding go together"),
+    ("model.init=identity", "model.init identity is not for this net"),
+    ("train.clip_grad_norm=0", "train.clip_grad_norm must be a finite number > 0"),
     ("data.teeth=0", "data.teeth must be >= 1"),
 ])
 def test_bad_value_is_one_line(override, expected, exit_message):
@@ -83,7 +86,7 @@ def test_disk_full_while_writing_leaves_no_run(monkeypatch, tmp_path, mnist_root
     cfg = {"model": {"arch": "mlp", "depth": 1, "width": 8, "activation": "relu", "init": "he", "dropout": 0.0, "residual": False, "pieces": 2, "batch_norm": False},
            "data": {"dataset": "mnist", "teeth": 16, "root": mnist_root, "train_size": 100, "val_size": 0, "test_size": 10000, "download": False},
            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
-           "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 1, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0}}
+           "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 1, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None}}
     splits = make_splits(cfg["data"], torch.device("cpu"))
 
     def disk_full(*args, **kwargs):
@@ -106,3 +109,15 @@ def test_diverging_variant_is_recorded_and_the_sweep_goes_on(run_cli, tmp_path):
     assert len(metas) == 4 and any(m["status"] == "diverged" for m in metas)
     summary = pd.read_csv(study / "summary.csv")
     assert summary["n"].tolist() == [2, 2] and summary["n_diverged"].sum() >= 1
+
+
+def test_an_image_net_on_function_data_is_one_line_before_any_training(exit_message):
+    message = exit_message("name=universality", "model.arch=cnn")
+    assert "model.arch cnn reads images: it needs data.dataset mnist" in message
+
+
+def test_a_recurrent_study_rejects_a_bad_cell_or_length(exit_message):
+    # (each variant sets its own length, so a bad one comes in through a variant)
+    assert "data.seq_len must be in 2..10000" in exit_message("name=rnn_long_memory", "experiment.variants.tanh_10={data:{seq_len:1}}")
+    assert "model.init identity (the IRNN) is for model.cell rnn" in exit_message("name=rnn_long_memory", "model.cell=lstm",
+                                                                                  "only=[irnn_10]")

@@ -62,3 +62,20 @@ def test_truncated_file_is_reported(mnist_root, tmp_path):
     (raw / "t10k-labels-idx1-ubyte").write_bytes((Path(mnist_root) / "MNIST/raw/t10k-labels-idx1-ubyte").read_bytes()[:5000])
     with pytest.raises(UserError, match="corrupted or truncated"):
         load_mnist(str(tmp_path), False)
+
+
+def test_the_adding_problem_sums_the_two_marked_values_one_in_each_half():
+    splits = make_splits({"dataset": "adding", "seq_len": 20, "train_size": 300, "val_size": 50, "test_size": 100},
+                         torch.device("cpu"))
+    assert [len(splits[name]) for name in ("train", "val", "test")] == [300, 50, 100]
+    x, y = splits["train"].x, splits["train"].y
+    assert x.shape == (300, 20, 2) and splits["train"].shape == (2, 1)
+    values, markers = x[..., 0], x[..., 1]
+    assert torch.all(markers.sum(1) == 2) and torch.all(markers[:, :10].sum(1) == 1)
+    assert torch.allclose((values * markers).sum(1), y)
+    # a constant guess of 1 scores about 1/6
+    assert abs((y - 1).square().mean().item() - 1 / 6) < 0.03
+    # a fixed draw: the same sequences every time, different between the splits
+    again = make_splits({"dataset": "adding", "seq_len": 20, "train_size": 300, "val_size": 50, "test_size": 100},
+                        torch.device("cpu"))
+    assert torch.equal(again["train"].x, x) and not torch.equal(splits["test"].x[:50], x[:50])

@@ -152,3 +152,35 @@ def test_a_cnn_rejects_shapes_it_cannot_build():
     for changes in ({"kernels": [3, 3], "channels": [8]}, {"kernels": [], "channels": []}, {"kernels": [29], "channels": [8]}):
         with pytest.raises(ValueError):
             cnn(**changes)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_recurrent_cells_compute_what_pytorchs_modules_compute(cell):
+    from models import RNN
+
+    torch.manual_seed(0)
+    ours = RNN(2, 1, cell=cell, width=8, activation="tanh", init="torch_default")
+    theirs = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](2, 8, batch_first=True)
+    with torch.no_grad():  # same weights; our recurrent layer has no bias, so theirs gets zeros
+        theirs.weight_ih_l0.copy_(ours.input.weight)
+        theirs.bias_ih_l0.copy_(ours.input.bias)
+        theirs.weight_hh_l0.copy_(ours.recurrent.weight)
+        theirs.bias_hh_l0.zero_()
+    x = torch.rand(4, 12, 2)
+    expected, _ = theirs(x)
+    assert torch.allclose(torch.stack(ours.states(x), dim=1), expected, atol=1e-6)
+    assert ours(x).shape == (4, 1)
+
+
+def test_the_irnn_starts_from_the_identity_and_the_lstm_from_remembering():
+    from models import RNN
+
+    irnn = RNN(2, 1, cell="rnn", width=6, activation="relu", init="identity")
+    assert torch.equal(irnn.recurrent.weight, torch.eye(6)) and irnn.input.weight.std() < 0.01
+    lstm = RNN(2, 1, cell="lstm", width=6)
+    assert torch.all(lstm.input.bias[6:12] == 1.0)  # the forget gate's block
+    # a GRU has three blocks of weights to the LSTM's four: fewer parameters at the same width
+    gru = RNN(2, 1, cell="gru", width=6)
+    assert sum(p.numel() for p in gru.parameters()) < sum(p.numel() for p in lstm.parameters())
+    with pytest.raises(ValueError, match="identity"):
+        RNN(2, 1, cell="lstm", width=6, init="identity")

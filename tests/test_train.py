@@ -14,7 +14,7 @@ def run_cfg(mnist_root, **train):
         "model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "glorot_uniform", "dropout": 0.0, "residual": False, "pieces": 2, "batch_norm": False},
         "data": {"dataset": "mnist", "teeth": 16, "root": mnist_root, "train_size": 600, "val_size": 200, "test_size": 10000, "download": False},
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
-        "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, **train},
+        "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None, **train},
     }
 
 
@@ -196,3 +196,25 @@ def test_augmentation_leaves_the_seeds_data_order_alone(mnist_root, splits, monk
     for key, cfg in (("plain", run_cfg(mnist_root)), ("augmented", run_cfg(mnist_root, rotate_degrees=15.0))):
         train_run(cfg, splits, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(orders["plain"], orders["augmented"]))
+
+
+def adding_cfg(**train):
+    return {
+        "model": {"arch": "rnn", "cell": "rnn", "depth": 1, "width": 16, "activation": "tanh", "init": "torch_default"},
+        "data": {"dataset": "adding", "seq_len": 12, "train_size": 200, "val_size": 100, "test_size": 100},
+        "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
+        "train": {"loss": "squared_error", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1,
+                  "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None, **train},
+    }
+
+
+def test_clipping_bounds_each_seeds_whole_gradient_plain_or_vectorised():
+    splits = make_splits(adding_cfg()["data"], torch.device("cpu"))
+    plain = [without_timing(train_run(adding_cfg(clip_grad_norm=0.01), splits, seed).rows) for seed in (0, 1)]
+    stacked = [without_timing(r.rows) for r in train_seeds(adding_cfg(clip_grad_norm=0.01), splits, [0, 1], vectorise=True)]
+    for a, b in zip(plain, stacked):
+        assert [row["train_loss"] for row in a] == pytest.approx([row["train_loss"] for row in b], rel=1e-4)
+    # a tiny clip norm keeps the first updates tiny: the training loss moves less than unclipped
+    unclipped = without_timing(train_run(adding_cfg(), splits, 0).rows)
+    moved = lambda rows: abs(rows[1]["train_loss"] - rows[0]["train_loss"])  # noqa: E731
+    assert moved(plain[0]) < moved(unclipped)

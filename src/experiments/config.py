@@ -42,6 +42,7 @@ class Init(str, Enum):
     torch_default = "torch_default"  # whatever nn.Linear does on construction
     he = "he"  # Kaiming normal (fan-in, ReLU gain), zero biases
     small_normal = "small_normal"  # N(0, 0.01^2) whatever the fan-in, zero biases (the naive choice)
+    identity = "identity"  # rnn cell only: the IRNN's identity recurrent weights (models/rnn.py)
 
 
 class Loss(str, Enum):
@@ -55,6 +56,15 @@ class DataSet(str, Enum):
     # 1-D regression on x in [-1, 1] (experiments/data.py): sin(pi x), and a triangle wave of `teeth` teeth
     smooth = "smooth"
     sawtooth = "sawtooth"
+    # the adding problem (Hochreiter & Schmidhuber 1997): sequences of `seq_len` steps of (value, marker);
+    # the target is the sum of the two marked values
+    adding = "adding"
+
+
+class Cell(str, Enum):  # models/rnn.py
+    rnn = "rnn"
+    lstm = "lstm"
+    gru = "gru"
 
 
 class Device(str, Enum):
@@ -79,7 +89,7 @@ class Schedule(str, Enum):
 
 @dataclass
 class ModelConfig:
-    arch: str = "mlp"  # or maxout, resmlp, rescnn, cnn (src/models/)
+    arch: str = "mlp"  # or maxout, resmlp, rescnn, cnn, rnn (src/models/)
     depth: int = 3  # hidden layers (weight layers for rescnn: 6n + 2)
     width: int = 500  # units per hidden layer (channels of the first stage for rescnn)
     activation: Activation = Activation.sigmoid
@@ -94,12 +104,14 @@ class ModelConfig:
     channels: List[int] = field(default_factory=lambda: [32, 64])
     pool: int = 2
     conv_dropout: float = 0.0
+    cell: Cell = Cell.rnn  # rnn: the recurrent cell; `width` is its hidden size, `activation` the plain cell's
 
 
 @dataclass
 class DataConfig:
     dataset: DataSet = DataSet.mnist
     teeth: int = 16  # the sawtooth's teeth over [-1, 1]
+    seq_len: int = 100  # the adding problem's sequence length
     # MNIST via torchvision; offline, point MNIST_ROOT (or data.root) at a folder holding MNIST/raw/
     root: str = "${oc.env:MNIST_ROOT,data}"
     train_size: int = 10000  # the first N training images (after the validation split)
@@ -132,6 +144,9 @@ class TrainConfig:
     rotate_degrees: float = 0.0
     shift_pixels: float = 0.0
     eval_batch_size: int = 10000
+    # rescale each seed's whole gradient to at most this L2 norm before the update (Pascanu et al.
+    # 2013); null: never
+    clip_grad_norm: Optional[float] = None
     # train a variant's seeds as one vectorised model (torch.func.vmap); null: yes on CUDA, no on CPU
     vectorise: Optional[bool] = None
 
@@ -240,6 +255,8 @@ def register_schema() -> None:
 
 # sizes past these are typing errors, and building such a net (even on the meta device) would hang
 MAX_DEPTH, MAX_WIDTH = 1000, 65536
+MAX_SEQ_LEN = 10000
+IMAGE_ARCHITECTURES = ("cnn", "rescnn")
 
 
 def check_run(run: dict) -> None:
@@ -277,8 +294,18 @@ def check_run(run: dict) -> None:
     if not 1 <= data["test_size"] <= N_TEST_TOTAL:
         problems.append(f"data.test_size must be in 1..{N_TEST_TOTAL} (got {data['test_size']})")
     if (data["dataset"] == "mnist") == (train["loss"] == "squared_error"):
-        problems.append(f"train.loss squared_error goes with a 1-D function (data.dataset smooth or sawtooth), the other "
-                        f"losses with mnist (got data.dataset {data['dataset']}, train.loss {train['loss']})")
+        problems.append(f"train.loss squared_error goes with a regression (data.dataset smooth, sawtooth or adding), the "
+                        f"other losses with mnist (got data.dataset {data['dataset']}, train.loss {train['loss']})")
+    if model["arch"] in IMAGE_ARCHITECTURES and data["dataset"] != "mnist":
+        problems.append(f"model.arch {model['arch']} reads images: it needs data.dataset mnist (got {data['dataset']})")
+    if (model["arch"] == "rnn") != (data["dataset"] == "adding"):
+        problems.append(f"model.arch rnn and data.dataset adding go together: a recurrent net reads sequences, and only "
+                        f"it does (got model.arch {model['arch']}, data.dataset {data['dataset']})")
+    if not 2 <= data["seq_len"] <= MAX_SEQ_LEN:
+        problems.append(f"data.seq_len must be in 2..{MAX_SEQ_LEN} (got {data['seq_len']})")
+    clip = train["clip_grad_norm"]
+    if clip is not None and not 0 < clip < math.inf:
+        problems.append(f"train.clip_grad_norm must be a finite number > 0, or null (got {clip})")
     if not (0 <= train["rotate_degrees"] <= 180 and 0 <= train["shift_pixels"] <= 14):
         problems.append(f"train.rotate_degrees must be in [0, 180] and train.shift_pixels in [0, 14] "
                         f"(got {train['rotate_degrees']}, {train['shift_pixels']})")

@@ -1,5 +1,5 @@
 """The data as tensors on the training device, split by config: MNIST (loaded once per process),
-or a 1-D function to regress (sampled)."""
+a 1-D function to regress, or the adding problem's sequences (both sampled)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ N_CLASSES = 10
 
 @dataclass
 class Split:
-    x: torch.Tensor  # float32, (n, 784), pixels in [0, 1]; of a 1-D function, (n, 1) in [-1, 1]
-    y: torch.Tensor  # int64, (n,), the class; of a 1-D function, float32 (n,), its value
+    x: torch.Tensor  # float32, (n, 784), pixels in [0, 1]; of a 1-D function, (n, 1) in [-1, 1]; of the adding problem, (n, steps, 2)
+    y: torch.Tensor  # int64, (n,), the class; of a regression, float32 (n,), its value
 
     def __len__(self) -> int:
         return len(self.y)
@@ -37,7 +37,7 @@ class Split:
     @property
     def shape(self) -> tuple[int, int]:
         """(inputs, outputs) of a model for this data: 10 classes, or one value to regress."""
-        return self.x.shape[1], (1 if self.y.is_floating_point() else N_CLASSES)
+        return self.x.shape[-1], (1 if self.y.is_floating_point() else N_CLASSES)
 
 
 def _check_raw_files(raw_dir: Path) -> None:
@@ -84,7 +84,9 @@ def _to_split(images: torch.Tensor, labels: torch.Tensor, device: torch.device) 
 
 def make_splits(data: dict, device: torch.device) -> dict[str, Split]:
     """MNIST: train, the first `train_size` images; val, the last `val_size` of the 60k; test, the
-    first `test_size` of the 10k. A 1-D function: function_splits."""
+    first `test_size` of the 10k. A 1-D function: function_splits; the adding problem: adding_splits."""
+    if data["dataset"] == "adding":
+        return adding_splits(data, device)
     if data["dataset"] != "mnist":
         return function_splits(data, device)
     train_x, train_y, test_x, test_y = load_mnist(data["root"], data["download"])
@@ -118,3 +120,29 @@ def function_splits(data: dict, device: torch.device) -> dict[str, Split]:
         xs["val"] = torch.rand(data["val_size"], generator=draw) * 2 - 1
     xs["test"] = torch.linspace(-1, 1, data["test_size"])
     return {name: Split(x=x[:, None].to(device), y=target(x, data["teeth"]).to(device)) for name, x in xs.items()}
+
+
+ADDING_DATA_SEED = 4321  # like the function data: one fixed draw, the same for every training seed
+
+
+def adding_splits(data: dict, device: torch.device) -> dict[str, Split]:
+    """The adding problem (Hochreiter & Schmidhuber 1997; Le, Jaitly & Hinton 2015): each step of a
+    sequence of `seq_len` carries a value drawn uniformly from [0, 1] and a marker, 1 at two steps (one in
+    each half) and 0 elsewhere; the target is the sum of the two marked values. Predicting the mean, 1,
+    scores a squared error of 1/6 ≈ 0.167; beating it needs a memory that spans the sequence.
+    train, val and test: independent draws of train_size, val_size and test_size sequences."""
+    draw = torch.Generator().manual_seed(ADDING_DATA_SEED)
+    steps, half = data["seq_len"], data["seq_len"] // 2
+    splits = {}
+    for name, n in (("train", data["train_size"]), ("val", data["val_size"]), ("test", data["test_size"])):
+        if not n:
+            continue
+        values = torch.rand(n, steps, generator=draw)
+        rows = torch.arange(n)
+        first = torch.randint(0, half, (n,), generator=draw)
+        second = torch.randint(half, steps, (n,), generator=draw)
+        markers = torch.zeros(n, steps)
+        markers[rows, first] = markers[rows, second] = 1.0
+        splits[name] = Split(x=torch.stack([values, markers], dim=-1).to(device),
+                             y=(values[rows, first] + values[rows, second]).to(device))
+    return splits

@@ -9,7 +9,9 @@ import pandas as pd
 from scipy import stats
 
 LEARNED_ABOVE = 0.2  # a final test accuracy at or below this (chance: 0.1) counts as failing to learn
-BINARY_METRICS = frozenset({"failed_to_learn"})  # 0/1 per run: tested against a share exactly (verdicts.share_test)
+# the adding problem counts as solved below this test squared error, 6% of a constant guess's 1/6
+SOLVED_BELOW = 0.01
+BINARY_METRICS = frozenset({"failed_to_learn", "solved"})  # 0/1 per run: tested against a share exactly (verdicts.share_test)
 # set by the architecture, the same in every seed: compared by arithmetic (verdicts.Fact)
 FIXED_METRICS = frozenset({"parameters", "receptive_field", "block_parameters", "block_weights_at_256"})
 
@@ -32,7 +34,7 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     grad_ratio_init / grad_ratio_train: input layer's gradient norm over the output layer's, at
     initialisation and averaged over the training epochs (variants may differ in depth, so each
     run's last layer is its last non-empty column); log10_* the same in decades; test_error and train_error = 1 - accuracy;
-    failed_to_learn (1 or 0), loss_drop, and early stopping's test_acc_at_best_val and early_stop_gain (over the last epoch's).
+    failed_to_learn (1 or 0), solved (1 or 0: the adding problem's test squared error below SOLVED_BELOW), loss_drop, and early stopping's test_acc_at_best_val and early_stop_gain (over the last epoch's).
     """
     ordered = runs.sort_values(["variant", "seed", "epoch"])
     finals = ordered.groupby(["variant", "seed"], sort=False).tail(1).set_index(["variant", "seed"])
@@ -50,6 +52,8 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     finals["log10_seconds_per_epoch"] = finals["seconds_per_epoch"].map(safe_log10)
     if "test_loss" in finals:  # a regression's fit error spans decades
         finals["log10_test_loss"] = finals["test_loss"].map(safe_log10)
+    if "seq_len" in finals:  # the adding problem: solved or not (a diverged run's NaN loss is not)
+        finals["solved"] = (finals["test_loss"] < SOLVED_BELOW).astype(float)
     if "effective_lr" in finals:  # how far the step size per unit gradient fell from the first epoch to the last
         first = ordered[ordered["epoch"] == 1].set_index(["variant", "seed"])["effective_lr"]
         finals["log10_lr_shrink"] = (finals["effective_lr"] / first).map(safe_log10)
@@ -102,7 +106,7 @@ def needs_step_sizes(spec: dict) -> bool:
 DERIVED = {"mean_test_acc", "failed_to_learn", "loss_drop", "best_val_epoch", "test_acc_at_best_val", "early_stop_gain",
            "test_error", "train_error", "generalisation_gap", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
            "log10_seconds_per_epoch", "log10_test_loss", "log10_lr_shrink", "grad_ratio_init", "grad_ratio_train", "grad_norm_init",
-           "log10_grad_ratio_init", "log10_grad_ratio_train", "log10_grad_norm_init"}
+           "log10_grad_ratio_init", "log10_grad_ratio_train", "log10_grad_norm_init", "solved"}
 
 
 def known_metrics(probe_scalars: set[str]) -> set[str]:

@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from experiments.metrics import grad_columns, per_run  # noqa: E402
+from experiments.metrics import SOLVED_BELOW, grad_columns, per_run  # noqa: E402
 from experiments.store import load_probe  # noqa: E402
 
 
@@ -152,6 +152,27 @@ def plot_metric_vs_depth(runs: pd.DataFrame, study: dict, study_dir: Path) -> by
     return finish(fig, [ax], claim_title(study, "Band = min–max over seeds."))
 
 
+def plot_metric_vs_length(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """A recurrent study: the verdict metric and the share of solved runs against the sequence length,
+    one line per cell (the variant's name before '_'); of a grid experiment, the tuned runs."""
+    runs, study = compared(runs, study)
+    metric = study["experiment"]["verdict"]["metric"]
+    finals = per_run(runs)
+    if "seq_len" not in finals:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    cells = list(dict.fromkeys(v.split("_")[0] for v in study["experiment"]["variants"]))
+    for i, cell in enumerate(cells):
+        mine = finals[finals["variant"].str.split("_").str[0] == cell]
+        band(axes[0], mine, "seq_len", metric, colour(i, len(cells)), cell, marker="o", markersize=4)
+        share = mine.groupby("seq_len")["solved"].mean()
+        axes[1].plot(share.index, share.values, color=colour(i, len(cells)), marker="o", label=cell)
+    axes[0].set(xlabel="sequence length (steps)", ylabel=metric, xscale="log")
+    axes[1].set(xlabel="sequence length (steps)", ylabel=f"share of seeds solved (test MSE < {SOLVED_BELOW})",
+                xscale="log", ylim=(-0.05, 1.05))
+    return finish(fig, list(axes), claim_title(study, "Band = min–max over seeds."), shared_legend=True)
+
+
 def plot_metric_vs_updates(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes:
     """Test accuracy against the number of optimizer updates, every variant on one log axis."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -225,5 +246,6 @@ def plot_checked_metrics(runs: pd.DataFrame, study: dict, study_dir: Path) -> by
 
 # the figures of the learning curves; a probe brings its own figure (probes.PROBES)
 FIGURES = {"curves": plot_curves, "metric_vs_parameters": plot_metric_vs_parameters, "metric_vs_depth": plot_metric_vs_depth,
+           "metric_vs_length": plot_metric_vs_length,
            "metric_vs_updates": plot_metric_vs_updates, "effective_lr": plot_effective_lr,
            "checked_metrics": plot_checked_metrics}

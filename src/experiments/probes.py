@@ -6,6 +6,7 @@ experiment lists it in `experiment.figures` under the probe's name) and what a r
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -333,7 +334,98 @@ def plot_block_at_256(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes
                        "The compared blocks at the lecture's 256 channels; band = min–max over seeds.", yscale="log")
 
 
+MEMORY_SAMPLES = 1000  # training sequences the recurrent probes read
+SCALES = [round(0.05 * i, 2) for i in range(41)]  # recurrent_scale's factors, 0 to 2
+
+
+def sequence_panels(study: dict, study_dir: Path, probe: str, draw, xlabel: str, ylabel: str, what: str,
+                    **axes_style) -> bytes | None:
+    """A figure of a recurrent study's probe: one panel per sequence length, one colour per cell (the
+    variant's name before '_'); `draw(ax, table, color, cell)`."""
+    tables = probe_tables(study, study_dir, probe)
+    if tables.empty:
+        return None
+    lengths = sorted(tables["seq_len"].unique())
+    cells = list(dict.fromkeys(v.split("_")[0] for v in study["experiment"]["variants"]))
+    fig, axes = plt.subplots(1, len(lengths), figsize=(5 * len(lengths), 4.2), squeeze=False)
+    for ax, length in zip(axes[0], lengths):
+        mine = tables[tables["seq_len"] == length]
+        for i, cell in enumerate(cells):
+            table = mine[mine["variant"].str.split("_").str[0] == cell]
+            if not table.empty:
+                draw(ax, table, colour(i, len(cells)), cell)
+        ax.set(title=f"sequences of {length} steps", xlabel=xlabel, ylabel=ylabel, **axes_style)
+    return finish(fig, list(axes[0]), claim_title(study, what), shared_legend=True)
+
+
+def gradient_through_time(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
+    """How far back the gradient reaches: the norm of the loss's gradient with respect to the hidden
+    state after each step, on 1,000 training sequences, of the initial and of the trained net.
+    log10_memory_gradient_<when>: the first step's norm over the last step's, in decades (very negative:
+    the gradient vanishes on its way back; positive: it grows). In float64, so that a gradient that
+    has shrunk by 40 decades is measured rather than flushed to 0."""
+    train = splits["train"]
+    x, y = train.x[:MEMORY_SAMPLES].double(), train.y[:MEMORY_SAMPLES].double()
+    rows, scalars = [], {}
+    for when, net in (("initial", initial_model(run, seed, splits)), ("trained", copy.deepcopy(model))):
+        net.double().eval()
+        states = net.states(x)
+        for state in states:
+            state.retain_grad()
+        net.zero_grad(set_to_none=True)
+        LOSSES[run["train"]["loss"]](net.head(states[-1])[None], y[None]).sum().backward()
+        norms = [state.grad.norm().item() for state in states]
+        net.zero_grad(set_to_none=True)
+        rows += [{"when": when, "seq_len": len(norms), "steps_back": len(norms) - step, "grad_norm": norm}
+                 for step, norm in enumerate(norms, start=1)]
+        ratio = norms[0] / norms[-1]
+        scalars[f"log10_memory_gradient_{when}"] = math.log10(ratio) if ratio > 0 else -math.inf
+    return pd.DataFrame(rows), scalars
+
+
+def plot_gradient_through_time(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """The gradient at each hidden state against how many steps before the end it lies."""
+    def draw(ax, table, color, cell):
+        band(ax, table[table["when"] == "trained"], "steps_back", "grad_norm", color, f"{cell}, trained")
+        band(ax, table[table["when"] == "initial"], "steps_back", "grad_norm", color, f"{cell}, initial",
+             linestyle=":")
+
+    return sequence_panels(study, study_dir, "gradient_through_time", draw, "steps before the end",
+                           "|dLoss / d hidden state|", "How far back the gradient reaches (dotted: initial nets); "
+                           "1,000 training sequences, band = min–max over seeds.", yscale="log")
+
+
+@torch.no_grad()
+def recurrent_scale(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
+    """The loss along a line in weight space: the trained net's recurrent weights multiplied by s from
+    0 to 2 (s = 1: the trained net), everything else kept, on 1,000 training sequences. A plain RNN's
+    loss is flat over most of the line and climbs a wall where the recurrent map starts to amplify."""
+    train = splits["train"]
+    x, y = train.x[:MEMORY_SAMPLES], train.y[:MEMORY_SAMPLES]
+    trained = model.recurrent.weight.clone()
+    model.eval()
+    rows = []
+    for s in SCALES:
+        model.recurrent.weight.copy_(s * trained)
+        loss = LOSSES[run["train"]["loss"]](model(x)[None], y[None]).item()
+        rows.append({"seq_len": x.shape[1], "scale": s, "train_loss": loss if math.isfinite(loss) else math.inf})
+    model.recurrent.weight.copy_(trained)
+    return pd.DataFrame(rows), {}
+
+
+def plot_recurrent_scale(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
+    """The training loss as the trained recurrent weights are scaled by s."""
+    return sequence_panels(study, study_dir, "recurrent_scale",
+                           lambda ax, table, color, cell: band(ax, table, "scale", "train_loss", color, cell),
+                           "s (recurrent weights x s; 1 = trained)", "squared error, 1,000 training sequences",
+                           "The loss along a line in weight space; band = min–max over seeds.", yscale="log")
+
+
 BLOCK_ARCHITECTURES = ("resmlp", "rescnn")  # the nets delete_blocks can take blocks out of
+
+
+def needs_rnn(run: dict, probe: str) -> str:
+    return "" if run["model"]["arch"] == "rnn" else f"the {probe} probe needs model.arch rnn, not {run['model']['arch']!r}"
 
 
 @dataclass(frozen=True)
@@ -362,6 +454,11 @@ PROBES = {
                           plot_block_at_256,
                           needs=lambda run: "" if run["model"]["arch"] == "cnn" and len(run["model"]["kernels"]) > 1 else
                           "the block_at_256 probe needs model.arch cnn with a block after its first convolution"),
+    "gradient_through_time": Probe(gradient_through_time,
+                                   frozenset({"log10_memory_gradient_initial", "log10_memory_gradient_trained"}),
+                                   plot_gradient_through_time, needs=lambda run: needs_rnn(run, "gradient_through_time")),
+    "recurrent_scale": Probe(recurrent_scale, frozenset(), plot_recurrent_scale,
+                             needs=lambda run: needs_rnn(run, "recurrent_scale")),
     "weight_norm": Probe(weight_norm, frozenset({"weight_norm", "small_weight_fraction"}), plot_weight_norm),
     "delete_blocks": Probe(delete_blocks, frozenset({"acc_one_block_deleted", "min_acc_one_block_deleted", "drop_one_block",
                                                      "max_drop_one_block", "worst_block"}), plot_delete_blocks,

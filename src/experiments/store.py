@@ -33,7 +33,8 @@ KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise")}
 KEY_DEFAULTS_ADDED = {("data", "test_size"): 10000, ("train", "max_updates"): None, ("model", "pieces"): 2,
                       ("model", "batch_norm"): False, ("data", "dataset"): "mnist", ("data", "teeth"): 16,
                       ("model", "kernels"): [3, 3], ("model", "channels"): [32, 64], ("model", "pool"): 2,
-                      ("model", "conv_dropout"): 0.0, ("train", "rotate_degrees"): 0.0, ("train", "shift_pixels"): 0.0}
+                      ("model", "conv_dropout"): 0.0, ("train", "rotate_degrees"): 0.0, ("train", "shift_pixels"): 0.0,
+                      ("model", "cell"): "rnn", ("data", "seq_len"): 100, ("train", "clip_grad_norm"): None}
 
 
 def run_key(run_cfg: dict, seed: int, probes: list[str] = ()) -> str:
@@ -157,6 +158,8 @@ def load_study(study_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         table.insert(0, "variant", meta["variant"])
         table["parameters"] = meta.get("parameters")
         table["depth"] = meta.get("config", {}).get("model", {}).get("depth")
+        if meta.get("config", {}).get("data", {}).get("dataset") == "adding":
+            table["seq_len"] = meta["config"]["data"]["seq_len"]
         # a vectorised group logged the time of all its seeds together: give each run its share
         table[["epoch_seconds", "seconds"]] /= meta.get("vectorised_seeds", 1)
         tables.append(table)

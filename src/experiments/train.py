@@ -85,6 +85,18 @@ class ModelStack:
             return (self._shared_input if shared else self._per_seed_input)(self.params, self.buffers, x)
         return self.models[0](x if shared else x[0]).unsqueeze(0)
 
+    @torch.no_grad()
+    def clip_grad_norm(self, max_norm: float) -> None:
+        """Rescale each seed's whole gradient (every parameter together) to an L2 norm of at most max_norm."""
+        if not self.vectorised:
+            torch.nn.utils.clip_grad_norm_(self.models[0].parameters(), max_norm)
+            return
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack([g.flatten(1).square().sum(1) for g in grads]).sum(0).sqrt()  # (seeds,)
+        scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+
     def grad_norms(self) -> torch.Tensor:
         """L2 norm of each weight layer's gradient, (seeds, layers), input layer first."""
         if self.vectorised:
@@ -200,6 +212,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     eval_batch_size = cfg["train"]["eval_batch_size"]
     eval_every = cfg["train"]["eval_every"]
     rotate, shift = cfg["train"]["rotate_degrees"], cfg["train"]["shift_pixels"]
+    clip = cfg["train"]["clip_grad_norm"]
     n_steps = math.ceil(len(train) / batch_size)  # optimizer updates per full epoch
     # a cap on the updates ends training early, in the epoch that reaches it
     epochs = cfg["train"]["epochs"] if max_updates is None else min(cfg["train"]["epochs"], math.ceil(max_updates / n_steps))
@@ -237,7 +250,8 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
 
     # Epoch 0: the untrained nets, with the gradient of one batch (vanishing gradients show here).
     stack.train()
-    x0, y0 = train.x[:batch_size].expand(len(seeds), -1, -1), train.y[:batch_size].expand(len(seeds), -1)
+    x0, y0 = train.x[:batch_size], train.y[:batch_size]
+    x0, y0 = x0.expand(len(seeds), *x0.shape), y0.expand(len(seeds), *y0.shape)
     loss_fn(stack(x0), y0).sum().backward()
     init_norms = stack.grad_norms().tolist()
     optimizer.zero_grad(set_to_none=True)
@@ -263,7 +277,9 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # the seeds share no weights: each gets exactly its own gradient
             if step % GRAD_NORM_EVERY == 0:
-                grad_norm_sum += stack.grad_norms()
+                grad_norm_sum += stack.grad_norms()  # before clipping: the size of the wall the step hit
+            if clip is not None:
+                stack.clip_grad_norm(clip)
             optimizer.step()
             # running sums stay on the device: no host sync inside the epoch
             loss_sum += losses.detach() * idx.shape[1]

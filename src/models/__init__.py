@@ -10,11 +10,12 @@ from models.maxout import MaxoutMLP, maxout_parameter_count
 from models.mlp import MLP, mlp_parameter_count
 from models.rescnn import ResidualCNN
 from models.resmlp import ResidualMLP
+from models.rnn import RNN
 
-__all__ = ["CNN", "MLP", "MaxoutMLP", "ResidualCNN", "ResidualMLP", "build_model", "conv_parameter_count",
+__all__ = ["CNN", "MLP", "MaxoutMLP", "RNN", "ResidualCNN", "ResidualMLP", "build_model", "conv_parameter_count",
            "maxout_parameter_count", "mlp_parameter_count", "receptive_field"]
 
-ARCHITECTURES = ("mlp", "maxout", "resmlp", "rescnn", "cnn")  # the values model.arch can take
+ARCHITECTURES = ("mlp", "maxout", "resmlp", "rescnn", "cnn", "rnn")  # the values model.arch can take
 
 
 def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
@@ -35,4 +36,7 @@ def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
         return CNN(in_features, out_features, kernels=model["kernels"], channels=model["channels"], width=model["width"],
                    pool=model["pool"], activation=model["activation"], init=model["init"],
                    conv_dropout=model["conv_dropout"], dropout=model["dropout"])
+    if model["arch"] == "rnn":
+        return RNN(in_features, out_features, cell=model["cell"], width=model["width"], activation=model["activation"],
+                   init=model["init"])
     raise ValueError(f"unknown model.arch {model['arch']!r} (known: {', '.join(ARCHITECTURES)})")

@@ -49,7 +49,7 @@ def initialise(weight_layers: list[nn.Module], init: str) -> None:
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
         elif init == "small_normal":  # the naive "small random numbers": N(0, 0.01^2) whatever the fan-in
             nn.init.normal_(layer.weight, std=SMALL_NORMAL_STD)
-        else:
-            raise ValueError(f"unknown init {init!r}")
+        else:  # identity: the IRNN's, models/rnn.py
+            raise ValueError(f"model.init {init} is not for this net (identity: model.arch rnn, model.cell rnn)")
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
