@@ -35,6 +35,13 @@ def test_summary_numbers():
     assert summary.loc["a", "n"] == 3 and summary.loc["a", "grad_ratio_init"] == pytest.approx(0.01)
 
 
+def test_the_summary_file_keeps_every_digit_of_a_parameter_count(tmp_path):
+    runs = make_runs({"a": [0.1, 0.2], "b": [0.9, 0.9]}).assign(parameters=1_199_882)
+    summary = metrics.summarise(metrics.per_run(runs), STUDY)
+    summary.to_csv(tmp_path / "summary.csv", index=False, float_format="%.6g")  # as analysis writes it
+    assert pd.read_csv(tmp_path / "summary.csv")["parameters"].tolist() == [1_199_882, 1_199_882]
+
+
 def test_gradient_ratio_uses_each_runs_own_last_layer():
     runs = make_runs({"a": [0.1, 0.2, 0.3], "b": [0.9, 0.9, 0.9]})
     runs["grad_norm_3"] = runs["variant"].map({"a": 0.001, "b": float("nan")})  # a is one layer deeper

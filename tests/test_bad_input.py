@@ -44,6 +44,7 @@ from experiments.runner import Where, train_group
     ("model.init=identity", "model.init identity is not for this net"),
     ("train.clip_grad_norm=0", "train.clip_grad_norm must be a finite number > 0"),
     ("data.teeth=0", "data.teeth must be >= 1"),
+    ("experiment.grid={optimizer.lr:[0.1]}", "to tune optimizer.lr, add it to the file's experiment.grid"),
 ])
 def test_bad_value_is_one_line(override, expected, exit_message):
     assert expected in exit_message("name=relu_vs_sigmoid", override)
@@ -121,3 +122,24 @@ def test_a_recurrent_study_rejects_a_bad_cell_or_length(exit_message):
     assert "data.seq_len must be in 2..10000" in exit_message("name=rnn_long_memory", "experiment.variants.tanh_10={data:{seq_len:1}}")
     assert "model.init identity (the IRNN) is for model.cell rnn" in exit_message("name=rnn_long_memory", "model.cell=lstm",
                                                                                   "only=[irnn_10]")
+
+
+def test_a_regression_tuned_on_accuracy_is_one_line(exit_message):
+    assert "set experiment.tune_on=val_loss" in exit_message("name=universality", "experiment.tune_on=val_acc")
+
+
+def test_an_empty_grid_is_one_line(exit_message):
+    assert "experiment.grid gives no values for optimizer.lr" in exit_message("name=dropout", "experiment.grid={optimizer.lr:[]}")
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("model.conv_dropout=1.5", "error: model.conv_dropout must be in [0, 1) (got 1.5)"),
+    ("model.pool=0", "error: model.pool must be >= 1 (1: no pooling; got 0)"),
+])
+def test_a_bad_cnn_setting_names_itself_and_nothing_else(exit_message, override, expected):
+    assert exit_message("name=cnn_vs_mlp", override).strip() == expected
+
+
+def test_a_classification_claim_on_regression_data_is_one_line(exit_message):
+    message = exit_message("name=relu_vs_sigmoid", "data.dataset=smooth", "train.loss=squared_error")
+    assert "judges test_acc, which a regression (data.dataset smooth) does not have" in message

@@ -247,6 +247,16 @@ def test_a_tuned_value_at_the_grid_edge_is_flagged():
     assert "edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
 
 
+def test_a_variant_whose_own_value_is_off_the_grid_waits_for_no_default_run():
+    study = {"experiment": {**GRID_STUDY["experiment"], "grid": {"optimizer.lr": [0.05]}}, "seeds": [0]}
+    rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": 0.5, "test_acc": 0.5, "train_acc": 0.5,
+             "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
+            for label in ("sgd_lr0.05", "adam_lr0.05")]
+    runs, resolved, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
+    assert list(resolved["experiment"]["variants"]) == ["sgd_tuned", "adam_tuned"]  # nothing left to wait for
+    assert "Own value not on the grid, so no `_default` run: sgd, adam." in grid_md
+
+
 FUNCTION_DATA = {"dataset": "sawtooth", "teeth": 4, "train_size": 400, "val_size": 100, "test_size": 401}
 
 

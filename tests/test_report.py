@@ -60,6 +60,10 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
     assert "judged by the previous rule" in first
     assert "- relu vs sigmoid, test_acc (higher is better), n = 5/5: advantage +0.85" in first
     assert "## Changes to what every study shares" in first
+    # a shared rule's change shows again in the section of each study whose checks it moved
+    vgg = first[first.index("### vgg_3x3"):first.index("###", first.index("### vgg_3x3") + 4)]
+    assert "commit efe327f, a rule every study shares (`configs/revisions.yaml`)" in vgg
+    assert "efe327f" not in first[first.index("### relu_vs_sigmoid"):first.index("###", first.index("### relu_vs_sigmoid") + 4)]
     assert "**Modern protocol: not run** — `python -m experiments name=relu_vs_sigmoid protocol=modern`" in first
     assert "![relu_vs_sigmoid, lecture protocol: curves](relu_vs_sigmoid/lecture/curves.png)" in first
     assert "Reproduce: `python -m experiments name=relu_vs_sigmoid` — 10 runs" in first

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shlex
 import sys
 import time
@@ -155,6 +156,12 @@ def precheck(args: list[str]) -> list[str]:
                 message = one_line(exc)
                 if "In 'name/" in message and "not in 'Config'" in message:
                     message += " (an experiment file must start with the line '# @package _global_')"
+                grid = re.search(r"Could not override '(experiment\.(?:grid|protocol_grids))'.*?Key '([^']+)' is not in struct",
+                                 message)
+                if grid:  # Hydra adds no key to a map of a structured config from the command line
+                    message = (f"{grid[1]} on the command line can change only the values of keys the experiment "
+                               f"file already lists there; to tune {grid[2]}, add it to the file's {grid[1]}")
+                raise UserError(message) from None
                 raise UserError(message) from None
             check_folder_names(job_overrides, set(cfg.hydra.job.config.override_dirname.exclude_keys))
             folders.add((Path(cfg.results_dir), Path(cfg.hydra.run.dir)))

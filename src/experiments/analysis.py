@@ -44,6 +44,10 @@ def check_experiment(spec: DictConfig) -> None:
     if not checks or not all(check.better for check in checks) or not any(check.key for check in checks):
         raise UserError(f"experiment {spec.name!r}: its verdict needs `better` and `worse`, or a list of `checks` "
                         "with at least one key check")
+    empty = [key for key, values in spec.grid.items() if not values]
+    if empty:
+        raise UserError(f"experiment {spec.name!r}: experiment.grid gives no values for {', '.join(empty)}; "
+                        f"list at least one, or leave the key out")
     named = [v for check in checks for v in check.variants]
     # a grid experiment's verdict speaks of <variant>_default and <variant>_tuned (<variant> alone: tuned)
     comparable = [*spec.variants, *(f"{v}_{kind}" for v in spec.variants for kind in ("default", "tuned") if spec.grid)]

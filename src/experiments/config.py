@@ -272,15 +272,17 @@ def check_run(run: dict) -> None:
         problems.append(f"model.depth must be in 1..{MAX_DEPTH} (got {model['depth']})")
     if not 1 <= model["width"] <= MAX_WIDTH:
         problems.append(f"model.width must be in 1..{MAX_WIDTH} (got {model['width']})")
+    for key in ("dropout", "conv_dropout"):
+        if not 0 <= model[key] < 1:
+            problems.append(f"model.{key} must be in [0, 1) (got {model[key]})")
+    if model["pool"] < 1:
+        problems.append(f"model.pool must be >= 1 (1: no pooling; got {model['pool']})")
     if not problems:  # each architecture checks its own shape rules; the meta device allocates nothing
         try:
             with torch.device("meta"):
                 build_model(model, N_FEATURES, N_CLASSES)
         except ValueError as error:
             problems.append(str(error))
-    for key in ("dropout", "conv_dropout"):
-        if not 0 <= model[key] < 1:
-            problems.append(f"model.{key} must be in [0, 1) (got {model[key]})")
     if not 0 < opt["lr"] < math.inf:
         problems.append(f"optimizer.lr must be a finite number > 0 (got {opt['lr']})")
     if not 0 <= opt["momentum"] < 1:

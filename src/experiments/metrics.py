@@ -133,6 +133,9 @@ def summarise(finals: pd.DataFrame, study: dict) -> pd.DataFrame:
                                       **{column: (column, "mean") for column in means}))
     table = table.reindex(list(spec["variants"]))  # every variant, in the experiment's order, run or not
     table[["n", "n_diverged"]] = table[["n", "n_diverged"]].fillna(0).astype(int)
+    for count in ("parameters", "updates"):  # whole numbers: summary.csv keeps every digit (1,199,882, not 1.19988e+06)
+        if count in table:
+            table[count] = table[count].round().astype("Int64")
     table["lecture"] = [spec["lecture"].get(variant, math.nan) for variant in table.index]
     table["n_expected"] = len(study["seeds"])
     order = ["lecture", "mean", "ci95", "std", "min", "max", "n", "n_expected", "n_diverged", "train_acc", "test_acc",

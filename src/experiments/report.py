@@ -206,9 +206,12 @@ def build_report(results_dir: Path) -> str:
                   f"- Lecture: {spec.get('lecture_ref') or '–'}"]
         if spec.get("source_ref"):
             lines.append(f"- Source: {spec['source_ref']}")
+        # a shared rule's change, listed here too where it changed a check of this study
+        shared = [f"- {r['date']}, commit {str(r['commit'])[:7]}, a rule every study shares (`{revisions.SHARED_RECORD}`): "
+                  f"{r['what']}. Why: {r['why']}" for r in revisions.shared_recorded(REPO) if name in r.get("changed", [])]
         lines += ["", "Changes after results existed (detected in git; reasons from the experiment file):", "",
                   *(revisions.revision_lines(REPO, [f"configs/name/{name}.yaml"], f"results/{name}",
-                                             spec.get("revisions", [])) or ["- none"]), ""]
+                                             spec.get("revisions", [])) + shared or ["- none"]), ""]
         for protocol in PROTOCOLS:
             outcome = outcomes[(name, protocol)]
             if outcome is None:

@@ -70,6 +70,14 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
         for probe in spec.probes:
             if PROBES[probe].needs(run):
                 raise UserError(f"variant {label!r}: {PROBES[probe].needs(run)}")
+        judged = [spec.verdict.metric, *(check.metric for check in spec.verdict.checks if check.metric)]
+        by_class = [m for m in judged if "_acc" in m or m.endswith("_error") or m == "failed_to_learn"]
+        if by_class and run["data"]["dataset"] != "mnist":
+            raise UserError(f"variant {label!r}: {spec.name} judges {', '.join(sorted(set(by_class)))}, which a "
+                            f"regression (data.dataset {run['data']['dataset']}) does not have; it needs data.dataset mnist")
+        if spec.grid and spec.tune_on == "val_acc" and run["data"]["dataset"] != "mnist":
+            raise UserError(f"variant {label!r} is a regression, which has no accuracy to tune on: "
+                            f"set experiment.tune_on=val_loss")
         if spec.grid and not run["data"]["val_size"]:
             raise UserError(f"experiment {spec.name!r} tunes on a grid, which needs a validation split: data.val_size > 0")
         runs[label] = run

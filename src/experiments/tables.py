@@ -50,7 +50,7 @@ def table_markdown(summary: pd.DataFrame, metric: str, lecture_label: str = "") 
         rows.append([r["variant"], fmt(r["lecture"], 2), f"{fmt(r['mean'])} ± {fmt(r['ci95'])}",
                  f"{fmt(r['min'])} – {fmt(r['max'])}", f"{int(r['n'])}/{int(r['n_expected'])}",
                  str(int(r["n_diverged"])), fmt(r["train_acc"]), *([fmt(r["test_acc"])] if metric != "test_acc" else []),
-                 *(f"{r[c]:,.0f}" if c in r and not math.isnan(r[c]) else "–" for c in ("parameters", "updates")),
+                 *(f"{r[c]:,.0f}" if c in r and pd.notna(r[c]) else "–" for c in ("parameters", "updates")),
                  *(f"{r[c]:.2g}" if c in r else "–" for c in ("grad_ratio_init", "grad_ratio_train")),
                      fmt(r["seconds_per_epoch"], 2), fmt(r["seconds_per_run"], 1)])
     return pipe_table(header, rows)

@@ -27,7 +27,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
     views, keys, at_edge, view_runs = [], list(spec["grid"]), [], {}
     header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned",
               "its lead over the runner-up (val)", "default"]
-    rows = []
+    rows, off_grid = [], []
     for base, partial in spec["variants"].items():
         mine = [label for label, (b, _) in labels.items() if b == base]
         scored = [label for label in mine if label in val.index and pd.notna(val[label])]
@@ -37,6 +37,8 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
         chosen = {"tuned": max(scored, key=lambda label: val[label]) if scored else None,
                   "default": next((label for label in mine if all(
                       own.get(key) == value for key, value in labels[label][1].items())), None)}
+        if chosen["default"] is None:
+            off_grid.append(base)
         point = {kind: ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in labels[label][1].values())
                  if label else "–" for kind, label in chosen.items()}
         ranked = sorted((val[label] for label in scored), reverse=True)
@@ -49,10 +51,13 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
             if label is not None:
                 views.append(runs[runs["variant"] == label].assign(variant=f"{base}_{kind}", grid_run=label))
                 view_runs[f"{base}_{kind}"] = label
-    view_names = [f"{b}_{kind}" for kind in ("default", "tuned") for b in spec["variants"]]
+    # a variant whose own value is not on the grid has no `_default` run, and none is waited for
+    view_names = [f"{b}_{kind}" for kind in ("default", "tuned") for b in spec["variants"]
+                  if kind == "tuned" or b not in off_grid]
     resolved = {**study, "experiment": {**spec, "variants": {name: {} for name in view_names}}, "view_runs": view_runs}
     edge_note = ([f"Best value at the edge of the grid, so tuning may be incomplete for: {', '.join(at_edge)}.", ""]
                  if at_edge else [])
+    edge_note += ([f"Own value not on the grid, so no `_default` run: {', '.join(off_grid)}.", ""] if off_grid else [])
     what = "accuracy" if tune_on == "val_acc" else "loss"
     grid_md = "\n".join([f"Validation {what} (test {what}) of every grid point, mean over seeds; "
                           f"`_tuned` takes the {'best' if sign > 0 else 'lowest'} validation {what}, never the test set:",
