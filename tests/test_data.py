@@ -79,3 +79,12 @@ def test_the_adding_problem_sums_the_two_marked_values_one_in_each_half():
     again = make_splits({"dataset": "adding", "seq_len": 20, "train_size": 300, "val_size": 50, "test_size": 100},
                         torch.device("cpu"))
     assert torch.equal(again["train"].x, x) and not torch.equal(splits["test"].x[:50], x[:50])
+
+
+def test_mnist_reads_as_torchvision_reads_it(mnist_root):
+    from torchvision.datasets import MNIST
+
+    train_x, train_y, test_x, test_y = load_mnist(mnist_root, False)
+    for ours, theirs in ((train_x, MNIST(mnist_root, train=True).data), (train_y, MNIST(mnist_root, train=True).targets),
+                         (test_x, MNIST(mnist_root, train=False).data), (test_y, MNIST(mnist_root, train=False).targets)):
+        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)

@@ -4,7 +4,9 @@ a 1-D function to regress, or the adding problem's sequences (both sampled)."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+import struct
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,26 +42,37 @@ class Split:
         return self.x.shape[-1], (1 if self.y.is_floating_point() else N_CLASSES)
 
 
-def _check_raw_files(raw_dir: Path) -> None:
-    from torchvision.datasets.utils import check_integrity
+def _read_checked(path: Path, size: int, md5: str) -> bytes:
+    """A raw MNIST file's bytes, refused unless its size and MD5 are the original's."""
+    data = path.read_bytes()
+    if len(data) != size or hashlib.md5(data).hexdigest() != md5:
+        raise UserError(f"MNIST file {path} is corrupted or truncated (size/MD5 mismatch); "
+                        f"delete it and download again, or copy the original file there")
+    return data
 
-    for name, (size, md5) in RAW_FILES.items():
-        path = raw_dir / name
-        if path.stat().st_size != size or not check_integrity(str(path), md5):
-            raise UserError(f"MNIST file {path} is corrupted or truncated (size/MD5 mismatch); "
-                            f"delete it and download again, or copy the original file there")
+
+def read_idx(data: bytes) -> torch.Tensor:
+    """An IDX file of unsigned bytes (MNIST's format): a 4-byte magic whose last byte is the number of
+    dimensions, one big-endian 32-bit size per dimension, then the values. Read here rather than
+    through torchvision, whose import alone costs a command seconds (it loads torch's compiler stack);
+    torchvision is imported only to download."""
+    if data[:3] != b"\x00\x00\x08":
+        raise UserError("an MNIST file is not an IDX file of unsigned bytes")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    return torch.frombuffer(bytearray(data[4 + 4 * ndim:]), dtype=torch.uint8).view(*shape)
 
 
 @functools.lru_cache(maxsize=4)
 def load_mnist(root: str, download: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The raw uint8 images and int64 labels of MNIST train and test, on the CPU."""
-    from torchvision.datasets import MNIST
-
     raw_dir = Path(root) / "MNIST" / "raw"
     missing = [name for name in RAW_FILES if not (raw_dir / name).exists()]
     if missing and download:
         created = next((p for p in reversed([raw_dir, *raw_dir.parents]) if not p.exists()), None)
         try:
+            from torchvision.datasets import MNIST
+
             MNIST(root, train=True, download=True)
             MNIST(root, train=False, download=True)
         except Exception as exc:  # no network, proxy, mirror down: all end in the same advice
@@ -72,9 +85,10 @@ def load_mnist(root: str, download: bool) -> tuple[torch.Tensor, torch.Tensor, t
     if missing:
         raise UserError(f"MNIST files missing in {raw_dir.resolve()}: {', '.join(missing)}; put them there "
                         f"or set data.root / MNIST_ROOT to a folder holding MNIST/raw/")
-    _check_raw_files(raw_dir)
-    train, test = MNIST(root, train=True), MNIST(root, train=False)
-    return train.data, train.targets, test.data, test.targets
+    images, labels = "images-idx3-ubyte", "labels-idx1-ubyte"
+    tensors = {name: read_idx(_read_checked(raw_dir / name, *RAW_FILES[name])) for name in RAW_FILES}
+    return (tensors[f"train-{images}"], tensors[f"train-{labels}"].long(),
+            tensors[f"t10k-{images}"], tensors[f"t10k-{labels}"].long())
 
 
 def _to_split(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> Split:
