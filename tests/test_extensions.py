@@ -339,3 +339,42 @@ def test_block_at_256_counts_the_lectures_bottleneck_numbers(tiny):
     assert (bottleneck["block_weights_at_256"], plain["block_weights_at_256"]) == (69_632, 1_179_648)
     assert len(table) == 5 and (table["seconds"] > 0).all()
     assert math.isfinite(plain["log10_block_seconds_at_256"])
+
+
+def recurrent_run(**model):
+    return {"model": {"arch": "rnn", "cell": "rnn", "depth": 1, "width": 16, "activation": "tanh", "init": "torch_default",
+                      **model},
+            "data": {"dataset": "adding", "seq_len": 30, "train_size": 100, "val_size": 0, "test_size": 100},
+            "train": {"loss": "squared_error"}}
+
+
+def test_the_gradient_through_time_vanishes_for_a_tanh_rnn_and_is_kept_by_the_irnn():
+    from experiments.probes import gradient_through_time
+
+    run = recurrent_run()
+    splits = make_splits(run["data"], torch.device("cpu"))
+    torch.manual_seed(0)
+    tanh_net = build_model(run["model"], *splits["train"].shape)
+    table, scalars = gradient_through_time(tanh_net, splits, run, seed=0)
+    assert scalars["log10_memory_gradient_initial"] < -3  # 30 steps back, more than three decades lost
+    assert set(table["steps_back"]) == set(range(30)) and set(table["when"]) == {"initial", "trained"}
+    irnn = recurrent_run(activation="relu", init="identity")
+    _, kept = gradient_through_time(build_model(irnn["model"], 2, 1), splits, irnn, seed=0)
+    assert abs(kept["log10_memory_gradient_initial"]) < 1  # the identity carries it back
+
+
+def test_the_recurrent_scale_line_passes_through_the_trained_net_and_restores_it():
+    from experiments.probes import recurrent_scale
+
+    run = recurrent_run()
+    splits = make_splits(run["data"], torch.device("cpu"))
+    torch.manual_seed(0)
+    net = build_model(run["model"], *splits["train"].shape)
+    before = net.recurrent.weight.clone()
+    table, _ = recurrent_scale(net, splits, run, seed=0)
+    assert torch.equal(net.recurrent.weight, before)
+    x, y = splits["train"].x, splits["train"].y
+    with torch.no_grad():
+        at_one = (net(x).squeeze(-1) - y).square().mean().item()
+    assert table.set_index("scale").loc[1.0, "train_loss"] == pytest.approx(at_one, rel=1e-5)
+    assert table["scale"].min() == 0 and table["scale"].max() == 2
