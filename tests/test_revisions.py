@@ -96,6 +96,21 @@ def test_settings_table_marks_departures_and_what_varies():
     assert "| seeds | – | 0, 1, 2, 3, 4 (n = 5) |  |" in settings.settings_markdown(STUDY)
 
 
+def test_settings_table_marks_a_key_no_net_of_the_study_reads():
+    study = {"protocol": "lecture", "seeds": [0],
+             "lecture_settings": {"model": {"arch": "mlp", "depth": 3, "activation": "sigmoid", "cell": "rnn"},
+                                  "data": {"dataset": "mnist", "seq_len": 100}},
+             "settings": {"lstm": {"model": {"arch": "rnn", "depth": 3, "activation": "tanh", "cell": "lstm"},
+                                   "data": {"dataset": "adding", "seq_len": 30}},
+                          "tanh": {"model": {"arch": "rnn", "depth": 3, "activation": "tanh", "cell": "rnn"},
+                                   "data": {"dataset": "adding", "seq_len": 30}}}}
+    rows = {key: (ref, value, mark) for key, ref, value, mark in settings.settings_rows(study)}
+    assert rows["model.depth"] == ("3", "3", settings.UNREAD)  # a recurrent net has no hidden-layer count
+    assert rows["model.activation"] == ("sigmoid", "tanh", settings.DEPARTS)  # the plain cell reads it
+    assert rows["data.seq_len"] == ("100", "30", settings.DEPARTS)
+    assert "model.depth" not in settings.study_label(study)
+
+
 @pytest.mark.parametrize("name,identical", [("dropout", True), ("relu_vs_sigmoid", False), ("deep_vs_fat", False)])
 def test_an_experiment_that_fixes_every_protocol_setting_is_not_run_twice(name, identical):
     assert settings.protocols_identical(name) == identical

@@ -13,6 +13,24 @@ from experiments.tables import pipe_table
 
 # the report's names for the table's marks
 DEPARTS, VARIES = "≠ lecture protocol", "varies (what the claim compares, or the tuning grid)"
+UNREAD = "not read by this study's nets or data"
+
+# keys only some architectures (models/__init__.build_model) or data sets read
+READ_BY_ARCH = {"model.depth": {"mlp", "maxout", "resmlp", "rescnn"}, "model.activation": {"mlp", "cnn", "rnn"},
+                "model.dropout": {"mlp", "maxout", "cnn"}, "model.residual": {"resmlp", "rescnn"},
+                "model.pieces": {"maxout"}, "model.batch_norm": {"mlp"}, "model.kernels": {"cnn"},
+                "model.channels": {"cnn"}, "model.pool": {"cnn"}, "model.conv_dropout": {"cnn"}, "model.cell": {"rnn"}}
+READ_BY_DATA = {"data.teeth": {"sawtooth"}, "data.seq_len": {"adding"}}
+
+
+def reads(run: dict[str, object], key: str) -> bool:
+    """Whether a run (flattened settings) is changed by `key` at all."""
+    arch = run.get("model.arch", "mlp")
+    if key == "model.activation" and arch == "rnn":  # the gated cells fix their own nonlinearities
+        return run.get("model.cell", "rnn") == "rnn"
+    if key in READ_BY_ARCH:
+        return arch in READ_BY_ARCH[key]
+    return key not in READ_BY_DATA or run.get("data.dataset", "mnist") in READ_BY_DATA[key]
 
 
 def flatten(settings: dict) -> dict[str, object]:
@@ -30,9 +48,12 @@ def settings_rows(study: dict) -> list[tuple[str, str, str, str]]:
     keys = list(reference) + sorted({k for run in runs.values() for k in run} - set(reference))
     rows = []
     for key in keys:
-        values = {label: run.get(key) for label, run in runs.items()}
+        reading = {label: run for label, run in runs.items() if reads(run, key)}
+        values = {label: run.get(key) for label, run in (reading or runs).items()}
         distinct = list(dict.fromkeys(shown(v) for v in values.values()))
-        if len(distinct) == 1:
+        if not reading:
+            rows.append((key, shown(reference.get(key)), " · ".join(distinct), UNREAD))
+        elif len(distinct) == 1:
             value = next(iter(values.values()))
             rows.append((key, shown(reference.get(key)), distinct[0], DEPARTS if value != reference.get(key) else ""))
         else:
