@@ -147,3 +147,22 @@ def test_a_studys_own_caveats_are_printed_under_its_verdict(tmp_path):
     plain = tmp_path / "plain" / "lecture"
     write_store(plain, FIVE)
     assert "caveats" not in analysis.analyse(plain)[1]
+
+
+def test_the_checked_metrics_figure_leaves_out_a_non_finite_seed_and_says_so(tmp_path, monkeypatch):
+    import warnings
+
+    from experiments import plots
+
+    runs = make_runs({"a": [0.1, 0.2, 0.3], "b": [0.9, 0.9, 0.9]})
+    runs.loc[(runs["variant"] == "a") & (runs["seed"] == 0), "test_acc"] = float("-inf")
+    shown = []
+    monkeypatch.setattr(plots, "finish", lambda fig, axes, title, **kw: shown.append(
+        [tick.get_text() for tick in axes[0].get_xticklabels()]) or b"png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a bar of height -inf warns
+        plots.plot_checked_metrics(runs, STUDY | {"experiment": {**STUDY["experiment"],
+                                                                  "verdict": {"metric": "test_acc", "checks": [
+                                                                      {"better": "b", "worse": "a", "metric": ""}]}}},
+                                   tmp_path)
+    assert shown == [["a (1 not finite)", "b"]]

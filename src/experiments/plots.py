@@ -223,10 +223,13 @@ def plot_checked_metrics(runs: pd.DataFrame, study: dict, study_dir: Path) -> by
     variants = [v for v in spec["variants"] if v in set(finals["variant"])]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1, 4.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
+        labels = []
         for x, variant in enumerate(variants):
             values = finals.loc[finals["variant"] == variant, metric]
-            ax.bar(x, values.mean(), color=colour(x, len(variants)), alpha=0.35, width=0.6)
-            ax.plot([x] * len(values), values, "o", color=colour(x, len(variants)), markersize=4)
+            finite = values[values.abs() < math.inf]  # a diverged seed's NaN, a vanished gradient's -inf
+            ax.bar(x, finite.mean() if len(finite) else 0, color=colour(x, len(variants)), alpha=0.35, width=0.6)
+            ax.plot([x] * len(finite), finite, "o", color=colour(x, len(variants)), markersize=4)
+            labels.append(variant + (f" ({len(values) - len(finite)} not finite)" if len(finite) < len(values) else ""))
         for check in checks:  # a fixed number a check tests against: dashed for a key check, dotted for a side check
             if (check["metric"] or spec["verdict"]["metric"]) == metric and check.get("value") is not None:
                 style = {"color": "black" if check["key"] else "grey", "linestyle": "--" if check["key"] else ":",
@@ -237,7 +240,7 @@ def plot_checked_metrics(runs: pd.DataFrame, study: dict, study_dir: Path) -> by
                                color=style["color"], label=f"{what}: ±{check['margin']:g}")
                 else:
                     ax.axhline(check["value"], label=what, **style)
-        ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(range(len(variants)), labels, rotation=30, ha="right", fontsize=8)
         ax.set(title=metric, ylabel=metric)
         if not ax.get_legend_handles_labels()[0]:
             ax.plot([], [], "o", color="grey", label="one seed; bar = mean")
