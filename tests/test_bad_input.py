@@ -137,9 +137,31 @@ def test_an_empty_grid_is_one_line(exit_message):
     ("model.pool=0", "error: model.pool must be >= 1 (1: no pooling; got 0)"),
 ])
 def test_a_bad_cnn_setting_names_itself_and_nothing_else(exit_message, override, expected):
-    assert exit_message("name=cnn_vs_mlp", override).strip() == expected
+    assert exit_message("name=cnn_vs_mlp", override).strip().endswith(expected.removeprefix("error: "))
+    assert exit_message("name=cnn_vs_mlp", override).count("must be") == 1
 
 
 def test_a_classification_claim_on_regression_data_is_one_line(exit_message):
     message = exit_message("name=relu_vs_sigmoid", "data.dataset=smooth", "train.loss=squared_error")
     assert "judges test_acc, which a regression (data.dataset smooth) does not have" in message
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("data.seq_len=0", "every variant of rnn_long_memory sets its own data.seq_len (10, 30, 100)"),
+    ("model.depth=5", "no net or data of rnn_long_memory reads model.depth"),
+    ("model.dropout=0.5", "no net or data of rnn_long_memory reads model.dropout"),
+    ("optimizer.lr=0.1", "rnn_long_memory tunes optimizer.lr on its grid"),
+])
+def test_a_setting_that_would_change_no_run_is_refused(exit_message, override, expected):
+    assert expected in exit_message("name=rnn_long_memory", override)
+
+
+def test_an_error_of_a_variant_names_it_even_when_only_picks_others(exit_message):
+    message = exit_message("name=rnn_long_memory", "only=[lstm_10]", "model.cell=gru")
+    assert "variant 'irnn_10_lr0.001' of rnn_long_memory: model.init identity" in message
+
+
+def test_function_data_need_no_mnist_files():
+    entry.precheck(["name=universality", "data.root=/nonexistent/datasets", "data.download=false"])
+    with pytest.raises(UserError, match="MNIST files missing"):
+        entry.precheck(["name=relu_vs_sigmoid", "data.root=/nonexistent/datasets", "data.download=false"])

@@ -19,14 +19,15 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments.config import CONFIG_DIR, apply_protocol_grid, experiment_names, protocol_names, register_schema
 from experiments.errors import UserError, one_line
 from experiments import analysis
 from experiments.data import load_mnist
-from experiments.runner import build_runs, check_inside, check_writable, run_study
+from experiments.runner import build_runs, check_inside, check_writable, measured_settings, run_study
+from experiments.settings import flatten, reads
 from experiments.train import resolve_device
 
 # Hydra's flags that print or pick multirun, and never read configs from or write files to another
@@ -149,9 +150,11 @@ def precheck(args: list[str]) -> list[str]:
                 HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} resolve as in a real run
                 apply_protocol_grid(cfg, cfg.hydra.runtime.choices.protocol)
                 analysis.check_experiment(cfg.experiment)
-                build_runs(cfg)
+                runs = build_runs(cfg)
+                check_overrides_change_runs(job_overrides, cfg, runs)
                 resolve_device(cfg.device.value)
-                data_roots.add((cfg.data.root, cfg.data.download))
+                if any(run["data"]["dataset"] == "mnist" for run in runs.values()):  # the other data need no files
+                    data_roots.add((cfg.data.root, cfg.data.download))
             except (HydraException, OmegaConfBaseException, ValueError, IndexError, TypeError) as exc:
                 message = one_line(exc)
                 if "In 'name/" in message and "not in 'Config'" in message:
@@ -181,6 +184,26 @@ def precheck(args: list[str]) -> list[str]:
         if study_dir.exists() and not os.access(study_dir, os.W_OK | os.X_OK):  # Hydra writes .hydra/ there first
             raise UserError(f"the study folder {study_dir} is not writable")
     return flags + overrides
+
+
+def check_overrides_change_runs(overrides: list[str], cfg: DictConfig, runs: dict[str, dict]) -> None:
+    """A setting given on the command line changes some run: not one that every variant (or the
+    grid) sets for itself, nor one that no net or data of the experiment reads. Either would name
+    the study folder after a value no run used."""
+    spec = cfg.experiment
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key.split(".", 1)[0] not in ("model", "data", "optimizer", "train"):
+            continue
+        if key in spec.grid:
+            raise UserError(f"{override!r}: {spec.name} tunes {key} on its grid {list(spec.grid[key])}, so this value "
+                            f"would change no run; change the grid instead (experiment.grid)")
+        own = [OmegaConf.select(OmegaConf.create(partial), key) for partial in spec.variants.values()]
+        if all(value is not None for value in own):
+            raise UserError(f"{override!r}: every variant of {spec.name} sets its own {key} "
+                            f"({', '.join(dict.fromkeys(map(str, own)))}), so this value would change no run")
+        if not any(reads(flatten(measured_settings(run)), key) for run in runs.values()):
+            raise UserError(f"{override!r}: no net or data of {spec.name} reads {key}, so it would change no run")
 
 
 def check_folder_names(overrides: list[str], excluded: set[str]) -> None:

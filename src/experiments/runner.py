@@ -66,7 +66,10 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
             raise UserError(f"variant {label!r} of {spec.name}: {one_line(exc)}") from None
         run = OmegaConf.to_container(merged, resolve=True, enum_to_str=True)
         run.pop("hydra", None)
-        check_run(run)
+        try:
+            check_run(run)
+        except UserError as exc:  # name the variant: with only= it may not be one the user picked
+            raise UserError(f"variant {label!r} of {spec.name}: {exc}") from None
         for probe in spec.probes:
             if PROBES[probe].needs(run):
                 raise UserError(f"variant {label!r}: {PROBES[probe].needs(run)}")
