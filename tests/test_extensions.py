@@ -257,12 +257,13 @@ def test_a_variant_whose_own_value_is_off_the_grid_waits_for_no_default_run():
     assert "Own value not on the grid, so no `_default` run: sgd, adam." in grid_md
 
 
-FUNCTION_DATA = {"dataset": "sawtooth", "teeth": 4, "train_size": 400, "val_size": 100, "test_size": 401}
+FUNCTION_DATA = {"dataset": "sawtooth", "teeth": 4, "seq_len": 100, "train_size": 400, "val_size": 100, "test_size": 401}
 
 
 def function_cfg(**model):
     return {"model": {"arch": "mlp", "depth": 1, "width": 64, "activation": "relu", "init": "he", "dropout": 0.0,
-                      "residual": False, "pieces": 2, "batch_norm": False, "conv_dropout": 0.0, **model},
+                      "residual": False, "pieces": 2, "batch_norm": False, "conv_dropout": 0.0,
+                      "kernels": [3, 3], "channels": [32, 64], "pool": 2, "cell": "rnn", **model},
             "data": {**FUNCTION_DATA, "root": "unused", "download": False},
             "optimizer": {"name": "adam", "lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
                           "schedule": "constant"},
