@@ -152,6 +152,16 @@ def plot_metric_vs_depth(runs: pd.DataFrame, study: dict, study_dir: Path) -> by
     return finish(fig, [ax], claim_title(study, "Band = min–max over seeds."))
 
 
+def family(variant: str) -> str:
+    """A variant's family: its name before the first '_' (rnn_long_memory: the cell, 'lstm' of 'lstm_100')."""
+    return variant.split("_")[0]
+
+
+def families(variants) -> list[str]:
+    """The families of these variants, in their order."""
+    return list(dict.fromkeys(map(family, variants)))
+
+
 def plot_metric_vs_length(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
     """A recurrent study: the verdict metric and the share of solved runs against the sequence length,
     one line per cell (the variant's name before '_'); of a grid experiment, the tuned runs."""
@@ -161,9 +171,9 @@ def plot_metric_vs_length(runs: pd.DataFrame, study: dict, study_dir: Path) -> b
     if "seq_len" not in finals:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    cells = list(dict.fromkeys(v.split("_")[0] for v in study["experiment"]["variants"]))
+    cells = families(study["experiment"]["variants"])
     for i, cell in enumerate(cells):
-        mine = finals[finals["variant"].str.split("_").str[0] == cell]
+        mine = finals[finals["variant"].map(family) == cell]
         band(axes[0], mine, "seq_len", metric, colour(i, len(cells)), cell, marker="o", markersize=4)
         share = mine.groupby("seq_len")["solved"].mean()
         axes[1].plot(share.index, share.values, color=colour(i, len(cells)), marker="o", label=cell)

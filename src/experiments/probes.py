@@ -18,7 +18,7 @@ import torch
 
 from experiments.data import FUNCTIONS, N_CLASSES, Split
 from experiments.metrics import per_run
-from experiments.plots import band, claim_title, colour, finish, plt, probe_figure, probe_tables
+from experiments.plots import band, claim_title, colour, families, family, finish, plt, probe_figure, probe_tables
 from experiments.train import LOSSES
 from models import build_model
 from models.mlp import ACTIVATIONS
@@ -346,12 +346,12 @@ def sequence_panels(study: dict, study_dir: Path, probe: str, draw, xlabel: str,
     if tables.empty:
         return None
     lengths = sorted(tables["seq_len"].unique())
-    cells = list(dict.fromkeys(v.split("_")[0] for v in study["experiment"]["variants"]))
+    cells = families(study["experiment"]["variants"])
     fig, axes = plt.subplots(1, len(lengths), figsize=(5 * len(lengths), 4.2), squeeze=False)
     for ax, length in zip(axes[0], lengths):
         mine = tables[tables["seq_len"] == length]
         for i, cell in enumerate(cells):
-            table = mine[mine["variant"].str.split("_").str[0] == cell]
+            table = mine[mine["variant"].map(family) == cell]
             if not table.empty:
                 draw(ax, table, colour(i, len(cells)), cell)
         ax.set(title=f"sequences of {length} steps", xlabel=xlabel, ylabel=ylabel, **axes_style)

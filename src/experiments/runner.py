@@ -55,6 +55,9 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
         raise UserError(f"seeds must be in 0..2**31-1 (got {list(cfg.seeds)})")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise UserError(f"seeds lists a seed twice: {list(cfg.seeds)}")
+    # the metrics a verdict reads that only a classification has
+    judged = [spec.verdict.metric, *(check.metric for check in spec.verdict.checks if check.metric)]
+    by_class = [m for m in judged if "_acc" in m or m.endswith("_error") or m == "failed_to_learn"]
     runs = {}
     for label in labels:
         base, point = labels[label]
@@ -73,8 +76,6 @@ def build_runs(cfg: DictConfig) -> dict[str, dict]:
         for probe in spec.probes:
             if PROBES[probe].needs(run):
                 raise UserError(f"variant {label!r}: {PROBES[probe].needs(run)}")
-        judged = [spec.verdict.metric, *(check.metric for check in spec.verdict.checks if check.metric)]
-        by_class = [m for m in judged if "_acc" in m or m.endswith("_error") or m == "failed_to_learn"]
         if by_class and run["data"]["dataset"] != "mnist":
             raise UserError(f"variant {label!r}: {spec.name} judges {', '.join(sorted(set(by_class)))}, which a "
                             f"regression (data.dataset {run['data']['dataset']}) does not have; it needs data.dataset mnist")
