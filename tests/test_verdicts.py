@@ -1,11 +1,15 @@
 """The verdict engine on hand-made per-seed values: every outcome of every check kind, the margins,
 Holm's correction, the seeds estimate, and the verdict the outcomes add up to."""
 
+import subprocess
+import sys
+
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments import verdicts
+from experiments import metrics, verdicts
 from experiments.verdicts import FAILS, HOLDS, INCONCLUSIVE, Check
 
 SPREAD = np.array([-0.002, -0.001, 0.0, 0.001, 0.002])  # five seeds, sd 0.0016
@@ -333,3 +337,20 @@ def test_a_sampled_randomization_test_never_gives_p_zero():
     p = verdicts.permutation_p(np.full(11, 0.9), np.full(11, 0.1), upper=True)
     assert 0 < p <= 2 / (verdicts.EXACT_LIMIT + 1)
     assert verdicts.sign_flip_p(np.full(18, 0.5), upper=True) > 0
+
+
+def test_intervals_match_scipy_stats():
+    # the engine calls scipy.special directly (scipy.stats' import is slow): the same numbers
+    a, b = np.array([0.91, 0.93, 0.95, 0.92]), np.array([0.88, 0.90, 0.86, 0.89, 0.91])
+    diff = verdicts.welch(a, b)
+    assert diff.interval() == pytest.approx(stats.t.interval(0.90, diff.df, loc=diff.estimate, scale=diff.se))
+    assert diff.p_below(0.1) == pytest.approx(stats.t.cdf((diff.estimate - 0.1) / diff.se, diff.df))
+    assert metrics.ci95_half_width(pd.Series(a)) == pytest.approx(stats.sem(a) * stats.t.ppf(0.975, 3))
+    three_of_five = verdicts.share_test(np.array([1, 1, 1, 0, 0.0]), 0.5)
+    low, high = stats.binomtest(3, 5).proportion_ci(0.90, method="exact")
+    assert three_of_five.interval() == pytest.approx((low - 0.5, high - 0.5))
+
+
+def test_no_command_pays_for_importing_scipy_stats():
+    code = "import sys, experiments.analysis, experiments.__main__; print('scipy.stats' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

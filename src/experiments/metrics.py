@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 LEARNED_ABOVE = 0.2  # a final test accuracy at or below this (chance: 0.1) counts as failing to learn
 # the adding problem counts as solved below this test squared error, 6% of a constant guess's 1/6
@@ -21,7 +21,7 @@ def ci95_half_width(values: pd.Series) -> float:
     n = len(values)
     if n < 2:
         return math.nan
-    return float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return float(special.stdtrit(n - 1, 0.975) * values.std(ddof=1) / math.sqrt(n))
 
 
 def grad_columns(runs: pd.DataFrame) -> list[str]:
