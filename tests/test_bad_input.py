@@ -130,6 +130,8 @@ def test_a_regression_tuned_on_accuracy_is_one_line(exit_message):
 
 def test_an_empty_grid_is_one_line(exit_message):
     assert "experiment.grid gives no values for optimizer.lr" in exit_message("name=dropout", "experiment.grid={optimizer.lr:[]}")
+    # Hydra merges a map into the file's: {} would leave the grid whole and only name the folder
+    assert "would change no run" in exit_message("name=dropout", "experiment.grid={}")
 
 
 @pytest.mark.parametrize("override,expected", [

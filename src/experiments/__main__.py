@@ -148,6 +148,7 @@ def precheck(args: list[str]) -> list[str]:
             try:  # with the launcher's overrides, so that a mistyped one is caught here too
                 cfg = compose(config_name="config", overrides=overrides_now, return_hydra_config=True)
                 HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} resolve as in a real run
+                check_experiment_overrides_change_it(overrides_now, cfg)  # before the protocol's grid is applied
                 apply_protocol_grid(cfg, cfg.hydra.runtime.choices.protocol)
                 analysis.check_experiment(cfg.experiment)
                 runs = build_runs(cfg)
@@ -164,7 +165,6 @@ def precheck(args: list[str]) -> list[str]:
                 if grid:  # Hydra adds no key to a map of a structured config from the command line
                     message = (f"{grid[1]} on the command line can change only the values of keys the experiment "
                                f"file already lists there; to tune {grid[2]}, add it to the file's {grid[1]}")
-                raise UserError(message) from None
                 raise UserError(message) from None
             check_folder_names(job_overrides, set(cfg.hydra.job.config.override_dirname.exclude_keys))
             folders.add((Path(cfg.results_dir), Path(cfg.hydra.run.dir)))
@@ -204,6 +204,19 @@ def check_overrides_change_runs(overrides: list[str], cfg: DictConfig, runs: dic
                             f"({', '.join(dict.fromkeys(map(str, own)))}), so this value would change no run")
         if not any(reads(flatten(measured_settings(run)), key) for run in runs.values()):
             raise UserError(f"{override!r}: no net or data of {spec.name} reads {key}, so it would change no run")
+
+
+def check_experiment_overrides_change_it(overrides: list[str], cfg: DictConfig) -> None:
+    """An override of the experiment file's own keys changes it: Hydra merges a map given on the
+    command line into the file's, so `experiment.grid={}` would leave the grid whole and only name the
+    study folder."""
+    for override in overrides:
+        if not override.lstrip("+~").startswith("experiment."):
+            continue
+        without = compose(config_name="config", overrides=[o for o in overrides if o != override], return_hydra_config=True)
+        if OmegaConf.to_container(without.experiment) == OmegaConf.to_container(cfg.experiment):
+            raise UserError(f"{override!r} leaves the experiment as its file sets it (a map on the command line is "
+                            f"merged into the file's, never empties it), so it would change no run")
 
 
 def check_folder_names(overrides: list[str], excluded: set[str]) -> None:
