@@ -14,7 +14,7 @@ from experiments import config
 from experiments import store
 from experiments.data import make_splits
 from experiments.errors import UserError
-from experiments.runner import Where, train_group
+from experiments.runner import Member, Where, train_group
 
 
 
@@ -96,7 +96,7 @@ def test_disk_full_while_writing_leaves_no_run(monkeypatch, tmp_path, mnist_root
     monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
     path = store.run_dir(tmp_path, "relu", 0)
     with pytest.raises(UserError, match="No space left on device"):
-        train_group(Where(tmp_path, "toy", "commit", torch.device("cpu"), [], False), cfg, splits, "relu", [0], False)
+        train_group(Where(tmp_path, "toy", "commit", torch.device("cpu"), [], False), [Member("relu", cfg, 0)], splits, False)
     assert not path.exists() and list(path.parent.iterdir()) == []
 
 

@@ -5,6 +5,7 @@ import torch
 
 from experiments.data import make_splits
 from experiments.metrics import needs_step_sizes
+from experiments.runner import Member, training_groups
 from experiments.train import mse_on_softmax, train_run, train_seeds
 from helpers import runs_of
 
@@ -126,6 +127,25 @@ def test_vectorised_seeds_give_the_numbers_of_the_plain_per_seed_path(mnist_root
             assert (p_plain - p_vec).abs().mean() < 1e-3 * p_plain.abs().mean() + 1e-6
 
 
+@pytest.mark.parametrize("optimizer", [
+    {"name": "sgd", "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine"},
+    {"name": "adam"},
+])
+def test_a_vectorised_rate_grid_gives_the_numbers_of_plain_runs_at_each_rate(mnist_root, splits, optimizer):
+    cfg = run_cfg(mnist_root, epochs=2)
+    cfg["optimizer"].update(optimizer)
+    lrs = [0.001, 0.01, 0.001, 0.01] if optimizer["name"] == "adam" else [0.03, 0.1, 0.03, 0.1]
+    seeds = [0, 0, 1, 1]
+    stacked = train_seeds(cfg, splits, seeds, vectorise=True, step_sizes=True, lrs=lrs)
+    for seed, lr, vectorised in zip(seeds, lrs, stacked):
+        plain = train_run({**cfg, "optimizer": {**cfg["optimizer"], "lr": lr}}, splits, seed, step_sizes=True)
+        for row_plain, row_vec in zip(plain.rows, vectorised.rows, strict=True):
+            for key in row_plain:
+                tolerance = {"abs": 2e-3} if key.endswith("_acc") else {"rel": 1e-3, "abs": 1e-5}
+                if "seconds" not in key:
+                    assert row_vec[key] == pytest.approx(row_plain[key], nan_ok=True, **tolerance), (seed, lr, key)
+
+
 def test_cosine_schedule_decays_the_rate_to_zero(mnist_root, splits):
     cfg = run_cfg(mnist_root, epochs=2)
     cfg["optimizer"]["schedule"] = "cosine"
@@ -218,3 +238,21 @@ def test_clipping_bounds_each_seeds_whole_gradient_plain_or_vectorised():
     unclipped = without_timing(train_run(adding_cfg(), splits, 0).rows)
     moved = lambda rows: abs(rows[1]["train_loss"] - rows[0]["train_loss"])  # noqa: E731
     assert moved(plain[0]) < moved(unclipped)
+
+
+def test_a_vectorised_group_is_every_seed_and_rate_of_a_variant(mnist_root):
+    def run(lr, width=64, vectorise=None):
+        cfg = run_cfg(mnist_root, vectorise=vectorise)
+        cfg["model"]["width"], cfg["optimizer"]["lr"] = width, lr
+        return cfg
+
+    members = [Member(f"{name}_lr{lr}", run(lr, width), seed)
+               for name, width in (("narrow", 16), ("wide", 64)) for lr in (0.03, 0.1) for seed in (0, 1)]
+    on_cuda = training_groups(members, torch.device("cuda"))
+    assert [(len(group), vectorised) for group, vectorised in on_cuda] == [(4, True), (4, True)]
+    assert {m.label for m in on_cuda[0][0]} == {"narrow_lr0.03", "narrow_lr0.1"}
+    assert [(len(group), vectorised) for group, vectorised in training_groups(members, torch.device("cpu"))] == [(1, False)] * 8
+    # train.vectorise=true asks for it on any device; a lone run is plain on CUDA too
+    asked = [Member("a", run(0.1, vectorise=True), 0), Member("a", run(0.3, vectorise=True), 1)]
+    assert [(len(g), v) for g, v in training_groups(asked, torch.device("cpu"))] == [(2, True)]
+    assert training_groups(members[:1], torch.device("cuda")) == [(members[:1], False)]

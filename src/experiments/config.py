@@ -147,7 +147,7 @@ class TrainConfig:
     # rescale each seed's whole gradient to at most this L2 norm before the update (Pascanu et al.
     # 2013); null: never
     clip_grad_norm: Optional[float] = None
-    # train a variant's seeds as one vectorised model (torch.func.vmap); null: yes on CUDA, no on CPU
+    # train a variant's seeds and grid rates as one vectorised model (torch.func.vmap); null: yes on CUDA, no on CPU
     vectorise: Optional[bool] = None
 
 

@@ -164,21 +164,49 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
 
     name = spec["name"]
     where = Where(study_dir, name, git_commit(), device, spec["probes"], needs_step_sizes(spec))
-    for label, run in runs.items():
-        splits = make_splits(run["data"], device)
-        pending = []
-        for seed in cfg.seeds:
-            if not cfg.force and store.is_finished(store.run_dir(study_dir, label, seed),
-                                                   store.run_key(run, seed, spec["probes"])):
-                log.info(f"{name} | {label} | seed {seed} | already complete, skipped (force=true re-runs it)")
-            else:
-                pending.append(seed)
-        vectorise = run["train"]["vectorise"]
-        if vectorise is None:
-            vectorise = device.type == "cuda" and len(pending) > 1
-        for group in ([pending] if vectorise and pending else [[seed] for seed in pending]):
-            train_group(where, run, splits, label, group, vectorise)
+    data, splits = None, None  # made again only when the data change: the variants mostly share theirs
+    for group, vectorise in training_groups(pending_members(cfg, study_dir, runs, spec["probes"]), device):
+        if group[0].run["data"] != data:
+            data, splits = group[0].run["data"], make_splits(group[0].run["data"], device)
+        train_group(where, group, splits, vectorise)
     return device_name(device)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One run of a training group: a variant's (grid point's) label, its config and a seed."""
+    label: str
+    run: dict
+    seed: int
+
+
+def pending_members(cfg: DictConfig, study_dir: Path, runs: dict[str, dict], probes: list[str]) -> list[Member]:
+    """Every label x seed without a finished run folder (all of them with force=true)."""
+    pending = []
+    for label, run in runs.items():
+        for seed in cfg.seeds:
+            if not cfg.force and store.is_finished(store.run_dir(study_dir, label, seed), store.run_key(run, seed, probes)):
+                log.info(f"{cfg.experiment.name} | {label} | seed {seed} | already complete, skipped (force=true re-runs it)")
+            else:
+                pending.append(Member(label, run, seed))
+    return pending
+
+
+def training_groups(members: list[Member], device: torch.device) -> list[tuple[list[Member], bool]]:
+    """The members trained together, each group with whether it is vectorised. Vectorised (the
+    default on CUDA, train.vectorise=true elsewhere): every seed of a variant and every learning
+    rate of its grid as one stacked model, since they share every shape. Plain: one run at a time."""
+    groups: dict[str, list[Member]] = {}
+    for member in members:  # the same run but for the rate: one group
+        shape = {**member.run, "optimizer": {k: v for k, v in member.run["optimizer"].items() if k != "lr"}}
+        groups.setdefault(json.dumps(shape, sort_keys=True), []).append(member)
+    planned = []
+    for group in groups.values():
+        vectorise = group[0].run["train"]["vectorise"]
+        if vectorise is None:
+            vectorise = device.type == "cuda" and len(group) > 1
+        planned += [(group, True)] if vectorise else [([member], False) for member in group]
+    return planned
 
 
 @dataclass(frozen=True)
@@ -192,34 +220,37 @@ class Where:
     step_sizes: bool  # record the optimizer's effective_lr every epoch (the experiment uses it)
 
 
-def train_group(where: Where, run: dict, splits, label: str, seeds: list[int], vectorise: bool) -> None:
-    """Train these seeds of one variant together and commit each seed's run folder."""
+def train_group(where: Where, group: list[Member], splits, vectorise: bool) -> None:
+    """Train the members of one group together and commit each one's run folder."""
     study_dir, name, commit, device, probes = where.study_dir, where.name, where.commit, where.device, where.probes
     from torch.utils.tensorboard import SummaryWriter
 
-    paths = [store.run_dir(study_dir, label, seed) for seed in seeds]
+    paths = [store.run_dir(study_dir, member.label, member.seed) for member in group]
     try:
         temps = [store.temp_dir_for(path) for path in paths]
     except OSError as exc:
         raise UserError(f"cannot write results to {paths[0].parent}: {exc.strerror}") from None
     writers = [SummaryWriter(log_dir=str(tmp)) for tmp in temps]
+    run = group[0].run  # the members differ at most in the learning rate
     epochs = run["train"]["epochs"]
 
     def on_epoch(i: int, row: dict) -> None:
         for column, value in row.items():
             if column != "epoch":
-                group = "grad_norm" if column.startswith("grad_norm") else column.split("_")[0]
-                writers[i].add_scalar(f"{group}/{column}", value, row["epoch"])
+                kind = "grad_norm" if column.startswith("grad_norm") else column.split("_")[0]
+                writers[i].add_scalar(f"{kind}/{column}", value, row["epoch"])
         scores = ("train_acc", "val_acc", "test_acc") if run["data"]["dataset"] == "mnist" else ("val_loss", "test_loss")
         shown = " | ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", *scores) if k in row)
-        log.info(f"{name} | {label} | seed {seeds[i]} | epoch {row['epoch']:>3}/{epochs} | {shown} | "
+        log.info(f"{name} | {group[i].label} | seed {group[i].seed} | epoch {row['epoch']:>3}/{epochs} | {shown} | "
                  f"{row['seconds']:.1f} s")
 
     started = time.perf_counter()
-    results = train_seeds(run, splits, seeds, vectorise, on_epoch, step_sizes=where.step_sizes)
-    seconds = (time.perf_counter() - started) / len(seeds)  # a vectorised group shares its time
-    for seed, result, writer, tmp, path in zip(seeds, results, writers, temps, paths):
+    results = train_seeds(run, splits, [m.seed for m in group], vectorise, on_epoch, step_sizes=where.step_sizes,
+                          lrs=[m.run["optimizer"]["lr"] for m in group])
+    seconds = (time.perf_counter() - started) / len(group)  # a vectorised group shares its time
+    for member, result, writer, tmp, path in zip(group, results, writers, temps, paths):
         writer.close()
+        label, run, seed = member.label, member.run, member.seed
         if result.status == "diverged":
             log.info(f"{name} | {label} | seed {seed} | diverged (non-finite loss) at epoch {result.diverged_epoch}; "
                      f"recorded, continuing")
@@ -229,9 +260,10 @@ def train_group(where: Where, run: dict, splits, label: str, seeds: list[int], v
                 if not table.empty:
                     table.to_csv(tmp / f"{probe}.csv", index=False)
                 result.rows[-1].update(scalars)
+        # vectorised_seeds: how many runs (seeds, and grid rates) trained as one model
         meta = {"experiment": name, "variant": label, "seed": seed, "key": store.run_key(run, seed, probes),
                 "status": result.status, "parameters": result.parameters, "diverged_epoch": result.diverged_epoch,
-                "config": run, "seconds": seconds, "vectorised_seeds": len(seeds) if vectorise else 1,
+                "config": run, "seconds": seconds, "vectorised_seeds": len(group) if vectorise else 1,
                 "device": device_name(device), "torch": torch.__version__, "python": sys.version.split()[0],
                 "git_commit": commit}
         try:

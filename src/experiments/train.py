@@ -97,6 +97,17 @@ class ModelStack:
         for g in grads:
             g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
 
+    @torch.no_grad()
+    def step_at_rates(self, optimizer: torch.optim.Optimizer, rates: torch.Tensor) -> None:
+        """One optimizer step, each member at its own learning rate: `optimizer` runs at rate 1 and
+        each member's update is scaled by its rate. Exact for torch.optim's optimizers, whose update
+        is the rate times a direction that the rate does not enter (momentum, Adam's moments, weight
+        decay and Adagrad's decay all included)."""
+        before = [p.detach().clone() for p in self.params.values()]
+        optimizer.step()
+        for p, start in zip(self.params.values(), before):
+            p.copy_(torch.lerp(start, p, rates.view(-1, *[1] * (p.dim() - 1))))
+
     def grad_norms(self) -> torch.Tensor:
         """L2 norm of each weight layer's gradient, (seeds, layers), input layer first."""
         if self.vectorised:
@@ -195,18 +206,26 @@ def train_run(cfg: dict, splits: dict[str, Split], seed: int,
 
 
 def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise: bool,
-                on_epoch: Callable[[int, dict], None] = lambda i, row: None, step_sizes: bool = False) -> list[RunResult]:
+                on_epoch: Callable[[int, dict], None] = lambda i, row: None, step_sizes: bool = False,
+                lrs: list[float] | None = None) -> list[RunResult]:
     """Train one model per seed under `cfg`, side by side (vectorised) or a single seed (plain);
-    `on_epoch(i, row)` sees each seed's rows as they come. A seed whose loss turns non-finite is
-    recorded as diverged and leaves the stack's bookkeeping; the others go on. With `step_sizes`,
-    each row also records the optimizer's `effective_lr` (a median over every weight: opt-in)."""
+    `on_epoch(i, row)` sees each seed's rows as they come. `lrs`, one per seed, gives each model its
+    own learning rate (a vectorised grid: the same seed may then appear once per rate). A seed whose
+    loss turns non-finite is recorded as diverged and leaves the stack's bookkeeping; the others go
+    on. With `step_sizes`, each row also records the optimizer's `effective_lr` (a median over every
+    weight: opt-in)."""
     train, device = splits["train"], splits["train"].x.device
+    lrs = [cfg["optimizer"]["lr"]] * len(seeds) if lrs is None else lrs
+    assert len(lrs) == len(seeds), "one learning rate per model"
+    # one rate for all: the optimizer's own; several: it runs at rate 1, each model scaled by its own
+    rates = torch.tensor(lrs, device=device) if len(set(lrs)) > 1 else None
     models = []
     for seed in seeds:
         torch.manual_seed(seed)  # the initial weights (and, plain, the dropout masks) follow the seed
         models.append(build_model(cfg["model"], *train.shape).to(device))
     stack = ModelStack(models, vectorise)
-    optimizer = build_optimizer(cfg["optimizer"], stack.parameters())
+    assert rates is None or vectorise, "models at different rates train side by side (vectorised)"
+    optimizer = build_optimizer({**cfg["optimizer"], "lr": 1.0 if rates is not None else lrs[0]}, stack.parameters())
     loss_fn = LOSSES[cfg["train"]["loss"]]
     batch_size, max_updates = cfg["train"]["batch_size"], cfg["train"]["max_updates"]
     eval_batch_size = cfg["train"]["eval_batch_size"]
@@ -235,14 +254,16 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         # the trained model on its own training data, dropout off and batch norm in eval mode (the
         # running train_acc is measured while training, with dropout on); once, at the end
         scores["train_eval"] = evaluate(stack, train, loss_fn, eval_batch_size) if epoch == epochs else None
-        rates = effective_lr(optimizer, cfg["optimizer"]["name"], stack) if step_sizes else None
+        steps_taken = effective_lr(optimizer, cfg["optimizer"]["name"], stack) if step_sizes else None
+        if steps_taken and rates is not None:
+            steps_taken = [step * rate for step, rate in zip(steps_taken, lrs)]
         for i in active:
             row = {"epoch": epoch, "updates": updates, "train_loss": train_loss[i], "train_acc": train_acc[i]}
             for name, score in scores.items():
                 row[f"{name}_loss"], row[f"{name}_acc"] = (score[0][i], score[1][i]) if score else (math.nan, math.nan)
             row["epoch_seconds"] = epoch_seconds
-            if rates:
-                row["effective_lr"] = rates[i]
+            if steps_taken:
+                row["effective_lr"] = steps_taken[i]
             row["seconds"] = time.perf_counter() - started
             row.update({f"grad_norm_{layer + 1}": g for layer, g in enumerate(grad_norms[i])})
             results[i].rows.append(row)
@@ -280,7 +301,10 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
                 grad_norm_sum += stack.grad_norms()  # before clipping: the size of the wall the step hit
             if clip is not None:
                 stack.clip_grad_norm(clip)
-            optimizer.step()
+            if rates is None:
+                optimizer.step()
+            else:
+                stack.step_at_rates(optimizer, rates)
             # running sums stay on the device: no host sync inside the epoch
             loss_sum += losses.detach() * idx.shape[1]
             correct += hits(logits, y)
