@@ -127,23 +127,40 @@ def test_vectorised_seeds_give_the_numbers_of_the_plain_per_seed_path(mnist_root
             assert (p_plain - p_vec).abs().mean() < 1e-3 * p_plain.abs().mean() + 1e-6
 
 
-@pytest.mark.parametrize("optimizer", [
-    {"name": "sgd", "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine"},
-    {"name": "adam"},
+def assert_same_rows(plain, vectorised, label):
+    for row_plain, row_vec in zip(plain.rows, vectorised.rows, strict=True):
+        for key in row_plain:
+            # batched and single matmuls round differently
+            tolerance = {"abs": 2e-3} if key.endswith("_acc") else {"rel": 1e-3, "abs": 1e-5}
+            if "seconds" not in key:
+                assert row_vec[key] == pytest.approx(row_plain[key], nan_ok=True, **tolerance), (label, key)
+
+
+@pytest.mark.parametrize("optimizer,lrs", [
+    ({"name": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3, "schedule": "cosine"}, [0.03, 0.1]),
+    ({"name": "adam"}, [0.001, 0.01]),
+    ({"name": "adamw", "weight_decay": 0.1}, [0.001, 0.01]),
+    ({"name": "rmsprop", "momentum": 0.5}, [0.0003, 0.001]),
+    ({"name": "adagrad"}, [0.01, 0.03]),
+    ({"name": "adadelta"}, [1.0, 3.0]),  # rates above 1 too
 ])
-def test_a_vectorised_rate_grid_gives_the_numbers_of_plain_runs_at_each_rate(mnist_root, splits, optimizer):
+def test_a_vectorised_rate_grid_gives_the_numbers_of_plain_runs_at_each_rate(mnist_root, splits, optimizer, lrs):
     cfg = run_cfg(mnist_root, epochs=2)
     cfg["optimizer"].update(optimizer)
-    lrs = [0.001, 0.01, 0.001, 0.01] if optimizer["name"] == "adam" else [0.03, 0.1, 0.03, 0.1]
-    seeds = [0, 0, 1, 1]
+    seeds, lrs = [0, 0, 1], [lrs[0], lrs[1], lrs[1]]  # a seed at two rates, a rate with two seeds
     stacked = train_seeds(cfg, splits, seeds, vectorise=True, step_sizes=True, lrs=lrs)
     for seed, lr, vectorised in zip(seeds, lrs, stacked):
         plain = train_run({**cfg, "optimizer": {**cfg["optimizer"], "lr": lr}}, splits, seed, step_sizes=True)
-        for row_plain, row_vec in zip(plain.rows, vectorised.rows, strict=True):
-            for key in row_plain:
-                tolerance = {"abs": 2e-3} if key.endswith("_acc") else {"rel": 1e-3, "abs": 1e-5}
-                if "seconds" not in key:
-                    assert row_vec[key] == pytest.approx(row_plain[key], nan_ok=True, **tolerance), (seed, lr, key)
+        assert_same_rows(plain, vectorised, (seed, lr))
+
+
+def test_a_model_diverging_in_a_vectorised_grid_leaves_the_others_as_they_were_alone(mnist_root, splits):
+    cfg = run_cfg(mnist_root, epochs=4, eval_every=2)
+    stacked = train_seeds(cfg, splits, [0, 0], vectorise=True, lrs=[0.1, 1e6])
+    assert stacked[1].status == "diverged" and stacked[0].status == "complete"
+    plain = train_run(cfg, splits, 0)  # lr 0.1: evaluated every 2nd epoch only, like its diverged neighbour's group
+    assert math.isnan(plain.rows[3]["test_acc"])
+    assert_same_rows(plain, stacked[0], "lr 0.1")
 
 
 def test_cosine_schedule_decays_the_rate_to_zero(mnist_root, splits):

@@ -217,13 +217,13 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     train, device = splits["train"], splits["train"].x.device
     lrs = [cfg["optimizer"]["lr"]] * len(seeds) if lrs is None else lrs
     assert len(lrs) == len(seeds), "one learning rate per model"
-    # one rate for all: the optimizer's own; several: it runs at rate 1, each model scaled by its own
-    rates = torch.tensor(lrs, device=device) if len(set(lrs)) > 1 else None
     models = []
     for seed in seeds:
         torch.manual_seed(seed)  # the initial weights (and, plain, the dropout masks) follow the seed
         models.append(build_model(cfg["model"], *train.shape).to(device))
     stack = ModelStack(models, vectorise)
+    # one rate for all: the optimizer's own; several: it runs at rate 1, each model scaled by its own
+    rates = torch.tensor(lrs, device=device, dtype=stack.parameters()[0].dtype) if len(set(lrs)) > 1 else None
     assert rates is None or vectorise, "models at different rates train side by side (vectorised)"
     optimizer = build_optimizer({**cfg["optimizer"], "lr": 1.0 if rates is not None else lrs[0]}, stack.parameters())
     loss_fn = LOSSES[cfg["train"]["loss"]]
@@ -248,8 +248,10 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
 
     def record(epoch: int, train_loss: list[float], train_acc: list[float], grad_norms: list[list[float]],
                epoch_seconds: float) -> None:
-        evaluated = epoch % eval_every == 0 or epoch == epochs or not all(map(math.isfinite, train_loss))
-        scores = {name: evaluate(stack, split, loss_fn, eval_batch_size) if evaluated else None
+        # a model that has just diverged is evaluated once more; the others keep their schedule
+        scheduled = epoch % eval_every == 0 or epoch == epochs
+        shown = [scheduled or not math.isfinite(loss) for loss in train_loss]
+        scores = {name: evaluate(stack, split, loss_fn, eval_batch_size) if any(shown[i] for i in active) else None
                   for name, split in splits.items() if name != "train"}
         # the trained model on its own training data, dropout off and batch norm in eval mode (the
         # running train_acc is measured while training, with dropout on); once, at the end
@@ -260,7 +262,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         for i in active:
             row = {"epoch": epoch, "updates": updates, "train_loss": train_loss[i], "train_acc": train_acc[i]}
             for name, score in scores.items():
-                row[f"{name}_loss"], row[f"{name}_acc"] = (score[0][i], score[1][i]) if score else (math.nan, math.nan)
+                row[f"{name}_loss"], row[f"{name}_acc"] = (score[0][i], score[1][i]) if score and shown[i] else (math.nan, math.nan)
             row["epoch_seconds"] = epoch_seconds
             if steps_taken:
                 row["effective_lr"] = steps_taken[i]
