@@ -10,6 +10,7 @@ Measured one after another in this process, median of --repeats each:
             its fixed cost is the whole command less the run's training (and per-epoch test) time;
   startup   `python -c "import torch"` plus one optimizer step: what any PyTorch program pays before work;
   seeds     3 seeds trained as one vectorised model (the default on CUDA) against one after another;
+  batched   (CUDA only) 1, 3, 10, 30 and 100 lecture runs at a grid of rates as one vectorised model: runs per second;
   tutorial  what a PyTorch tutorial writes: torchvision MNIST + ToTensor, Subset, DataLoader(shuffle=True),
             nn.Sequential, the same optimizer and init, a test loop each epoch;
   keras     scripts/keras_lecture.py, the same job as a plain Keras 3 script (torch backend, model.fit with
@@ -35,6 +36,7 @@ from pathlib import Path
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from experiments.config import protocol_settings  # noqa: E402
 from experiments.data import make_splits  # noqa: E402
 from experiments.tables import pipe_table  # noqa: E402
 from experiments.train import resolve_device, train_run, train_seeds  # noqa: E402
@@ -47,13 +49,13 @@ RUN_OVERRIDES = ["name=mse_vs_ce", "only=[cross_entropy]", "seeds=[0]"]  # = the
 
 
 def lecture_run_config(root: str) -> dict:
-    return {
-        "model": {"arch": "mlp", "depth": DEPTH, "width": WIDTH, "activation": "sigmoid", "init": "glorot_uniform",
-                  "residual": False, "pieces": 2, "batch_norm": False, "dropout": 0.0},
-        "data": {"root": root, "train_size": TRAIN_SIZE, "val_size": 0, "test_size": 10000, "download": False},
-        "optimizer": {"name": "sgd", "lr": LR, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
-        "train": {"loss": "cross_entropy", "batch_size": BATCH, "epochs": EPOCHS, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None},
-    }
+    """The lecture protocol's run as the suite resolves it (configs/config.yaml + protocol/lecture)."""
+    cfg = protocol_settings("lecture")
+    cfg["data"].update(root=root, download=False)
+    model, train = cfg["model"], cfg["train"]
+    assert (model["depth"], model["width"], train["epochs"], train["batch_size"], cfg["optimizer"]["lr"]) == \
+        (DEPTH, WIDTH, EPOCHS, BATCH, LR), "the benchmark's constants describe the lecture protocol"
+    return cfg
 
 
 def bench_suite(root: str, device: torch.device, seed: int) -> dict:
@@ -84,6 +86,28 @@ def bench_vectorised(root: str, device: torch.device, seeds: int = 3) -> dict:
         timings[label] = time.perf_counter() - started
         timings[label.replace("seconds", "test_acc")] = statistics.mean(r.rows[-1]["test_acc"] for r in results)
     return timings
+
+
+BATCHED_RUNS = (1, 3, 10, 30, 100)  # lecture runs trained as one stacked model (GPU table)
+
+
+def bench_batched(root: str, device: torch.device, rate: float) -> list[dict]:
+    """Lecture runs per second against how many train as one vectorised model: seeds 0.. at rates
+    cycling over a half-decade grid (0.03, 0.1, 0.3), as a study's seeds and grid are batched."""
+    cfg = lecture_run_config(root)
+    splits = make_splits(cfg["data"], device)
+    rows = []
+    for n in BATCHED_RUNS:
+        lrs = [(0.03, 0.1, 0.3)[i % 3] for i in range(n)]
+        started = time.perf_counter()
+        train_seeds(cfg, splits, list(range(n)), vectorise=n > 1, lrs=lrs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        rows.append({"runs": n, "seconds": seconds, "runs_per_second": n / seconds,
+                     "fraction_of_matmul": n * TRAIN_FLOPS / seconds / rate})
+        print(f"batched {n}: {seconds:.2f} s, {n / seconds:.2f} runs/s", flush=True)
+    return rows
 
 
 def bench_command(root: str, device: torch.device) -> dict:
@@ -225,6 +249,8 @@ def main() -> int:
             results[name]["keras"] = runs[0]["keras"]
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in median_of(runs).items()), flush=True)
 
+    if device.type == "cuda":  # on a 2-core CPU a hundred lecture runs take an hour: the seeds row covers it
+        results["batched"] = bench_batched(args.root, device, rate)
     suite = results["suite"]
     results["suite_train_fraction_of_matmul"] = TRAIN_FLOPS / suite["train_seconds"] / rate
     for other in ("tutorial", "keras"):
@@ -283,6 +309,13 @@ def render(header: dict, results: dict) -> str:
                       f"{results['command_speedup_vs_keras_process']:.2f}× faster (target ≥ 1.5×)"]]
     lines += [*pipe_table(["contender", "seconds (20 epochs + per-epoch test)", "suite is faster by", "test accuracy"],
                           contenders), "", *pipe_table(["measure", "value"], measures), ""]
+    if "batched" in results:
+        lines += ["Lecture runs trained as one vectorised model (seeds 0.. at rates 0.03, 0.1, 0.3 in turn, as a "
+                  "study's seeds and grid are batched; 20 epochs with the per-epoch test; once each; no CUDA graph "
+                  "capture, which the suite does not do):", "",
+                  *pipe_table(["runs batched", "seconds", "runs per second", "fraction of the matmul rate"],
+                              [[str(r["runs"]), f"{r['seconds']:.2f}", f"{r['runs_per_second']:.2f}",
+                                f"{r['fraction_of_matmul']:.1%}"] for r in results["batched"]]), ""]
     return "\n".join(lines)
 
 
