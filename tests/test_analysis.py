@@ -166,3 +166,15 @@ def test_the_checked_metrics_figure_leaves_out_a_non_finite_seed_and_says_so(tmp
                                                                       {"better": "b", "worse": "a", "metric": ""}]}}},
                                    tmp_path)
     assert shown == [["a (1 not finite)", "b"]]
+
+
+def test_the_comparison_table_leaves_out_columns_no_variant_has():
+    from experiments.tables import table_markdown
+
+    row = {"variant": "a", "lecture": float("nan"), "mean": -2.0, "ci95": 0.1, "min": -2.1, "max": -1.9, "n": 5,
+           "n_expected": 5, "n_diverged": 0, "train_acc": float("nan"), "test_acc": float("nan"), "parameters": 13,
+           "updates": 3000, "grad_ratio_init": 0.5, "grad_ratio_train": 0.4, "seconds_per_epoch": 0.01, "seconds_per_run": 3.0}
+    regression = table_markdown(pd.DataFrame([row]), "log10_test_loss")[0]
+    assert "train_acc" not in regression and "test_acc" not in regression and "parameters" in regression
+    classification = table_markdown(pd.DataFrame([row | {"train_acc": 0.9, "test_acc": 0.8}]), "log10_test_loss")[0]
+    assert "| train_acc | test_acc |" in classification

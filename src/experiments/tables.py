@@ -41,19 +41,32 @@ def fmt(value, digits: int = 3) -> str:
 
 
 def table_markdown(summary: pd.DataFrame, metric: str, lecture_label: str = "") -> list[str]:
-    """The comparison table: a row per variant, lecture's number beside ours."""
-    header = ["variant", lecture_label or f"lecture {metric}", f"ours {metric} (mean ± 95% CI)", "min – max", "n", "diverged",
-              "train_acc", *(["test_acc"] if metric != "test_acc" else []), "parameters", "updates",
-              "grad ratio first/last layer (init)", "(training)", "s / epoch", "s / run"]
-    rows = []
-    for _, r in summary.iterrows():
-        rows.append([r["variant"], fmt(r["lecture"], 2), f"{fmt(r['mean'])} ± {fmt(r['ci95'])}",
-                 f"{fmt(r['min'])} – {fmt(r['max'])}", f"{int(r['n'])}/{int(r['n_expected'])}",
-                 str(int(r["n_diverged"])), fmt(r["train_acc"]), *([fmt(r["test_acc"])] if metric != "test_acc" else []),
-                 *(f"{r[c]:,.0f}" if c in r and pd.notna(r[c]) else "–" for c in ("parameters", "updates")),
-                 *(f"{r[c]:.2g}" if c in r else "–" for c in ("grad_ratio_init", "grad_ratio_train")),
-                     fmt(r["seconds_per_epoch"], 2), fmt(r["seconds_per_run"], 1)])
-    return pipe_table(header, rows)
+    """The comparison table: a row per variant, lecture's number beside ours. A column no variant
+    has a value in (accuracies of a regression) is left out."""
+    def count(c):
+        return lambda r: f"{r[c]:,.0f}" if c in r and pd.notna(r[c]) else "–"
+
+    def ratio(c):
+        return lambda r: f"{r[c]:.2g}" if c in r and pd.notna(r[c]) else "–"
+
+    columns = [
+        ("variant", lambda r: r["variant"]),
+        (lecture_label or f"lecture {metric}", lambda r: fmt(r["lecture"], 2)),
+        (f"ours {metric} (mean ± 95% CI)", lambda r: f"{fmt(r['mean'])} ± {fmt(r['ci95'])}"),
+        ("min – max", lambda r: f"{fmt(r['min'])} – {fmt(r['max'])}"),
+        ("n", lambda r: f"{int(r['n'])}/{int(r['n_expected'])}"),
+        ("diverged", lambda r: str(int(r["n_diverged"]))),
+        ("train_acc", lambda r: fmt(r["train_acc"])),
+        *([("test_acc", lambda r: fmt(r["test_acc"]))] if metric != "test_acc" else []),
+        ("parameters", count("parameters")), ("updates", count("updates")),
+        ("grad ratio first/last layer (init)", ratio("grad_ratio_init")), ("(training)", ratio("grad_ratio_train")),
+        ("s / epoch", lambda r: fmt(r["seconds_per_epoch"], 2)), ("s / run", lambda r: fmt(r["seconds_per_run"], 1)),
+    ]
+    cells = [[cell(r) for _, cell in columns] for _, r in summary.iterrows()]
+    optional = {"train_acc", "test_acc", "parameters", "updates", "grad ratio first/last layer (init)", "(training)"}
+    kept = [k for k, (name, _) in enumerate(columns)
+            if name not in optional or any(row[k] != "–" for row in cells)]
+    return pipe_table([columns[k][0] for k in kept], [[row[k] for k in kept] for row in cells])
 
 
 def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
