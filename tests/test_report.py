@@ -114,9 +114,14 @@ def test_recorded_reproduction_time_is_shown(tmp_path, monkeypatch):
 def test_list_names_every_experiment_with_its_last_verdict(tmp_path, monkeypatch):
     from experiments.__main__ import list_experiments
 
-    listing = list_experiments(make_results(tmp_path, monkeypatch))
+    results = make_results(tmp_path, monkeypatch)
+    # a study run with overrides lies in a sub-folder named after them
+    shutil.copytree(results / "relu_vs_sigmoid" / "lecture", results / "relu_vs_sigmoid" / "lecture" / "model.width=100",
+                    ignore=shutil.ignore_patterns("model.width=100"))
+    listing = list_experiments(results)
     assert all(name in listing for name in experiment_names())
     assert "lecture: reproduced (" in listing.split("relu_vs_sigmoid")[1].split("\n")[1]
+    assert "lecture with model.width=100: reproduced (" in listing.split("relu_vs_sigmoid")[1].split("\n")[2]
     assert "not run yet" in listing.split("dropout")[1].split("\n")[1]
 
 

@@ -250,19 +250,29 @@ def task(cfg: DictConfig) -> None:
 
 
 def list_experiments(results_dir: Path = Path("results")) -> str:
-    """One line per experiment: its name, title and each protocol's last verdict and training time."""
+    """Two lines per experiment: its name and title, then each protocol's last verdict and training
+    time; then a line per study run with overrides (a sub-folder named after them)."""
     from experiments.report import PROTOCOLS, experiment_spec, judged, load_outcome, minutes
+
+    def shown(outcome: dict, name: str) -> str:
+        verdict, _ = judged(outcome, name)
+        return (f"{verdict} ({minutes(outcome['verdict'].get('train_seconds', 0.0))} of training, "
+                f"n = {int(outcome['summary']['n'].min())})")
 
     lines = []
     for name in experiment_names():
-        done = []
+        done, variations = [], []
         for protocol in PROTOCOLS:
             outcome = load_outcome(results_dir / name / protocol)
             if outcome is not None:
-                verdict, _ = judged(outcome, name)
-                done.append(f"{protocol}: {verdict} ({minutes(outcome['verdict'].get('train_seconds', 0.0))} of training, "
-                            f"n = {int(outcome['summary']['n'].min())})")
-        lines.append(f"{name:<24} {experiment_spec(name)['title']}\n{'':<24} " + ("; ".join(done) or "not run yet"))
+                done.append(f"{protocol}: {shown(outcome, name)}")
+            folder = results_dir / name / protocol
+            for study in sorted(folder.iterdir()) if folder.is_dir() else []:
+                outcome = load_outcome(study) if study.name != "runs" else None
+                if outcome is not None:
+                    variations.append(f"{'':<24} {protocol} with {study.name}: {shown(outcome, name)}")
+        lines += [f"{name:<24} {experiment_spec(name)['title']}", f"{'':<24} " + ("; ".join(done) or "not run yet"),
+                  *variations]
     return "\n".join(lines)
 
 
