@@ -45,8 +45,11 @@ def table(results) -> pd.DataFrame:
 
 def start(mnist_root, results, args):
     env = dict(os.environ, MNIST_ROOT=mnist_root)
+    # Ctrl-C reaches the command even when the tests run as a background job, which inherits an
+    # ignored SIGINT (Python then never raises KeyboardInterrupt, and the sweep would finish)
     return subprocess.Popen([sys.executable, "-m", "experiments", *args, f"results_dir={results}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_runs(results, count, proc, timeout=120):
