@@ -55,9 +55,10 @@ class ModelStack:
     Vectorised: the seeds' parameters stacked and the module vmapped over them, so each layer is
     one batched kernel for all seeds — what fills a GPU with the lectures' small nets."""
 
-    def __init__(self, models: list[torch.nn.Module], vectorise: bool):
+    def __init__(self, models: list[torch.nn.Module], vectorise: bool, rates: torch.Tensor | None = None):
         self.models, self.size = models, len(models)
         self.vectorised = vectorise
+        self.rates = rates  # each model's learning rate, when they differ (see step)
         if not vectorise:
             assert self.size == 1, "the plain path trains one seed at a time"
             self.weights = [layer.weight for layer in models[0].weight_layers]
@@ -72,6 +73,9 @@ class ModelStack:
         self._shared_input = vmap(call, in_dims=(0, 0, None), randomness="different")
         names = {id(module): name for name, module in models[0].named_modules()}
         self.weights = [self.params[f"{names[id(layer)]}.weight"] for layer in models[0].weight_layers]
+        if rates is not None:  # a copy of every weight tensor and its models' rates, shaped to it, reused each step
+            self._starts = [(torch.empty_like(p), rates.to(p.dtype).view(-1, *[1] * (p.dim() - 1)))
+                            for p in self.params.values()]
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values()) if self.vectorised else list(self.models[0].parameters())
@@ -98,15 +102,19 @@ class ModelStack:
             g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
 
     @torch.no_grad()
-    def step_at_rates(self, optimizer: torch.optim.Optimizer, rates: torch.Tensor) -> None:
-        """One optimizer step, each member at its own learning rate: `optimizer` runs at rate 1 and
-        each member's update is scaled by its rate. Exact for torch.optim's optimizers, whose update
-        is the rate times a direction that the rate does not enter (momentum, Adam's moments, weight
-        decay and Adagrad's decay all included)."""
-        before = [p.detach().clone() for p in self.params.values()]
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """One optimizer step. Models at different rates: `optimizer` runs at rate 1 and each model's
+        update is scaled by its rate. Exact for torch.optim's optimizers, whose update is the rate
+        times a direction that the rate does not enter (momentum, Adam's moments, weight decay and
+        Adagrad's decay all included)."""
+        if self.rates is None:
+            optimizer.step()
+            return
+        for p, (start, _) in zip(self.params.values(), self._starts):
+            start.copy_(p)
         optimizer.step()
-        for p, start in zip(self.params.values(), before):
-            p.copy_(torch.lerp(start, p, rates.view(-1, *[1] * (p.dim() - 1))))
+        for p, (start, rate) in zip(self.params.values(), self._starts):
+            p.copy_(start.lerp_(p, rate))
 
     def grad_norms(self) -> torch.Tensor:
         """L2 norm of each weight layer's gradient, (seeds, layers), input layer first."""
@@ -221,10 +229,10 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     for seed in seeds:
         torch.manual_seed(seed)  # the initial weights (and, plain, the dropout masks) follow the seed
         models.append(build_model(cfg["model"], *train.shape).to(device))
-    stack = ModelStack(models, vectorise)
     # one rate for all: the optimizer's own; several: it runs at rate 1, each model scaled by its own
-    rates = torch.tensor(lrs, device=device, dtype=stack.parameters()[0].dtype) if len(set(lrs)) > 1 else None
+    rates = torch.tensor(lrs, device=device) if len(set(lrs)) > 1 else None
     assert rates is None or vectorise, "models at different rates train side by side (vectorised)"
+    stack = ModelStack(models, vectorise, rates)
     optimizer = build_optimizer({**cfg["optimizer"], "lr": 1.0 if rates is not None else lrs[0]}, stack.parameters())
     loss_fn = LOSSES[cfg["train"]["loss"]]
     batch_size, max_updates = cfg["train"]["batch_size"], cfg["train"]["max_updates"]
@@ -303,10 +311,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
                 grad_norm_sum += stack.grad_norms()  # before clipping: the size of the wall the step hit
             if clip is not None:
                 stack.clip_grad_norm(clip)
-            if rates is None:
-                optimizer.step()
-            else:
-                stack.step_at_rates(optimizer, rates)
+            stack.step(optimizer)
             # running sums stay on the device: no host sync inside the epoch
             loss_sum += losses.detach() * idx.shape[1]
             correct += hits(logits, y)
