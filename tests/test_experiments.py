@@ -54,7 +54,7 @@ def test_full_batch_follows_the_training_set_size():
 
 
 @pytest.mark.parametrize("name", experiment_names())
-def test_each_experiment_runs_at_a_tiny_size(run_cli, tmp_path, name):
+def test_each_experiment_runs_at_a_tiny_size(run_in_process, tmp_path, name):
     spec = composed(f"name={name}")
     # a grid experiment at its variants' own values only: each still has its _default and _tuned
     grid: dict[str, set] = {}
@@ -63,10 +63,10 @@ def test_each_experiment_runs_at_a_tiny_size(run_cli, tmp_path, name):
             grid.setdefault(key, set()).add(value)
     # a setting every variant sets for itself cannot be given (it would change no run); those runs
     # keep their own sizes, and the update cap keeps them short
-    small = ["data.train_size=200", "data.test_size=500", "model.width=8", "train.epochs=1", "data.val_size=500"]
+    small = ["data.train_size=200", "data.test_size=100", "model.width=8", "train.epochs=1", "data.val_size=100"]
     small = [o for o in small if not all(OmegaConf.select(OmegaConf.create(partial), o.split("=")[0]) is not None
                                          for partial in spec.experiment.variants.values())]
-    done = run_cli(f"name={name}", *small, "train.max_updates=20",
+    done = run_in_process(f"name={name}", *small, "train.max_updates=20",
                    "seeds=[0,1]", *(["experiment.grid={" + ",".join(f"{k}:{sorted(v)}" for k, v in grid.items()) + "}"] if grid else []))
     assert done.returncode == 0, done.stderr
     (study,) = (tmp_path / "results" / name / "lecture").iterdir()
