@@ -359,6 +359,7 @@ def test_the_gradient_through_time_vanishes_for_a_tanh_rnn_and_is_kept_by_the_ir
     table, scalars = gradient_through_time(tanh_net, splits, run, seed=0)
     assert scalars["log10_memory_gradient_initial"] < -3  # 30 steps back, more than three decades lost
     assert set(table["steps_back"]) == set(range(30)) and set(table["when"]) == {"initial", "trained"}
+    assert set(table["sequences"]) == {100}  # all of a small training set, which the figure's title says
     irnn = recurrent_run(activation="relu", init="identity")
     _, kept = gradient_through_time(build_model(irnn["model"], 2, 1), splits, irnn, seed=0)
     assert abs(kept["log10_memory_gradient_initial"]) < 1  # the identity carries it back
@@ -378,4 +379,4 @@ def test_the_recurrent_scale_line_passes_through_the_trained_net_and_restores_it
     with torch.no_grad():
         at_one = (net(x).squeeze(-1) - y).square().mean().item()
     assert table.set_index("scale").loc[1.0, "train_loss"] == pytest.approx(at_one, rel=1e-5)
-    assert table["scale"].min() == 0 and table["scale"].max() == 2
+    assert table["scale"].min() == 0 and table["scale"].max() == 2 and set(table["sequences"]) == {100}

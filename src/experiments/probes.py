@@ -345,6 +345,10 @@ def sequence_panels(study: dict, study_dir: Path, probe: str, draw, xlabel: str,
     tables = probe_tables(study, study_dir, probe)
     if tables.empty:
         return None
+    # the sequences a probe read (fewer than MEMORY_SAMPLES in a small run; probes stored before the
+    # count was recorded read MEMORY_SAMPLES)
+    sequences = f"{int(tables['sequences'].min()) if 'sequences' in tables else MEMORY_SAMPLES:,}"
+    ylabel, what = ylabel.format(sequences=sequences), what.format(sequences=sequences)
     lengths = sorted(tables["seq_len"].unique())
     cells = families(study["experiment"]["variants"])
     fig, axes = plt.subplots(1, len(lengths), figsize=(5 * len(lengths), 4.2), squeeze=False)
@@ -360,7 +364,7 @@ def sequence_panels(study: dict, study_dir: Path, probe: str, draw, xlabel: str,
 
 def gradient_through_time(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
     """How far back the gradient reaches: the norm of the loss's gradient with respect to the hidden
-    state after each step, on 1,000 training sequences, of the initial and of the trained net.
+    state after each step, on the first MEMORY_SAMPLES training sequences, of the initial and of the trained net.
     log10_memory_gradient_<when>: the first step's norm over the last step's, in decades (very negative:
     the gradient vanishes on its way back; positive: it grows). In float64, so that a gradient that
     has shrunk by 40 decades is measured rather than flushed to 0."""
@@ -376,7 +380,8 @@ def gradient_through_time(model: torch.nn.Module, splits: dict[str, Split], run:
         LOSSES[run["train"]["loss"]](net.head(states[-1])[None], y[None]).sum().backward()
         norms = [state.grad.norm().item() for state in states]
         net.zero_grad(set_to_none=True)
-        rows += [{"when": when, "seq_len": len(norms), "steps_back": len(norms) - step, "grad_norm": norm}
+        rows += [{"when": when, "seq_len": len(norms), "steps_back": len(norms) - step, "grad_norm": norm,
+                  "sequences": len(x)}
                  for step, norm in enumerate(norms, start=1)]
         ratio = norms[0] / norms[-1]
         scalars[f"log10_memory_gradient_{when}"] = math.log10(ratio) if ratio > 0 else -math.inf
@@ -392,13 +397,13 @@ def plot_gradient_through_time(runs: pd.DataFrame, study: dict, study_dir: Path)
 
     return sequence_panels(study, study_dir, "gradient_through_time", draw, "steps before the end",
                            "|dLoss / d hidden state|", "How far back the gradient reaches (dotted: initial nets); "
-                           "1,000 training sequences, band = min–max over seeds.", yscale="log")
+                           "{sequences} training sequences, band = min–max over seeds.", yscale="log")
 
 
 @torch.no_grad()
 def recurrent_scale(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed: int) -> tuple[pd.DataFrame, dict]:
     """The loss along a line in weight space: the trained net's recurrent weights multiplied by s from
-    0 to 2 (s = 1: the trained net), everything else kept, on 1,000 training sequences. A plain RNN's
+    0 to 2 (s = 1: the trained net), everything else kept, on the first MEMORY_SAMPLES training sequences. A plain RNN's
     loss is flat over most of the line and climbs a wall where the recurrent map starts to amplify."""
     train = splits["train"]
     x, y = train.x[:MEMORY_SAMPLES], train.y[:MEMORY_SAMPLES]
@@ -408,7 +413,8 @@ def recurrent_scale(model: torch.nn.Module, splits: dict[str, Split], run: dict,
     for s in SCALES:
         model.recurrent.weight.copy_(s * trained)
         loss = LOSSES[run["train"]["loss"]](model(x)[None], y[None]).item()
-        rows.append({"seq_len": x.shape[1], "scale": s, "train_loss": loss if math.isfinite(loss) else math.inf})
+        rows.append({"seq_len": x.shape[1], "scale": s, "train_loss": loss if math.isfinite(loss) else math.inf,
+                     "sequences": len(x)})
     model.recurrent.weight.copy_(trained)
     return pd.DataFrame(rows), {}
 
@@ -417,7 +423,7 @@ def plot_recurrent_scale(runs: pd.DataFrame, study: dict, study_dir: Path) -> by
     """The training loss as the trained recurrent weights are scaled by s."""
     return sequence_panels(study, study_dir, "recurrent_scale",
                            lambda ax, table, color, cell: band(ax, table, "scale", "train_loss", color, cell),
-                           "s (recurrent weights x s; 1 = trained)", "squared error, 1,000 training sequences",
+                           "s (recurrent weights x s; 1 = trained)", "squared error, {sequences} training sequences",
                            "The loss along a line in weight space; band = min–max over seeds.", yscale="log")
 
 
