@@ -45,10 +45,10 @@ def run_in_process(monkeypatch, capsys, mnist_root, tmp_path):
     monkeypatch.setenv("MNIST_ROOT", mnist_root)
     monkeypatch.chdir(tmp_path)
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str, results_dir: Path | None = None) -> subprocess.CompletedProcess:
         from experiments import __main__ as entry
 
-        argv = ["experiments", *args, f"results_dir={tmp_path / 'results'}"]
+        argv = ["experiments", *args, f"results_dir={results_dir or tmp_path / 'results'}"]
         monkeypatch.setattr(sys, "argv", list(argv))
         try:
             entry.main()

@@ -100,9 +100,9 @@ def test_disk_full_while_writing_leaves_no_run(monkeypatch, tmp_path, mnist_root
     assert not path.exists() and list(path.parent.iterdir()) == []
 
 
-def test_diverging_variant_is_recorded_and_the_sweep_goes_on(run_cli, tmp_path):
-    done = run_cli("name=relu_vs_sigmoid", "data.train_size=200", "model.width=16", "train.epochs=3",
-                   "seeds=[0,1]", "optimizer.lr=1e12")
+def test_diverging_variant_is_recorded_and_the_sweep_goes_on(run_in_process, tmp_path):
+    done = run_in_process("name=relu_vs_sigmoid", "data.train_size=200", "model.width=16", "train.epochs=3",
+                          "seeds=[0,1]", "optimizer.lr=1e12")
     assert done.returncode == 0, done.stderr
     assert "diverged (non-finite loss) at epoch" in done.stdout
     study = next((tmp_path / "results" / "relu_vs_sigmoid" / "lecture").iterdir())

@@ -72,10 +72,10 @@ def test_missing_experiment_name(run_cli):
     assert "name=<one of" in one_line_error(run_cli())
 
 
-def test_vectorised_seeds_through_the_cli_match_the_plain_run(run_cli, tmp_path):
+def test_vectorised_seeds_through_the_cli_match_the_plain_run(run_in_process, tmp_path):
     # vectorise=false: on a CUDA machine the default (auto) would vectorise the plain run too
-    plain = run_cli("name=relu_vs_sigmoid", *TINY, "train.vectorise=false", results_dir=tmp_path / "plain")
-    vectorised = run_cli("name=relu_vs_sigmoid", *TINY, "train.vectorise=true", results_dir=tmp_path / "vectorised")
+    plain = run_in_process("name=relu_vs_sigmoid", *TINY, "train.vectorise=false", results_dir=tmp_path / "plain")
+    vectorised = run_in_process("name=relu_vs_sigmoid", *TINY, "train.vectorise=true", results_dir=tmp_path / "vectorised")
     assert plain.returncode == 0 and vectorised.returncode == 0, vectorised.stderr
     tables = {}
     for name in ("plain", "vectorised"):

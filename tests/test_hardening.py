@@ -195,9 +195,9 @@ def test_offline_download_to_a_missing_root_creates_nothing(run_cli, tmp_path):
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_tensorboard_hint_quotes_a_path_with_spaces(run_cli, tmp_path):
+def test_tensorboard_hint_quotes_a_path_with_spaces(run_in_process, tmp_path):
     results = tmp_path / "my results"
-    done = run_cli("name=relu_vs_sigmoid", *TINY, results_dir=results)
+    done = run_in_process("name=relu_vs_sigmoid", *TINY, results_dir=results)
     assert done.returncode == 0, done.stderr
     assert f"tensorboard --logdir '{results}'" in done.stdout
 
