@@ -36,7 +36,7 @@ def toy_study(**changes) -> dict:
     return {**copy.deepcopy(_TOY_STUDY), **changes}
 
 
-def write_store(study_dir, finals, vectorised_seeds: int = 1, study: dict | None = None):
+def write_store(study_dir, finals, runs_in_group: int = 1, study: dict | None = None):
     (study_dir).mkdir(parents=True)
     (study_dir / store.STUDY_FILE).write_text(json.dumps(study or toy_study()))
     runs = make_runs(finals)
@@ -44,7 +44,7 @@ def write_store(study_dir, finals, vectorised_seeds: int = 1, study: dict | None
         path = store.run_dir(study_dir, variant, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = store.temp_dir_for(path)
-        meta = {"variant": variant, "seed": int(seed), "status": "complete", "key": "k", "vectorised_seeds": vectorised_seeds}
+        meta = {"variant": variant, "seed": int(seed), "status": "complete", "key": "k", "runs_in_group": runs_in_group}
         store.commit_run(tmp, path, rows.drop(columns=["variant", "seed", "status"]).to_dict("records"), meta)
 
 

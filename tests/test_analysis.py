@@ -69,13 +69,24 @@ def test_analysis_from_store_is_deterministic_and_ignores_unfinished_runs(tmp_pa
     assert "| b | 0.96 | 0.960 ± 0.009 |" in markdown and "**Verdict: reproduced**" in markdown
 
 
-@pytest.mark.parametrize("vectorised_seeds", [1, 3])
-def test_seconds_per_run_are_each_runs_share_of_a_vectorised_group(tmp_path, vectorised_seeds):
+@pytest.mark.parametrize("runs_in_group", [1, 3])
+def test_seconds_per_run_are_each_runs_share_of_a_vectorised_group(tmp_path, runs_in_group):
     study_dir = tmp_path / "toy" / "lecture"
-    write_store(study_dir, FIVE, vectorised_seeds)
+    write_store(study_dir, FIVE, runs_in_group)
     summary, _ = analysis.analyse(study_dir)  # make_runs logs 2 s for its one epoch
-    assert summary.set_index("variant")["seconds_per_run"].tolist() == [2.0 / vectorised_seeds] * 2
-    assert summary.set_index("variant")["seconds_per_epoch"].tolist() == [2.0 / vectorised_seeds] * 2
+    assert summary.set_index("variant")["seconds_per_run"].tolist() == [2.0 / runs_in_group] * 2
+    assert summary.set_index("variant")["seconds_per_epoch"].tolist() == [2.0 / runs_in_group] * 2
+
+
+def test_runs_stored_under_the_old_name_of_the_group_size_keep_their_share(tmp_path):
+    study_dir = tmp_path / "toy" / "lecture"
+    write_store(study_dir, FIVE, 3)
+    for path in study_dir.glob("runs/*/seed*/meta.json"):  # as runs were stored before 2026-11-25
+        meta = json.loads(path.read_text())
+        meta["vectorised_seeds"] = meta.pop("runs_in_group")
+        path.write_text(json.dumps(meta))
+    summary, _ = analysis.analyse(study_dir)
+    assert summary.set_index("variant")["seconds_per_run"].tolist() == [2.0 / 3] * 2
 
 
 def test_missing_seed_is_reported_incomplete(tmp_path):

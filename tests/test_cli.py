@@ -81,6 +81,6 @@ def test_vectorised_seeds_through_the_cli_match_the_plain_run(run_in_process, tm
     for name in ("plain", "vectorised"):
         (study,) = (tmp_path / name / "relu_vs_sigmoid" / "lecture").iterdir()
         meta = json.loads((study / "runs" / "relu" / "seed1" / "meta.json").read_text())
-        assert meta["vectorised_seeds"] == (2 if name == "vectorised" else 1)
+        assert meta["runs_in_group"] == (2 if name == "vectorised" else 1)
         tables[name] = pd.read_csv(study / "summary.csv").set_index("variant")
     assert (tables["vectorised"]["mean"] - tables["plain"]["mean"]).abs().max() < 2e-3

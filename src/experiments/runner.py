@@ -262,10 +262,9 @@ def train_group(where: Where, group: list[Member], splits, vectorise: bool) -> N
                 if not table.empty:
                     table.to_csv(tmp / f"{probe}.csv", index=False)
                 result.rows[-1].update(scalars)
-        # vectorised_seeds: how many runs (seeds, and grid rates) trained as one model
         meta = {"experiment": name, "variant": label, "seed": seed, "key": store.run_key(run, seed, probes),
                 "status": result.status, "parameters": result.parameters, "diverged_epoch": result.diverged_epoch,
-                "config": run, "seconds": seconds, "vectorised_seeds": len(group) if vectorise else 1,
+                "config": run, "seconds": seconds, "runs_in_group": len(group) if vectorise else 1,
                 "device": device_name(device), "torch": torch.__version__, "python": sys.version.split()[0],
                 "git_commit": commit}
         try:

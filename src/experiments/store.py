@@ -160,8 +160,9 @@ def load_study(study_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         table["depth"] = meta.get("config", {}).get("model", {}).get("depth")
         if meta.get("config", {}).get("data", {}).get("dataset") == "adding":
             table["seq_len"] = meta["config"]["data"]["seq_len"]
-        # a vectorised group logged the time of all its seeds together: give each run its share
-        table[["epoch_seconds", "seconds"]] /= meta.get("vectorised_seeds", 1)
+        # a vectorised group (seeds and grid rates as one model) logged the time of all its runs
+        # together: give each run its share ("vectorised_seeds" in runs stored before 2026-11-25)
+        table[["epoch_seconds", "seconds"]] /= meta.get("runs_in_group", meta.get("vectorised_seeds", 1))
         tables.append(table)
         metas.append(meta)
     if not tables:
