@@ -1,4 +1,5 @@
 import math
+import sys
 
 import pytest
 import torch
@@ -273,3 +274,24 @@ def test_a_vectorised_group_is_every_seed_and_rate_of_a_variant(mnist_root):
     asked = [Member("a", run(0.1, vectorise=True), 0), Member("a", run(0.3, vectorise=True), 1)]
     assert [(len(g), v) for g, v in training_groups(asked, torch.device("cpu"))] == [(2, True)]
     assert training_groups(members[:1], torch.device("cuda")) == [(members[:1], False)]
+
+
+@pytest.mark.parametrize("vectorise,lrs", [(False, None), (True, [0.1, 0.03])])
+def test_one_host_read_per_epoch(mnist_root, splits, monkeypatch, vectorise, lrs):
+    """Every number an epoch's rows need is gathered on the device and read once: on a GPU each
+    read waits for the device to finish, so a read per metric would stall it several times an epoch.
+    Counted: the suite's own reads (torch.optim reads its step counters, which live on the CPU)."""
+    reads = []
+    for name in ("tolist", "item", "__float__", "__bool__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith(("experiments", "models")):
+                reads.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    cfg = run_cfg(mnist_root, epochs=3)
+    cfg["optimizer"]["name"] = "adagrad"  # its step sizes are read too (step_sizes)
+    train_seeds(cfg, splits, [0, 0] if vectorise else [0], vectorise=vectorise, step_sizes=True, lrs=lrs)
+    assert reads == ["tolist"] * (3 + 1)  # epochs 1-3 and the untrained nets (epoch 0)

@@ -160,14 +160,14 @@ SQUARED_GRAD_STATE = {"adagrad": "sum", "rmsprop": "square_avg", "adam": "exp_av
 
 
 @torch.no_grad()
-def effective_lr(optimizer: torch.optim.Optimizer, name: str, stack: ModelStack) -> list[float]:
+def effective_lr(optimizer: torch.optim.Optimizer, name: str, stack: ModelStack) -> torch.Tensor:
     """Per seed, the median over all weights of the step size the optimizer applies per unit
     gradient: lr for SGD, lr / (sqrt(v) + eps) for Adagrad, RMSprop and Adam (v bias-corrected for
     Adam), lr * sqrt(delta + eps) / sqrt(v + eps) for Adadelta. Shows Adagrad's rate shrinking."""
     group = optimizer.param_groups[0]
     states = [optimizer.state[p] for p in group["params"] if optimizer.state.get(p)]
     if name.startswith("sgd") or not states:
-        return [float(group["lr"])] * stack.size
+        return torch.full((stack.size,), float(group["lr"]), dtype=torch.float64)  # the rate as set, not rounded
     if name == "adadelta":
         steps = [group["lr"] * (st["acc_delta"] + group["eps"]).sqrt() / (st["square_avg"] + group["eps"]).sqrt()
                  for st in states]
@@ -179,7 +179,30 @@ def effective_lr(optimizer: torch.optim.Optimizer, name: str, stack: ModelStack)
                 v = v / (1 - group["betas"][1] ** float(st["step"]))
             steps.append(group["lr"] / (v.sqrt() + group["eps"]))
     per_seed = [step if stack.vectorised else step.unsqueeze(0) for step in steps]  # (seeds, ...)
-    return torch.cat([step.flatten(1) for step in per_seed], dim=1).median(dim=1).values.tolist()
+    return torch.cat([step.flatten(1) for step in per_seed], dim=1).median(dim=1).values
+
+
+class EpochClock:
+    """The seconds an epoch's training took, read after the epoch's host sync without adding one:
+    CUDA events on a GPU (whose work runs ahead of the host, so the wall clock would need a sync of
+    its own), the wall clock on a CPU (whose work is done when the call returns)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        else:
+            self.started = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.cuda:
+            self.end.record()
+        else:
+            self.stopped = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.start.elapsed_time(self.end) / 1000 if self.cuda else self.stopped - self.started
 
 
 @dataclass
@@ -192,8 +215,8 @@ class RunResult:
 
 
 @torch.no_grad()
-def evaluate(stack: ModelStack, split: Split, loss_fn, batch_size: int) -> tuple[list[float], list[float]]:
-    """Per seed, mean loss and accuracy over a split, with a single host sync."""
+def evaluate(stack: ModelStack, split: Split, loss_fn, batch_size: int) -> torch.Tensor:
+    """Per seed, mean loss and accuracy over a split, (2, seeds), left on the device (no host sync)."""
     stack.train(False)
     loss_sum = torch.zeros(stack.size, device=split.x.device)
     correct = torch.zeros(stack.size, device=split.x.device)
@@ -202,8 +225,7 @@ def evaluate(stack: ModelStack, split: Split, loss_fn, batch_size: int) -> tuple
         logits = stack(x, shared=True)
         loss_sum += loss_fn(logits, y) * y.shape[1]
         correct += hits(logits, y)
-    values = (torch.cat([loss_sum, correct]) / len(split)).tolist()
-    return values[:stack.size], values[stack.size:]
+    return torch.stack([loss_sum, correct]) / len(split)
 
 
 def train_run(cfg: dict, splits: dict[str, Split], seed: int,
@@ -254,45 +276,64 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     updates = 0
     started = time.perf_counter()
 
-    def record(epoch: int, train_loss: list[float], train_acc: list[float], grad_norms: list[list[float]],
-               epoch_seconds: float) -> None:
-        # a model that has just diverged is evaluated once more; the others keep their schedule
+    def record(epoch: int, train_stats: torch.Tensor, clock: EpochClock | None) -> list[float]:
+        """The epoch's rows from `train_stats`, (2 + layers, seeds) on the device: train loss, train
+        accuracy, each weight layer's gradient norm; `clock` timed the epoch's training (None: epoch 0).
+        One host read per epoch: every number the rows need is gathered on the device first. Returns
+        the train losses."""
+        # the evaluations due on schedule; the trained model on its own training data, dropout off
+        # and batch norm in eval mode (the running train_acc is measured while training, with
+        # dropout on), once, at the end
         scheduled = epoch % eval_every == 0 or epoch == epochs
-        shown = [scheduled or not math.isfinite(loss) for loss in train_loss]
-        scores = {name: evaluate(stack, split, loss_fn, eval_batch_size) if any(shown[i] for i in active) else None
-                  for name, split in splits.items() if name != "train"}
-        # the trained model on its own training data, dropout off and batch norm in eval mode (the
-        # running train_acc is measured while training, with dropout on); once, at the end
-        scores["train_eval"] = evaluate(stack, train, loss_fn, eval_batch_size) if epoch == epochs else None
-        steps_taken = effective_lr(optimizer, cfg["optimizer"]["name"], stack) if step_sizes else None
+        scores = {name: evaluate(stack, split, loss_fn, eval_batch_size)
+                  for name, split in splits.items() if name != "train" and scheduled}
+        if epoch == epochs:
+            scores["train_eval"] = evaluate(stack, train, loss_fn, eval_batch_size)
+        parts = [train_stats.to(torch.float64), *(score.to(torch.float64) for score in scores.values())]
+        if step_sizes:
+            parts.append(effective_lr(optimizer, cfg["optimizer"]["name"], stack).to(train_stats.device, torch.float64)[None])
+        table = torch.cat(parts).tolist()  # the epoch's host sync
+        epoch_seconds = clock.seconds() if clock else 0.0
+        losses = table[0]
+        # a model that has just diverged is evaluated once more, off schedule (a second read, only then)
+        shown = [scheduled or not math.isfinite(loss) for loss in losses]
+        late = {}
+        if not scheduled and any(shown[i] for i in active):
+            late = {name: evaluate(stack, split, loss_fn, eval_batch_size).tolist()
+                    for name, split in splits.items() if name != "train"}
+        n_layers = len(stack.weights)
+        rows_of = dict(zip(scores, (table[2 + n_layers + 2 * k:4 + n_layers + 2 * k] for k in range(len(scores)))))
+        rows_of.update(late)
+        steps_taken = table[-1] if step_sizes else None
         if steps_taken and rates is not None:
             steps_taken = [step * rate for step, rate in zip(steps_taken, lrs)]
         for i in active:
-            row = {"epoch": epoch, "updates": updates, "train_loss": train_loss[i], "train_acc": train_acc[i]}
-            for name, score in scores.items():
+            row = {"epoch": epoch, "updates": updates, "train_loss": losses[i], "train_acc": table[1][i]}
+            for name in (*(n for n in splits if n != "train"), "train_eval"):
+                score = rows_of.get(name)
                 row[f"{name}_loss"], row[f"{name}_acc"] = (score[0][i], score[1][i]) if score and shown[i] else (math.nan, math.nan)
             row["epoch_seconds"] = epoch_seconds
             if steps_taken:
                 row["effective_lr"] = steps_taken[i]
             row["seconds"] = time.perf_counter() - started
-            row.update({f"grad_norm_{layer + 1}": g for layer, g in enumerate(grad_norms[i])})
+            row.update({f"grad_norm_{layer + 1}": table[2 + layer][i] for layer in range(n_layers)})
             results[i].rows.append(row)
             on_epoch(i, row)
+        return losses
 
     # Epoch 0: the untrained nets, with the gradient of one batch (vanishing gradients show here).
     stack.train()
     x0, y0 = train.x[:batch_size], train.y[:batch_size]
     x0, y0 = x0.expand(len(seeds), *x0.shape), y0.expand(len(seeds), *y0.shape)
     loss_fn(stack(x0), y0).sum().backward()
-    init_norms = stack.grad_norms().tolist()
+    init_norms = stack.grad_norms()
     optimizer.zero_grad(set_to_none=True)
-    train_loss0, train_acc0 = evaluate(stack, train, loss_fn, eval_batch_size)
-    record(0, train_loss0, train_acc0, init_norms, 0.0)
+    record(0, torch.cat([evaluate(stack, train, loss_fn, eval_batch_size), init_norms.T]), None)
 
     n = len(train)
     for epoch in range(1, epochs + 1):
         stack.train()
-        epoch_start = time.perf_counter()
+        clock = EpochClock(device)
         order = torch.stack([torch.randperm(n, generator=g) for g in shufflers]).to(device)  # (seeds, n)
         loss_sum = torch.zeros(len(seeds), device=device)
         correct = torch.zeros(len(seeds), device=device)
@@ -319,13 +360,11 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         if schedule is not None:
             schedule.step()
         seen, n_sampled = min(n, steps * batch_size), len(range(0, steps, GRAD_NORM_EVERY))
-        stats = torch.cat([loss_sum / seen, correct / seen, (grad_norm_sum / n_sampled).flatten()]).tolist()
-        epoch_seconds = time.perf_counter() - epoch_start
-        k = len(seeds)
-        grad_norms = [stats[2 * k + i * len(stack.weights):2 * k + (i + 1) * len(stack.weights)] for i in range(k)]
-        record(epoch, stats[:k], stats[k:2 * k], grad_norms, epoch_seconds)
+        clock.stop()
+        epoch_losses = record(epoch, torch.cat([torch.stack([loss_sum, correct]) / seen, (grad_norm_sum / n_sampled).T]),
+                              clock)
         for i in list(active):
-            if not math.isfinite(stats[i]):
+            if not math.isfinite(epoch_losses[i]):
                 results[i].status, results[i].diverged_epoch = "diverged", epoch
                 active.remove(i)
         if not active:
