@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -189,3 +190,14 @@ def test_the_comparison_table_leaves_out_columns_no_variant_has():
     assert "train_acc" not in regression and "test_acc" not in regression and "parameters" in regression
     classification = table_markdown(pd.DataFrame([row | {"train_acc": 0.9, "test_acc": 0.8}]), "log10_test_loss")[0]
     assert "| train_acc | test_acc |" in classification
+
+
+def test_summary_md_shows_the_numbers_of_summary_csv_as_the_report_does(tmp_path):
+    study_dir = tmp_path / "toy" / "lecture"
+    float32_accuracy = float(np.float32(0.1135))  # 0.11349999..., 0.1135 in the CSV: they round apart
+    write_store(study_dir, {"a": [float32_accuracy] * 5, "b": [1.0] * 5})  # b: a column of 1.0s reads back as ints
+    analysis.analyse(study_dir)
+    table = tables.table_markdown(pd.read_csv(study_dir / "summary.csv"), "test_acc")
+    assert "\n".join(table) in (study_dir / "summary.md").read_text()
+    assert "| 0.114 ± 0.000 | 0.114 – 0.114 |" in (study_dir / "summary.md").read_text()
+    assert "| 1.000 ± 0.000 | 1.000 – 1.000 |" in (study_dir / "summary.md").read_text()

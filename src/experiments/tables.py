@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import pandas as pd
 
@@ -35,7 +36,9 @@ def pipe_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def fmt(value, digits: int = 3) -> str:
-    if isinstance(value, float):
+    """A number with `digits` decimals, '–' when missing; a whole number too (a CSV reads a column of
+    1.0s back as integers, which must print as the analysis printed them)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return "–" if math.isnan(value) else f"{value:.{digits}f}"
     return str(value)
 
