@@ -201,3 +201,13 @@ def test_summary_md_shows_the_numbers_of_summary_csv_as_the_report_does(tmp_path
     assert "\n".join(table) in (study_dir / "summary.md").read_text()
     assert "| 0.114 ± 0.000 | 0.114 – 0.114 |" in (study_dir / "summary.md").read_text()
     assert "| 1.000 ± 0.000 | 1.000 – 1.000 |" in (study_dir / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("protocol", ["lecture", "modern"])
+def test_the_lecture_line_says_whether_its_numbers_are_compared(tmp_path, protocol):
+    study_dir = tmp_path / "toy" / protocol
+    write_store(study_dir, FIVE, study=toy_study(protocol=protocol))
+    analysis.analyse(study_dir)
+    shown = (study_dir / "summary.md").read_text()
+    assert ("never compared with these runs" in shown) == (protocol == "modern")
+    assert tables.TIMING_NOTE in shown  # timings of runs that shared the cores are slower: said under every table

@@ -272,9 +272,10 @@ def test_identical_seeds_are_decided_by_an_exact_test_not_a_floored_t():
     apart = {("a", "m"): np.full(5, 0.2), ("b", "m"): np.full(5, 0.1135)}
     outcome = verdicts.run_checks([check], apart)[0]
     assert outcome.p_holds == pytest.approx(1 / 252)
-    assert "exact randomization" in outcome.describe()
+    assert "exact randomization" in outcome.describe() and "cannot go below 1/252 with these seeds" in outcome.describe()
     against_number = verdicts.run_checks([Check("b", "m", value=0.12, kind="equivalent", margin=0.05)], apart)[0]
     assert against_number.p_holds == pytest.approx(1 / 32)
+    assert "cannot go below 1/32 with these seeds" in against_number.describe()
     # a sample with a real spread leaves Welch's t alone
     spread = {("a", "m"): np.array([0.2, 0.21, 0.19, 0.2, 0.22]), ("b", "m"): np.array([0.1, 0.12, 0.11, 0.1, 0.13])}
     diff = verdicts.welch(spread[("a", "m")], spread[("b", "m")])

@@ -8,6 +8,8 @@ import numbers
 import pandas as pd
 
 
+TIMING_NOTE = ("s / epoch, s / run: wall time of a run on its device; runs made while other processes shared the cores "
+               "ran slower, so timings compare only between runs made alone.")
 INTERVAL_NOTE = ("Each check: the advantage of the first variant over the second (difference of means over seeds, "
                  "oriented so that > 0 favours the first), [its 90% Welch interval, whose ends are one-sided 95% bounds], "
                  "the one-sided p-value of the decision shown and its Holm-adjusted value over the claim's key checks (a side check: over the side checks).")
@@ -69,7 +71,7 @@ def table_markdown(summary: pd.DataFrame, metric: str, lecture_label: str = "") 
     optional = {"train_acc", "test_acc", "parameters", "updates", "grad ratio first/last layer (init)", "(training)"}
     kept = [k for k, (name, _) in enumerate(columns)
             if name not in optional or any(row[k] != "–" for row in cells)]
-    return pipe_table([columns[k][0] for k in kept], [[row[k] for k in kept] for row in cells])
+    return [*pipe_table([columns[k][0] for k in kept], [[row[k] for k in kept] for row in cells]), "", f"<sub>{TIMING_NOTE}</sub>"]
 
 
 def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
@@ -77,5 +79,6 @@ def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
     lines = [f"## {spec['title']} ({study['protocol']} protocol)", "", spec["claim"], "",
              *table_markdown(summary, spec["verdict"]["metric"], spec.get("lecture_label", "")),
              "", *verdict_lines(verdict),
-             f"Lecture: {spec['lecture_ref']}", ""]
+             (f"Lecture: {spec['lecture_ref']}" if study["protocol"] == "lecture" else
+              f"Lecture (its numbers are the lecture protocol's, never compared with these runs): {spec['lecture_ref']}"), ""]
     return "\n".join(lines)

@@ -390,8 +390,12 @@ class Outcome:
             text += f", margin {c.margin:g}"
         text += f" → {c.kind.replace('_', ' ')}: **{self.status}**"
         if self.diff.floored is not None:
+            # the fewest arrangements of the seeds (sign flips of one sample, splits of two), so the least p there is
+            sizes = [len(sample) for sample in self.diff.floored]
+            arrangements = 2 ** sizes[0] if len(sizes) == 1 else math.comb(sum(sizes), sizes[0])
             text += (f" (a spread below {SD_FLOOR:g} counted as {SD_FLOOR:g})" if c.versus else
-                     f" (a spread below {SD_FLOOR:g}: p is the larger of Welch's and an exact randomization test's)")
+                     f" (a spread below {SD_FLOOR:g}: p is the larger of Welch's and an exact randomization test's, "
+                     f"which cannot go below 1/{arrangements:,} with these seeds)")
         if self.dropped:
             text += f" ({self.dropped} non-finite value{'s' if self.dropped > 1 else ''} left out: diverged runs)"
         if self.status == INCONCLUSIVE:
