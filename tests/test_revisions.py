@@ -141,3 +141,20 @@ def test_a_changed_rule_re_judges_the_stored_runs_without_a_re_run(tmp_path):
     (tmp_path / "study.json").write_text(json.dumps(study))
     with pytest.raises(UserError, match="variants changed since these runs"):
         analysis.adopt_current_rule(tmp_path)
+
+
+@pytest.mark.parametrize("protocol,grid", [("lecture", {}), ("modern", {"optimizer.lr": [0.03, 0.1, 0.3]})])
+def test_a_rule_is_adopted_by_a_study_whose_protocol_names_its_own_grid(tmp_path, protocol, grid):
+    # depth_sigmoid tunes the rate under the modern protocol only (protocol_grids): each study's grid
+    # is the one its protocol got, not the file's base grid
+    import json
+
+    from experiments import analysis
+
+    study = {"experiment": {**judge.current_rule("depth_sigmoid"), "name": "depth_sigmoid",
+                            "variants": {"3_layers": {"model": {"depth": 3}}, "9_layers": {"model": {"depth": 9}}},
+                            "grid": grid, "probes": []},
+             "protocol": protocol, "seeds": [0]}
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    analysis.adopt_current_rule(tmp_path)
+    assert json.loads((tmp_path / "study.json").read_text())["experiment"]["grid"] == grid

@@ -115,6 +115,8 @@ def adopt_current_rule(study_dir: Path) -> None:
     own = OmegaConf.load(CONFIG_DIR / "name" / f"{study['experiment']['name']}.yaml").experiment
     # through the schema, so that every check carries its defaults as the stored ones do
     spec = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(ExperimentConfig), own), enum_to_str=True)
+    # the grid as the study's protocol gets it (as the entry point gives it: apply_protocol_grid)
+    spec["grid"] = spec["protocol_grids"].get(study["protocol"], spec["grid"])
     for key in ("variants", "grid", "probes"):
         if spec.get(key, {} if key != "probes" else []) != study["experiment"].get(key, {} if key != "probes" else []):
             raise UserError(f"the experiment file's {key} changed since these runs: re-run the study instead")
