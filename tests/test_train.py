@@ -276,8 +276,8 @@ def test_a_vectorised_group_is_every_seed_and_rate_of_a_variant(mnist_root):
     assert training_groups(members[:1], torch.device("cuda")) == [(members[:1], False)]
 
 
-@pytest.mark.parametrize("vectorise,lrs", [(False, None), (True, [0.1, 0.03])])
-def test_one_host_read_per_epoch(mnist_root, splits, monkeypatch, vectorise, lrs):
+@pytest.mark.parametrize("vectorise,lrs,eval_every", [(False, None, 1), (True, [0.1, 0.03], 1), (False, None, 2)])
+def test_one_host_read_per_epoch(mnist_root, splits, monkeypatch, vectorise, lrs, eval_every):
     """Every number an epoch's rows need is gathered on the device and read once: on a GPU each
     read waits for the device to finish, so a read per metric would stall it several times an epoch.
     Counted: the suite's own reads (torch.optim reads its step counters, which live on the CPU)."""
@@ -291,7 +291,7 @@ def test_one_host_read_per_epoch(mnist_root, splits, monkeypatch, vectorise, lrs
             return _original(self, *args)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    cfg = run_cfg(mnist_root, epochs=3)
+    cfg = run_cfg(mnist_root, epochs=3, eval_every=eval_every)  # eval_every 2: epoch 1 is not evaluated
     cfg["optimizer"]["name"] = "adagrad"  # its step sizes are read too (step_sizes)
     train_seeds(cfg, splits, [0, 0] if vectorise else [0], vectorise=vectorise, step_sizes=True, lrs=lrs)
     assert reads == ["tolist"] * (3 + 1)  # epochs 1-3 and the untrained nets (epoch 0)

@@ -167,7 +167,8 @@ def effective_lr(optimizer: torch.optim.Optimizer, name: str, stack: ModelStack)
     group = optimizer.param_groups[0]
     states = [optimizer.state[p] for p in group["params"] if optimizer.state.get(p)]
     if name.startswith("sgd") or not states:
-        return torch.full((stack.size,), float(group["lr"]), dtype=torch.float64)  # the rate as set, not rounded
+        # the rate as set, not rounded; made on the device, as a copy from the host would wait for it
+        return torch.full((stack.size,), float(group["lr"]), dtype=torch.float64, device=stack.parameters()[0].device)
     if name == "adadelta":
         steps = [group["lr"] * (st["acc_delta"] + group["eps"]).sqrt() / (st["square_avg"] + group["eps"]).sqrt()
                  for st in states]
@@ -189,15 +190,16 @@ class EpochClock:
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
-        if self.cuda:
+        if self.cuda:  # on the training device's stream (not the current device's, if that is another GPU)
+            self.stream = torch.cuda.current_stream(device)
             self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            self.start.record()
+            self.start.record(self.stream)
         else:
             self.started = time.perf_counter()
 
     def stop(self) -> None:
         if self.cuda:
-            self.end.record()
+            self.end.record(self.stream)
         else:
             self.stopped = time.perf_counter()
 
