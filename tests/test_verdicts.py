@@ -284,6 +284,15 @@ def test_identical_seeds_are_decided_by_an_exact_test_not_a_floored_t():
                                                               alternative="greater").pvalue)
 
 
+def test_a_tiny_difference_between_identical_seeds_asks_for_more_seeds_than_shown_at_once():
+    # the seeds-needed estimate grows as 1 / difference²: here ~1e17 seeds, more than MAX_SEEDS_SHOWN
+    # (an exact test's bound at that size was computed before the cap was checked: it never finished)
+    tied = {("a", "m"): np.full(2, 0.5), ("b", "m"): np.array([0.5, 0.5 + 1e-12])}
+    outcome = verdicts.run_checks([Check("a", "m", worse="b")], tied)[0]
+    assert outcome.status == "inconclusive" and outcome.seeds > verdicts.MAX_SEEDS_SHOWN
+    assert f"more than {verdicts.MAX_SEEDS_SHOWN} seeds" in outcome.describe()
+
+
 def test_randomization_tests_match_scipy():
     a, b = np.array([0.3, 0.5, 0.4, 0.45]), np.array([0.2, 0.35, 0.1, 0.3, 0.25])
     for upper, alternative in ((True, "greater"), (False, "less")):

@@ -341,7 +341,8 @@ def seeds_needed(check: Check, diff: Difference, alpha: float) -> int | None:
     seeds = max(min(diff.n_better, diff.n_worse or diff.n_better) + 1, math.ceil(groups * (z * diff.sd_pooled / distance) ** 2))
     if diff.floored is not None and not diff.n_versus:  # nor fewer than the exact test's smallest p allows
         smallest_p = (lambda n: 0.5 ** n) if diff.n_worse == 0 else (lambda n: 1 / math.comb(2 * n, n))
-        while smallest_p(seeds) >= alpha and seeds <= MAX_SEEDS_SHOWN:
+        # the bound first: a tiny observed difference asks for ~1e17 seeds, whose C(2n, n) never finishes
+        while seeds <= MAX_SEEDS_SHOWN and smallest_p(seeds) >= alpha:
             seeds += 1
     return seeds
 
