@@ -20,18 +20,26 @@ def mnist_root() -> str:
     return str(MNIST_ROOT)
 
 
+def call_entry_point(monkeypatch, argv: list[str]):
+    """Run `python -m experiments` in this process with `argv`; its exit code (0 when it returns,
+    else what it passed to sys.exit: a number or a message)."""
+    from experiments import __main__ as entry
+
+    monkeypatch.setattr(sys, "argv", list(argv))
+    try:
+        entry.main()
+    except SystemExit as exited:
+        return exited.code
+    return 0
+
+
 @pytest.fixture
 def exit_message(monkeypatch, tmp_path, mnist_root):
     """Run the entry point in-process with these arguments; return its one-line error."""
     monkeypatch.setenv("MNIST_ROOT", mnist_root)  # the pre-check finds MNIST as a run would
 
     def run(*args: str) -> str:
-        from experiments import __main__ as entry
-
-        monkeypatch.setattr(sys, "argv", ["experiments", *args, f"results_dir={tmp_path / 'results'}"])
-        with pytest.raises(SystemExit) as exited:
-            entry.main()
-        message = str(exited.value.code)
+        message = str(call_entry_point(monkeypatch, ["experiments", *args, f"results_dir={tmp_path / 'results'}"]))
         assert message.startswith("error: ") and "\n" not in message
         return message
 
@@ -46,15 +54,8 @@ def run_in_process(monkeypatch, capsys, mnist_root, tmp_path):
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str, results_dir: Path | None = None) -> subprocess.CompletedProcess:
-        from experiments import __main__ as entry
-
         argv = ["experiments", *args, f"results_dir={results_dir or tmp_path / 'results'}"]
-        monkeypatch.setattr(sys, "argv", list(argv))
-        try:
-            entry.main()
-            code = 0
-        except SystemExit as exited:
-            code = exited.code
+        code = call_entry_point(monkeypatch, argv)
         out, err = capsys.readouterr()
         if isinstance(code, str):  # sys.exit("error: ...") prints it and exits with 1, as a process would
             code, err = 1, err + code

@@ -277,6 +277,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
                 if cfg["optimizer"]["schedule"] == "cosine" else None)
     updates = 0
     started = time.perf_counter()
+    eval_splits = {name: split for name, split in splits.items() if name != "train"}  # validation (if any), test
 
     def record(epoch: int, train_stats: torch.Tensor, clock: EpochClock | None) -> list[float]:
         """The epoch's rows from `train_stats`, (2 + layers, seeds) on the device: train loss, train
@@ -287,8 +288,8 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         # and batch norm in eval mode (the running train_acc is measured while training, with
         # dropout on), once, at the end
         scheduled = epoch % eval_every == 0 or epoch == epochs
-        scores = {name: evaluate(stack, split, loss_fn, eval_batch_size)
-                  for name, split in splits.items() if name != "train" and scheduled}
+        scores = {name: evaluate(stack, split, loss_fn, eval_batch_size) for name, split in eval_splits.items()
+                  if scheduled}
         if epoch == epochs:
             scores["train_eval"] = evaluate(stack, train, loss_fn, eval_batch_size)
         parts = [train_stats.to(torch.float64), *(score.to(torch.float64) for score in scores.values())]
@@ -301,8 +302,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         shown = [scheduled or not math.isfinite(loss) for loss in losses]
         late = {}
         if not scheduled and any(shown[i] for i in active):
-            late = {name: evaluate(stack, split, loss_fn, eval_batch_size).tolist()
-                    for name, split in splits.items() if name != "train"}
+            late = {name: evaluate(stack, split, loss_fn, eval_batch_size).tolist() for name, split in eval_splits.items()}
         n_layers = len(stack.weights)
         rows_of = dict(zip(scores, (table[2 + n_layers + 2 * k:4 + n_layers + 2 * k] for k in range(len(scores)))))
         rows_of.update(late)
@@ -311,7 +311,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
             steps_taken = [step * rate for step, rate in zip(steps_taken, lrs)]
         for i in active:
             row = {"epoch": epoch, "updates": updates, "train_loss": losses[i], "train_acc": table[1][i]}
-            for name in (*(n for n in splits if n != "train"), "train_eval"):
+            for name in (*eval_splits, "train_eval"):
                 score = rows_of.get(name)
                 row[f"{name}_loss"], row[f"{name}_acc"] = (score[0][i], score[1][i]) if score and shown[i] else (math.nan, math.nan)
             row["epoch_seconds"] = epoch_seconds

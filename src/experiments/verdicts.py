@@ -238,6 +238,12 @@ def share_test(sample: np.ndarray, value: float, lower_is_better: bool = False) 
 EXACT_LIMIT = 200_000  # arrangements enumerated exactly; beyond, a seeded Monte-Carlo sample of them
 
 
+def arrangement_count(sizes: list[int]) -> int:
+    """How many arrangements an exact randomization test weighs, so its least p is one over it: one
+    sample, its 2^n sign flips; two samples, the C(n1 + n2, n1) splits of their pooled seeds."""
+    return 2 ** sizes[0] if len(sizes) == 1 else math.comb(sum(sizes), sizes[0])
+
+
 def _arrangements(count: int, exact: Callable[[], np.ndarray], draw: Callable[[np.random.Generator], np.ndarray]) -> np.ndarray:
     return exact() if count <= EXACT_LIMIT else draw(np.random.default_rng(0))
 
@@ -245,11 +251,11 @@ def _arrangements(count: int, exact: Callable[[], np.ndarray], draw: Callable[[n
 def sign_flip_p(distances: np.ndarray, upper: bool) -> float:
     """Exact one-sided p of H0 "the mean distance is <= 0" (upper) or ">= 0": the share of the 2^n
     sign patterns whose mean is at least (at most) the observed one."""
-    n = len(distances)
-    signs = _arrangements(2 ** n, lambda: 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1),
+    n, count = len(distances), arrangement_count([len(distances)])
+    signs = _arrangements(count, lambda: 1 - 2 * ((np.arange(count)[:, None] >> np.arange(n)) & 1),
                           lambda rng: rng.choice([-1, 1], size=(EXACT_LIMIT, n)))
     means, observed = (signs * np.abs(distances)).mean(axis=1), distances.mean()
-    return _share_beyond(means, observed, upper, sampled=2 ** n > EXACT_LIMIT)
+    return _share_beyond(means, observed, upper, sampled=count > EXACT_LIMIT)
 
 
 def permutation_p(better: np.ndarray, worse: np.ndarray, upper: bool) -> float:
@@ -257,14 +263,14 @@ def permutation_p(better: np.ndarray, worse: np.ndarray, upper: bool) -> float:
     share of the ways to split the pooled values into groups of these sizes whose difference is at
     least (at most) the observed one."""
     pooled, n = np.concatenate([better, worse]), len(better)
-    total = pooled.sum()
-    firsts = _arrangements(math.comb(len(pooled), n),
+    total, count = pooled.sum(), arrangement_count([len(better), len(worse)])
+    firsts = _arrangements(count,
                            lambda: np.array(list(itertools.combinations(range(len(pooled)), n))),
                            lambda rng: np.argsort(rng.random((EXACT_LIMIT, len(pooled))), axis=1)[:, :n])
     sums = pooled[firsts].sum(axis=1)
     differences = sums / n - (total - sums) / len(worse)
     return _share_beyond(differences, better.mean() - worse.mean(), upper,
-                         sampled=math.comb(len(pooled), n) > EXACT_LIMIT)
+                         sampled=count > EXACT_LIMIT)
 
 
 def _share_beyond(statistics: np.ndarray, observed: float, upper: bool, sampled: bool) -> float:
@@ -340,9 +346,8 @@ def seeds_needed(check: Check, diff: Difference, alpha: float) -> int | None:
     # never fewer than one more seed than these runs have: they did not settle it
     seeds = max(min(diff.n_better, diff.n_worse or diff.n_better) + 1, math.ceil(groups * (z * diff.sd_pooled / distance) ** 2))
     if diff.floored is not None and not diff.n_versus:  # nor fewer than the exact test's smallest p allows
-        smallest_p = (lambda n: 0.5 ** n) if diff.n_worse == 0 else (lambda n: 1 / math.comb(2 * n, n))
         # the bound first: a tiny observed difference asks for ~1e17 seeds, whose C(2n, n) never finishes
-        while seeds <= MAX_SEEDS_SHOWN and smallest_p(seeds) >= alpha:
+        while seeds <= MAX_SEEDS_SHOWN and 1 / arrangement_count([seeds] * (1 if diff.n_worse == 0 else 2)) >= alpha:
             seeds += 1
     return seeds
 
@@ -391,12 +396,10 @@ class Outcome:
             text += f", margin {c.margin:g}"
         text += f" → {c.kind.replace('_', ' ')}: **{self.status}**"
         if self.diff.floored is not None:
-            # the fewest arrangements of the seeds (sign flips of one sample, splits of two), so the least p there is
-            sizes = [len(sample) for sample in self.diff.floored]
-            arrangements = 2 ** sizes[0] if len(sizes) == 1 else math.comb(sum(sizes), sizes[0])
             text += (f" (a spread below {SD_FLOOR:g} counted as {SD_FLOOR:g})" if c.versus else
                      f" (a spread below {SD_FLOOR:g}: p is the larger of Welch's and an exact randomization test's, "
-                     f"which cannot go below 1/{arrangements:,} with these seeds)")
+                     f"which cannot go below 1/{arrangement_count([len(s) for s in self.diff.floored]):,} "
+                     f"with these seeds)")
         if self.dropped:
             text += f" ({self.dropped} non-finite value{'s' if self.dropped > 1 else ''} left out: diverged runs)"
         if self.status == INCONCLUSIVE:
