@@ -247,6 +247,18 @@ def test_a_tuned_value_at_the_grid_edge_is_flagged():
     assert "edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
 
 
+def test_tied_grid_points_are_named_and_the_first_is_taken():
+    # a net at chance scores the same at every rate (depth_sigmoid's 9 layers under the modern protocol)
+    study = {"experiment": {**GRID_STUDY["experiment"], "variants": {"sgd": {"optimizer": {"lr": 0.1}}},
+                            "grid": {"optimizer.lr": [0.01, 0.1, 1.0]}}, "seeds": [0]}
+    rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
+             "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
+            for label, val in (("sgd_lr0.01", 0.1), ("sgd_lr0.1", 0.2), ("sgd_lr1.0", 0.2))]
+    runs, _, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
+    assert runs.groupby("variant")["grid_run"].first()["sgd_tuned"] == "sgd_lr0.1"
+    assert "| 0.1 | none: 2 points tie, the first is taken | 0.1 |" in grid_md
+
+
 def test_a_variant_whose_own_value_is_off_the_grid_waits_for_no_default_run():
     study = {"experiment": {**GRID_STUDY["experiment"], "grid": {"optimizer.lr": [0.05]}}, "seeds": [0]}
     rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": 0.5, "test_acc": 0.5, "train_acc": 0.5,

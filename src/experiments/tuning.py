@@ -42,7 +42,10 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
         point = {kind: ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in labels[label][1].values())
                  if label else "–" for kind, label in chosen.items()}
         ranked = sorted((val[label] for label in scored), reverse=True)
-        lead = f"{ranked[0] - ranked[1]:{'.4f' if sign > 0 else '.3g'}}" if len(ranked) > 1 else "–"
+        tied = ranked.count(ranked[0]) if ranked else 0
+        lead = ("–" if len(ranked) < 2 else  # max() above takes the first of tied points, in grid order
+                f"none: {tied} points tie, the first is taken" if tied > 1 else
+                f"{ranked[0] - ranked[1]:{'.4f' if sign > 0 else '.3g'}}")
         rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})" if label in val.index and pd.notna(val[label])
                              else "–" for label in mine), point["tuned"], lead, point["default"]])
         if chosen["tuned"] in (mine[0], mine[-1]) and len(mine) > 2:
