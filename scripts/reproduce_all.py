@@ -1,6 +1,6 @@
 """Run every experiment, then rebuild results/REPORT.md; the total wall time goes into the report.
 
-    python scripts/reproduce_all.py                       # every claim, lecture protocol, 3 seeds
+    python scripts/reproduce_all.py                       # every claim, lecture protocol, 5 seeds
     python scripts/reproduce_all.py --protocols lecture,modern device=cuda
     python scripts/reproduce_all.py --resume              # keep runs that already completed
 """
