@@ -46,7 +46,7 @@ def test_tuned_takes_the_best_validation_accuracy_and_default_the_configured_val
     assert chosen == {"sgd_tuned": "sgd_lr0.01", "sgd_default": "sgd_lr0.1",
                       "adam_tuned": "adam_lr0.1", "adam_default": "adam_lr0.01"}
     assert list(study["experiment"]["variants"]) == ["sgd_default", "adam_default", "sgd_tuned", "adam_tuned"]
-    assert "| sgd | 0.900 (0.100) | 0.500 (0.990) | 0.01 | 0.4000 | 0.1 |" in grid_md
+    assert "| sgd | 0.900 (0.100) | 0.500 (0.990) | 0.01 | 0.4 | 0.1 |" in grid_md
     assert "edge of the grid" not in grid_md  # two-point grids have no inside
 
 
@@ -245,18 +245,28 @@ def test_a_tuned_value_at_the_grid_edge_is_flagged():
             for label, val in (("sgd_lr0.01", 0.5), ("sgd_lr0.1", 0.6), ("sgd_lr1.0", 0.7))]
     _, _, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
     assert "edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
+    assert "| 0.1 |" in grid_md  # the lead: .2g, so that one validation image's lead is not shown as 0
 
 
-def test_tied_grid_points_are_named_and_the_first_is_taken():
-    # a net at chance scores the same at every rate (depth_sigmoid's 9 layers under the modern protocol)
+def test_tied_grid_points_are_named_the_first_is_taken_and_a_tie_at_the_edge_is_flagged():
+    # a net at chance scores the same at every rate (depth_sigmoid's 9 layers under the modern protocol);
+    # means that differ by float rounding only tie too
     study = {"experiment": {**GRID_STUDY["experiment"], "variants": {"sgd": {"optimizer": {"lr": 0.1}}},
                             "grid": {"optimizer.lr": [0.01, 0.1, 1.0]}}, "seeds": [0]}
-    rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
-             "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
-            for label, val in (("sgd_lr0.01", 0.1), ("sgd_lr0.1", 0.2), ("sgd_lr1.0", 0.2))]
-    runs, _, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
-    assert runs.groupby("variant")["grid_run"].first()["sgd_tuned"] == "sgd_lr0.1"
-    assert "| 0.1 | none: 2 points tie, the first is taken | 0.1 |" in grid_md
+
+    def resolved(scores):
+        rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
+                 "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
+                for label, val in zip(("sgd_lr0.01", "sgd_lr0.1", "sgd_lr1.0"), scores)]
+        runs, _, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
+        return runs.groupby("variant")["grid_run"].first()["sgd_tuned"], grid_md
+
+    tuned, grid_md = resolved((0.1, 0.2, 0.2 + 1e-15))
+    assert tuned == "sgd_lr0.1"
+    assert "| 0.1 | 0: 2 points tie for best, the first in grid order is taken | 0.1 |" in grid_md
+    assert "(alone or tied) at the edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
+    tuned, grid_md = resolved((0.1, 0.2 + 1 / 25_000, 0.2))  # one validation image of 5,000, over 5 seeds
+    assert tuned == "sgd_lr0.1" and "| 0.1 | 4e-05 | 0.1 |" in grid_md and "edge of the grid" not in grid_md
 
 
 def test_a_variant_whose_own_value_is_off_the_grid_waits_for_no_default_run():

@@ -4,6 +4,8 @@ loss where the experiment tunes on val_loss), with the grid's table."""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from omegaconf import OmegaConf
 
@@ -34,22 +36,24 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
         # the variant's own value of each grid key, as the runner resolved it without the grid
         own = study.get("grid_defaults", {}).get(base) or {key: OmegaConf.select(OmegaConf.create(partial), key)
                                                           for key in keys}
-        chosen = {"tuned": max(scored, key=lambda label: val[label]) if scored else None,
+        best = max((val[label] for label in scored), default=math.nan)
+        # points whose mean scores differ only by float rounding tie; the first in grid order is taken
+        tied = [label for label in scored if math.isclose(val[label], best, rel_tol=1e-9, abs_tol=1e-12)]
+        chosen = {"tuned": tied[0] if tied else None,
                   "default": next((label for label in mine if all(
                       own.get(key) == value for key, value in labels[label][1].items())), None)}
         if chosen["default"] is None:
             off_grid.append(base)
         point = {kind: ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in labels[label][1].values())
                  if label else "–" for kind, label in chosen.items()}
-        ranked = sorted((val[label] for label in scored), reverse=True)
-        tied = ranked.count(ranked[0]) if ranked else 0
-        lead = ("–" if len(ranked) < 2 else  # max() above takes the first of tied points, in grid order
-                f"none: {tied} points tie, the first is taken" if tied > 1 else
-                f"{ranked[0] - ranked[1]:{'.4f' if sign > 0 else '.3g'}}")
+        runner_up = max((val[label] for label in scored if label not in tied), default=math.nan)
+        lead = ("–" if len(scored) < 2 else
+                f"0: {len(tied)} points tie for best, the first in grid order is taken" if len(tied) > 1 else
+                f"{best - runner_up:.2g}")  # .2g: a lead of one validation image is not shown as 0
         rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})" if label in val.index and pd.notna(val[label])
                              else "–" for label in mine), point["tuned"], lead, point["default"]])
-        if chosen["tuned"] in (mine[0], mine[-1]) and len(mine) > 2:
-            at_edge.append(f"{base} ({chosen['tuned']})")
+        if {mine[0], mine[-1]} & set(tied) and len(mine) > 2:  # a tie reaching the edge counts too
+            at_edge.append(f"{base} ({', '.join(label for label in tied if label in (mine[0], mine[-1]))})")
         for kind, label in chosen.items():
             if label is not None:
                 views.append(runs[runs["variant"] == label].assign(variant=f"{base}_{kind}", grid_run=label))
@@ -58,7 +62,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
     view_names = [f"{b}_{kind}" for kind in ("default", "tuned") for b in spec["variants"]
                   if kind == "tuned" or b not in off_grid]
     resolved = {**study, "experiment": {**spec, "variants": {name: {} for name in view_names}}, "view_runs": view_runs}
-    edge_note = ([f"Best value at the edge of the grid, so tuning may be incomplete for: {', '.join(at_edge)}.", ""]
+    edge_note = ([f"Best value (alone or tied) at the edge of the grid, so tuning may be incomplete for: {', '.join(at_edge)}.", ""]
                  if at_edge else [])
     edge_note += ([f"Own value not on the grid, so no `_default` run: {', '.join(off_grid)}.", ""] if off_grid else [])
     what = "accuracy" if tune_on == "val_acc" else "loss"
