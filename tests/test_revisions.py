@@ -158,3 +158,21 @@ def test_a_rule_is_adopted_by_a_study_whose_protocol_names_its_own_grid(tmp_path
     (tmp_path / "study.json").write_text(json.dumps(study))
     analysis.adopt_current_rule(tmp_path)
     assert json.loads((tmp_path / "study.json").read_text())["experiment"]["grid"] == grid
+
+
+def test_seeds_added_after_the_engines_verdict_are_flagged(repo):
+    import json
+
+    def results(seeds, verdict):
+        return {"results/x/lecture/study.json": json.dumps({"seeds": seeds}),
+                "results/x/lecture/verdict.json": json.dumps(verdict)}
+
+    commit(repo, results([0, 1, 2], {"verdict": "partly"}), "judged by the old rule: not the engine's")
+    assert revisions.seeds_changed(repo, "results/x/lecture", [0, 1, 2, 3, 4]) is None
+    judged_at = commit(repo, results([0, 1, 2, 3, 4], {"verdict": "inconclusive", "checks": []}), "the engine's verdict")
+    assert revisions.seeds_changed(repo, "results/x/lecture", [0, 1, 2, 3, 4]) is None
+    commit(repo, results([0, 1, 2, 3, 4, 5, 6, 7], {"verdict": "reproduced", "checks": []}), "seeds added")
+    line = revisions.seeds_changed(repo, "results/x/lecture", [0, 1, 2, 3, 4, 5, 6, 7])
+    assert line.startswith(f"{subprocess.run(['git', 'log', '-1', '--format=%cs', judged_at], cwd=repo, capture_output=True, text=True).stdout.strip()}, commit {judged_at[:7]}: ")
+    assert "(n = 5, **inconclusive**)" in line and "(n = 8)" in line and "second look" in line
+    assert revisions.seeds_changed(repo, "results/y/lecture", [0]) is None  # no history: nothing to say

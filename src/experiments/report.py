@@ -209,9 +209,12 @@ def build_report(results_dir: Path) -> str:
         # a shared rule's change, listed here too where it changed a check of this study
         shared = [f"- {r['date']}, commit {str(r['commit'])[:7]}, a rule every study shares (`{revisions.SHARED_RECORD}`): "
                   f"{r['what']}. Why: {r['why']}" for r in revisions.shared_recorded(REPO) if name in r.get("changed", [])]
+        seeds = [f"- {protocol.capitalize()} protocol, {line}" for protocol in PROTOCOLS if outcomes[(name, protocol)]
+                 for line in [revisions.seeds_changed(REPO, f"results/{name}/{protocol}",
+                                                      outcomes[(name, protocol)]["study"]["seeds"])] if line]
         lines += ["", "Changes after results existed (detected in git; reasons from the experiment file):", "",
                   *(revisions.revision_lines(REPO, [f"configs/name/{name}.yaml"], f"results/{name}",
-                                             spec.get("revisions", [])) + shared or ["- none"]), ""]
+                                             spec.get("revisions", [])) + shared + seeds or ["- none"]), ""]
         for protocol in PROTOCOLS:
             outcome = outcomes[(name, protocol)]
             if outcome is None:

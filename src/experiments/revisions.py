@@ -8,6 +8,7 @@ claim is not a revision, a changed learning rate, check or margin is."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,3 +159,27 @@ def revision_lines(repo: Path, paths: list[str], results_path: str, recorded: li
                          "*(Recorded by hand: git shows no settings change here after committed results, e.g. the "
                          "results it followed were never committed, or the change was to code.)*")
     return lines
+
+
+def seeds_changed(repo: Path, results_path: str, seeds_now: list[int]) -> str | None:
+    """A line for the report when a study's seeds differ from those of its first verdict by the
+    verdict engine committed under `results_path` (e.g. results/x/lecture): seeds added after a
+    verdict existed are a second look at the data. None when they are the same or git cannot tell."""
+    log = git(repo, "log", "--reverse", "--format=%H%x09%cs", "--", f"{results_path}/verdict.json")
+    for line in (log or "").splitlines():
+        commit, date = line.split("\t")
+        try:
+            verdict = json.loads(git(repo, "show", f"{commit}:{results_path}/verdict.json") or "")
+            seeds_then = json.loads(git(repo, "show", f"{commit}:{results_path}/study.json") or "")["seeds"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if "checks" not in verdict:  # judged by the rule before the engine
+            continue
+        if sorted(seeds_then) == sorted(seeds_now):
+            return None
+        return (f"{date}, commit {commit[:7]}: the verdict engine judged this study on seeds "
+                f"{', '.join(map(str, seeds_then))} (n = {len(seeds_then)}, **{verdict['verdict']}**); it now has "
+                f"seeds {', '.join(map(str, seeds_now))} (n = {len(seeds_now)}). Seeds added after a verdict existed "
+                "are a second look at the data, which raises the chance of a false decision slightly; the "
+                "experiment file's revisions say why and whether the number was capped beforehand.")
+    return None
