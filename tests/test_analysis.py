@@ -131,6 +131,16 @@ def test_no_budget_caveat_for_not_worse_checks_or_metrics_measured_once():
         assert judge.closing_gaps(closing, study) == []
 
 
+def test_no_budget_caveat_on_training_accuracy_measured_in_eval_mode_at_the_end_only():
+    # dropout's check reads the trained model in eval mode (train_eval_acc, last epoch only); the
+    # per-epoch train_acc ran with dropout on: another quantity, whose lead may shrink while the checked one is 0
+    closing = curves({"a": [0.1, 0.80, 0.90, 0.93, 0.96], "b": [0.1, 0.95, 0.98, 0.99, 0.99]})
+    study = {"experiment": {**STUDY["experiment"], "verdict": {
+        "metric": "train_error", "checks": [{"better": "b", "worse": "a", "lower_is_better": True}]}}}
+    assert judge.closing_gaps(closing, study)
+    assert judge.closing_gaps(closing.assign(train_eval_acc=1.0), study) == []
+
+
 def test_the_analysis_and_report_modules_run_as_commands(tmp_path):
     """`python -m experiments.analysis <study>` and `python -m experiments.report <results>`, as the README gives them."""
     import subprocess

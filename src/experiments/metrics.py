@@ -145,7 +145,12 @@ def summarise(finals: pd.DataFrame, study: dict) -> pd.DataFrame:
 
 
 def per_epoch(runs: pd.DataFrame, metric: str) -> pd.Series | None:
-    """A verdict metric at every epoch that measured it (errors from accuracies); None if not per epoch."""
+    """A verdict metric at every epoch that measured it (errors from accuracies); None if not per epoch.
+    A run's final train_acc is its trained model in eval mode (train_eval_acc, measured once, at the
+    end); the per-epoch train_acc was measured while training (dropout on, batch norm in training
+    mode), another quantity, so those runs give no training-accuracy curve."""
+    if metric in ("train_acc", "train_error") and "train_eval_acc" in runs:
+        return None
     if metric in runs:
         return runs[metric]
     if metric.endswith("_error") and metric.replace("_error", "_acc") in runs:
