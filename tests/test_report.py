@@ -52,7 +52,7 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
         assert f"### {name}" in first
     # one line per claim: the headline pair, then each protocol's verdict
     assert ("| [relu_vs_sigmoid](#relu_vs_sigmoid) | sigmoid 0.11 · relu 0.96 | test_acc: relu 0.960 ± 0.009 vs "
-            "sigmoid 0.110 ± 0.009 | **reproduced** (n = 5) | not run |") in first
+            "sigmoid 0.110 ± 0.009 (needs an advantage above 0.1) | **reproduced** (n = 5) | not run |") in first
     assert first.count("| [relu_vs_sigmoid](#relu_vs_sigmoid) |") == 1
     assert "| [mse_vs_ce](#mse_vs_ce) | mse 0.11 · cross_entropy 0.84 |" in first
     assert "**incomplete** (n = 4) |" in first and "missing runs (mse: 4 of 5 seeds)" in first
@@ -151,3 +151,13 @@ def test_headline_of_a_check_on_another_metric_gives_its_own_numbers():
     study["experiment"]["verdict"]["checks"] = study["experiment"]["verdict"]["checks"][2:]
     outcome["verdict"]["checks"] = tested[2:]
     assert report.headline(outcome) == "mean_train_loss: b vs a, advantage +1.2 [1.1, 1.3]"
+
+
+def test_a_headline_names_what_its_check_needs_beyond_a_direction():
+    from experiments.verdicts import Check
+
+    assert report.needs(Check("a", "test_acc", worse="b")) == ""
+    assert report.needs(Check("a", "test_acc", worse="b", margin=0.1)) == " (needs an advantage above 0.1)"
+    assert report.needs(Check("a", "early_stop_gain", value=0.0, margin=0.002)) == " (needs an advantage above 0.002)"
+    assert report.needs(Check("a", "train_error", worse="b", kind="not_worse", margin=0.005)) == " (needs a deficit below 0.005)"
+    assert report.needs(Check("a", "test_acc", worse="b", kind="equivalent", margin=0.01)) == " (needs a difference within ±0.01)"

@@ -92,6 +92,20 @@ def headline(outcome: dict) -> str:
     keys = [(i, c) for i, c in enumerate(checks) if c.key]
     # a count the architecture fixes says less about the runs than a measured key check, where there is one
     index, key = next(((i, c) for i, c in keys if c.metric not in FIXED_METRICS), keys[0])
+    return headline_numbers(outcome, rule, index, key) + needs(key)
+
+
+def needs(check) -> str:
+    """What the check asks of the difference, where a margin makes it more than a direction: a
+    headline of two numbers alone would hide it."""
+    if check.kind == "beats":
+        return f" (needs an advantage above {check.margin:g})" if check.margin else ""
+    if check.kind == "not_worse":
+        return f" (needs a deficit below {check.margin:g})"
+    return f" (needs a difference within ±{check.margin:g})"
+
+
+def headline_numbers(outcome: dict, rule: dict, index: int, key) -> str:
     tested = outcome.get("verdict", {}).get("checks") or []
     if (key.metric != rule["metric"] or key.versus) and len(tested) > index and tested[index]["difference"] is not None:
         advantage, (low, high) = tested[index]["difference"], tested[index]["ci90"]
