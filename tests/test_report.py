@@ -161,3 +161,11 @@ def test_a_headline_names_what_its_check_needs_beyond_a_direction():
     assert report.needs(Check("a", "early_stop_gain", value=0.0, margin=0.002)) == " (needs an advantage above 0.002)"
     assert report.needs(Check("a", "train_error", worse="b", kind="not_worse", margin=0.005)) == " (needs a deficit below 0.005)"
     assert report.needs(Check("a", "test_acc", worse="b", kind="equivalent", margin=0.01)) == " (needs a difference within ±0.01)"
+
+
+def test_an_inconclusive_summary_cell_says_what_it_can_still_become():
+    checks = [{"key": True, "status": s} for s in ("fails", "fails", "inconclusive")] + [{"key": False, "status": "holds"}]
+    verdict = {"verdict": "inconclusive", "possible": ["partly", "not reproduced"], "checks": checks}
+    assert report.still_open(verdict, "inconclusive") == ": partly or not reproduced; key checks 0 hold, 2 fail, 1 open"
+    assert report.still_open({**verdict, "verdict": "partly"}, "partly") == ""
+    assert report.still_open(verdict, report.PENDING) == ""  # a pending study shows no stale counts

@@ -95,6 +95,16 @@ def headline(outcome: dict) -> str:
     return headline_numbers(outcome, rule, index, key) + needs(key)
 
 
+def still_open(verdict: dict, shown: str) -> str:
+    """For an inconclusive verdict, what it can still become and where its key checks stand: a bare
+    'inconclusive' reads as 'maybe true' where most key checks already fail."""
+    if shown != "inconclusive" or not verdict.get("possible"):
+        return ""
+    key = [c["status"] for c in verdict.get("checks", []) if c["key"]]
+    return (f": {' or '.join(verdict['possible'])}; key checks {key.count('holds')} hold, "
+            f"{key.count('fails')} fail, {key.count('inconclusive')} open")
+
+
 def needs(check) -> str:
     """What the check asks of the difference, where a margin makes it more than a direction: a
     headline of two numbers alone would hide it."""
@@ -182,8 +192,9 @@ def build_report(results_dir: Path) -> str:
     lines += ["## Summary", "",
               "One line per claim: the two numbers its first key check compares under the lecture protocol (each "
               "variant's mean ± 95% CI in the table's metric; for a check on another metric, the variant's mean or the "
-              "advantage with its 90% interval, as the check's line gives it), and each protocol's verdict with its seeds "
-              "per variant; the sections below give every check. "
+              "advantage with its 90% interval, as the check's line gives it, and what the check needs beyond a "
+              "direction), and each protocol's verdict with its seeds per variant (an inconclusive one with what it can "
+              "still become and where its key checks stand); the sections below give every check. "
               f"{len(order)} studies; {len(not_covered)} claims of the lectures not covered yet are listed as *not run*.", ""]
     rows = []
     for name in listed:
@@ -201,7 +212,7 @@ def build_report(results_dir: Path) -> str:
                 cells.append("same runs as the lecture protocol" if same else "not run")
                 continue
             shown, _ = judged(outcome, name)
-            cells.append(f"**{shown}** (n = {int(outcome['summary']['n'].min())})")
+            cells.append(f"**{shown}** (n = {int(outcome['summary']['n'].min())})" + still_open(outcome["verdict"], shown))
         lecture = outcomes[(name, "lecture")]
         rows.append([f"[{name}](#{name})", lecture_numbers, headline(lecture) if lecture else "–", *cells])
     lines += [*pipe_table(["claim", "lecture's numbers", "lecture protocol: headline", "verdict",
