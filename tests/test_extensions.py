@@ -235,6 +235,8 @@ def test_derived_metrics_for_learning_rate_and_early_stopping():
     assert finals["best_val_epoch"].tolist() == [2, 2, 2]
     assert finals["test_acc_at_best_val"].tolist() == [0.9, 0.12, 0.6]
     assert finals.loc[0, "early_stop_gain"] == pytest.approx(0.9 - 0.85)
+    # the test curve's own fall from its peak: in seed 1 the peak (epoch 1) is not the best-validation epoch
+    assert finals.loc[[0, 1], "test_drop_from_peak"].tolist() == pytest.approx([0.9 - 0.85, 0.15 - 0.11])
 
 
 def test_a_tuned_value_at_the_grid_edge_is_flagged():

@@ -34,7 +34,7 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     grad_ratio_init / grad_ratio_train: input layer's gradient norm over the output layer's, at
     initialisation and averaged over the training epochs (variants may differ in depth, so each
     run's last layer is its last non-empty column); log10_* the same in decades; test_error and train_error = 1 - accuracy;
-    failed_to_learn (1 or 0), solved (1 or 0: the adding problem's test squared error below SOLVED_BELOW), loss_drop, and early stopping's test_acc_at_best_val and early_stop_gain (over the last epoch's).
+    failed_to_learn (1 or 0), solved (1 or 0: the adding problem's test squared error below SOLVED_BELOW), loss_drop, and early stopping's test_acc_at_best_val and early_stop_gain (over the last epoch's) and test_drop_from_peak.
     """
     ordered = runs.sort_values(["variant", "seed", "epoch"])
     finals = ordered.groupby(["variant", "seed"], sort=False).tail(1).set_index(["variant", "seed"])
@@ -72,6 +72,9 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
         finals["best_val_epoch"] = best["epoch"]
         finals["test_acc_at_best_val"] = best["test_acc"]
         finals["early_stop_gain"] = finals["test_acc_at_best_val"] - finals["test_acc"]
+        # how far the test accuracy fell from its peak: the overfitting early stopping could undo (read
+        # off the test curve, so a description of the run, not a rule anyone could apply)
+        finals["test_drop_from_peak"] = evaluated.groupby(["variant", "seed"])["test_acc"].max() - finals["test_acc"]
     grad_cols = grad_columns(runs)
     if grad_cols:
         norms = ordered.set_index(["variant", "seed"])[grad_cols]
@@ -104,7 +107,7 @@ def needs_step_sizes(spec: dict) -> bool:
 
 
 DERIVED = {"mean_test_acc", "failed_to_learn", "loss_drop", "best_val_epoch", "test_acc_at_best_val", "early_stop_gain",
-           "test_error", "train_error", "generalisation_gap", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
+           "test_drop_from_peak", "test_error", "train_error", "generalisation_gap", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
            "log10_seconds_per_epoch", "log10_test_loss", "log10_lr_shrink", "grad_ratio_init", "grad_ratio_train", "grad_norm_init",
            "log10_grad_ratio_init", "log10_grad_ratio_train", "log10_grad_norm_init", "solved"}
 
