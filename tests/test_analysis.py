@@ -190,6 +190,23 @@ def test_the_checked_metrics_figure_leaves_out_a_non_finite_seed_and_says_so(tmp
     assert shown == [["a (1 not finite)", "b"]]
 
 
+def test_the_checked_metrics_figure_draws_a_checks_bar_with_its_margin(tmp_path, monkeypatch):
+    from experiments import plots
+
+    runs = make_runs({"a": [0.1, 0.2, 0.3], "b": [0.9, 0.9, 0.9]})
+    lines = []
+    monkeypatch.setattr(plots, "finish", lambda fig, axes, title, **kw: lines.extend(
+        (line.get_label(), line.get_ydata()[0]) for line in axes[0].get_lines() if line.get_label().startswith("b vs")) or b"png")
+    check = {"better": "b", "worse": None, "metric": "", "key": True, "kind": "beats", "margin": 0.002,
+             "lower_is_better": False}
+    checks = [{**check, "value": 0.5}, {**check, "value": 0.2, "kind": "not_worse", "margin": 0.02, "lower_is_better": True,
+                                        "key": False}]
+    plots.plot_checked_metrics(runs, STUDY | {"experiment": {**STUDY["experiment"], "verdict": {"metric": "test_acc",
+                                                                                                 "checks": checks}}}, tmp_path)
+    assert lines == [("b vs 0.5 (key check): bar at 0.502", pytest.approx(0.502)),
+                     ("b vs 0.2 (side check): bar at 0.22", pytest.approx(0.22))]
+
+
 def test_the_comparison_table_leaves_out_columns_no_variant_has():
     from experiments.tables import table_markdown
 

@@ -240,7 +240,7 @@ def plot_checked_metrics(runs: pd.DataFrame, study: dict, study_dir: Path) -> by
             ax.bar(x, finite.mean() if len(finite) else 0, color=colour(x, len(variants)), alpha=0.35, width=0.6)
             ax.plot([x] * len(finite), finite, "o", color=colour(x, len(variants)), markersize=4)
             labels.append(variant + (f" ({len(values) - len(finite)} not finite)" if len(finite) < len(values) else ""))
-        for check in checks:  # a fixed number a check tests against: dashed for a key check, dotted for a side check
+        for check in checks:  # the bar a check against a fixed number sets: dashed for a key check, dotted for a side check
             if (check["metric"] or spec["verdict"]["metric"]) == metric and check.get("value") is not None:
                 style = {"color": "black" if check["key"] else "grey", "linestyle": "--" if check["key"] else ":",
                          "linewidth": 1}
@@ -248,8 +248,10 @@ def plot_checked_metrics(runs: pd.DataFrame, study: dict, study_dir: Path) -> by
                 if check["kind"] == "equivalent":  # the band the difference must lie in
                     ax.axhspan(check["value"] - check["margin"], check["value"] + check["margin"], alpha=0.12,
                                color=style["color"], label=f"{what}: ±{check['margin']:g}")
-                else:
-                    ax.axhline(check["value"], label=what, **style)
+                else:  # the margin moves the bar: beyond it for `beats`, short of it for `not_worse`
+                    toward = (-1 if check["lower_is_better"] else 1) * (1 if check["kind"] == "beats" else -1)
+                    bar = check["value"] + toward * check["margin"]
+                    ax.axhline(bar, label=what + (f": bar at {bar:g}" if check["margin"] else ""), **style)
         ax.set_xticks(range(len(variants)), labels, rotation=30, ha="right", fontsize=8)
         ax.set(title=metric, ylabel=metric)
         if not ax.get_legend_handles_labels()[0]:
