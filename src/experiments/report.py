@@ -234,9 +234,12 @@ def build_report(results_dir: Path) -> str:
         # a shared rule's change, listed here too where it changed a check of this study
         shared = [f"- {r['date']}, commit {str(r['commit'])[:7]}, a rule every study shares (`{revisions.SHARED_RECORD}`): "
                   f"{r['what']}. Why: {r['why']}" for r in revisions.shared_recorded(REPO) if name in r.get("changed", [])]
-        seeds = [f"- {protocol.capitalize()} protocol, {line}" for protocol in PROTOCOLS if outcomes[(name, protocol)]
-                 for line in [revisions.seeds_changed(REPO, f"results/{name}/{protocol}",
-                                                      outcomes[(name, protocol)]["study"]["seeds"])] if line]
+        seeds = []
+        for protocol in PROTOCOLS:
+            outcome = outcomes[(name, protocol)]
+            line = outcome and revisions.seeds_changed(REPO, f"results/{name}/{protocol}", outcome["study"]["seeds"])
+            if line:
+                seeds.append(f"- {protocol.capitalize()} protocol, {line}")
         lines += ["", "Changes after results existed (detected in git; reasons from the experiment file):", "",
                   *(revisions.revision_lines(REPO, [f"configs/name/{name}.yaml"], f"results/{name}",
                                              spec.get("revisions", [])) + shared + seeds or ["- none"]), ""]

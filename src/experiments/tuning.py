@@ -52,8 +52,9 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
                 f"{best - runner_up:.2g}")  # .2g: a lead of one validation image is not shown as 0
         rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})" if label in val.index and pd.notna(val[label])
                              else "–" for label in mine), point["tuned"], lead, point["default"]])
-        if {mine[0], mine[-1]} & set(tied) and len(mine) > 2:  # a tie reaching the edge counts too
-            at_edge.append(f"{base} ({', '.join(label for label in tied if label in (mine[0], mine[-1]))})")
+        on_edge = [label for label in tied if label in (mine[0], mine[-1])]  # a tie reaching the edge counts too
+        if on_edge and len(mine) > 2:
+            at_edge.append(f"{base} ({', '.join(on_edge)})")
         for kind, label in chosen.items():
             if label is not None:
                 views.append(runs[runs["variant"] == label].assign(variant=f"{base}_{kind}", grid_run=label))
