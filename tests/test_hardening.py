@@ -1,6 +1,7 @@
 """Nothing written outside results_dir, every value checked before the first job: a regression test
 for each way a hostile or careless command line got through, and a bounded fuzz test."""
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -93,6 +94,23 @@ def test_analysis_of_a_folder_without_a_study_is_one_error_line(tmp_path, capsys
 
     assert analysis.main([str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'nope'} holds no study.json")
+
+
+def test_analysis_of_a_committed_study_without_its_runs_says_how_to_store_them_and_changes_nothing(tmp_path, capsys):
+    """A fresh clone has each study's tables but not its run folders: rebuilding the tables from no
+    runs (or adopting the current rule first) would overwrite the committed results."""
+    import shutil
+    from experiments import analysis
+
+    study_dir = tmp_path / "modern"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "results" / "deep_vs_fat" / "modern", study_dir)
+    seeds = ",".join(map(str, json.loads((study_dir / store.STUDY_FILE).read_text())["seeds"]))
+    before = {path.name: path.read_bytes() for path in study_dir.iterdir()}
+    assert analysis.main([str(study_dir), "--current-rule"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {study_dir} holds no finished run of this study in runs/")
+    assert err.rstrip().endswith(f"python -m experiments name=deep_vs_fat protocol=modern 'seeds=[{seeds}]'")
+    assert before == {path.name: path.read_bytes() for path in study_dir.iterdir() if path.name != ".lock"}
 
 
 def test_a_quoted_name_is_the_name(exit_message):

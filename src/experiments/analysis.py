@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -63,28 +64,38 @@ def check_experiment(spec: DictConfig) -> None:
                         f"known: {', '.join(sorted(m for m in metrics if not m.startswith('grad_norm_')))}")
 
 
-def analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
-    """Rebuild the study's table, plot and verdict from its stored runs."""
+def analyse(study_dir: Path, current_rule: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Rebuild the study's table, plot and verdict from its stored runs; with `current_rule`, judged
+    by the experiment file's current rule (adopt_current_rule)."""
     study_dir = Path(study_dir)
     with locked(study_dir):  # the last job of a parallel sweep to get here sees every run
-        return _analyse(study_dir)
+        return _analyse(study_dir, current_rule)
 
 
-def _analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
+def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
     study = json.loads((study_dir / STUDY_FILE).read_text())
     runs, metas = load_study(study_dir)
-    grid_md = ""
     if len(runs):
         status = {(m["variant"], m["seed"]): m["status"] for m in metas}
         runs["status"] = [status[(v, s)] for v, s in zip(runs["variant"], runs["seed"])]
         labels = grid_runs(study["experiment"]["variants"], study["experiment"].get("grid", {}))
         runs = runs[runs["variant"].isin(labels) & runs["seed"].isin(study["seeds"])]
+    if not len(runs):  # a fresh clone: its committed tables must not be rebuilt from nothing
+        given = [o for o in study["overrides"] if not o.startswith(("data.root=", "data.download=", "protocol="))]
+        rerun = shlex.join(["python", "-m", "experiments", *given, f"protocol={study['protocol']}",
+                            f"seeds=[{','.join(map(str, study['seeds']))}]"])
+        raise UserError(f"{study_dir} holds no finished run of this study in runs/ (run folders are not committed, "
+                        f"only the tables, figures and verdict made from them); to store them: {rerun}")
+    if current_rule:  # only now: a folder without runs keeps the study.json its tables were made from
+        adopt_current_rule(study_dir)
+        study = json.loads((study_dir / STUDY_FILE).read_text())
+    grid_md = ""
     if study["experiment"].get("grid"):
         runs, study, grid_md = resolve_grid(runs, study)
-    finals = per_run(runs) if len(runs) else pd.DataFrame()
+    finals = per_run(runs)
     summary = summarise(finals, study)
     verdict = decide(summary, finals, study)
-    verdict["closing_gaps"] = closing_gaps(runs, study) if len(runs) else []
+    verdict["closing_gaps"] = closing_gaps(runs, study)
     if study["experiment"].get("caveats"):
         verdict["caveats"] = study["experiment"]["caveats"]
     summary_csv = summary.to_csv(index=False, float_format="%.6g")
@@ -101,7 +112,7 @@ def _analyse(study_dir: Path) -> tuple[pd.DataFrame, dict]:
                 "torch": sorted({m.get("torch", "unknown") for m in metas}),
                 "git_commits": sorted({m.get("git_commit", "unknown") for m in metas})}
     write_atomic(study_dir / "verdict.json", json.dumps(verdict, indent=2) + "\n")
-    for figure in study["experiment"].get("figures", ["curves"]) if len(runs) else []:
+    for figure in study["experiment"].get("figures", ["curves"]):
         png = FIGURES[figure](runs, {**study, "verdict": verdict["verdict"]}, study_dir)
         if png is not None:
             write_atomic(study_dir / f"{figure}.png", png)
@@ -136,9 +147,7 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     try:
-        if adopt:
-            adopt_current_rule(Path(argv[0]))
-        analyse(Path(argv[0]))
+        analyse(Path(argv[0]), current_rule=adopt)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -125,9 +125,6 @@ def summarise(finals: pd.DataFrame, study: dict) -> pd.DataFrame:
     """One row per variant of the per-run table: the verdict metric's mean, 95% CI, spread and n over seeds."""
     spec = study["experiment"]
     metric = spec["verdict"]["metric"]
-    if finals.empty:
-        finals = pd.DataFrame(columns=["variant", "seed", "status", metric, "train_acc", "test_acc",
-                                       "seconds_per_epoch", "seconds"], dtype=float)
     by_variant = finals.assign(diverged=finals["status"] == "diverged").groupby("variant")
     table = by_variant[metric].agg(mean="mean", ci95=ci95_half_width, std="std", min="min", max="max", n="size")
     means = [column for column in ("train_acc", "test_acc", "grad_ratio_init", "grad_ratio_train",
