@@ -1,4 +1,5 @@
-"""Tests read the real MNIST files; CI has them in ../shared/datasets beside the checkout."""
+"""Tests read the real MNIST files: from $MNIST_ROOT, else ../shared/datasets beside the checkout (as
+on CI), else ./data, where the README's quick start downloads them."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_ROOT = Path(os.environ.get("MNIST_ROOT", REPO.parent / "shared" / "datasets")).resolve()
+MNIST_ROOT = Path(os.environ.get("MNIST_ROOT") or next(
+    (root for root in (REPO.parent / "shared" / "datasets", REPO / "data") if (root / "MNIST" / "raw").is_dir()),
+    REPO.parent / "shared" / "datasets")).resolve()
 
 
 @pytest.fixture(scope="session")
 def mnist_root() -> str:
     if not (MNIST_ROOT / "MNIST" / "raw").is_dir():
-        pytest.fail(f"MNIST not found in {MNIST_ROOT}/MNIST/raw: set MNIST_ROOT to a folder holding MNIST/raw/")
+        pytest.fail(f"MNIST not found in {MNIST_ROOT}/MNIST/raw: set MNIST_ROOT to a folder holding MNIST/raw/ "
+                    "(unset, the tests look in ../shared/datasets, then ./data)")
     return str(MNIST_ROOT)
 
 

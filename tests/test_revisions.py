@@ -1,6 +1,7 @@
 """What a study ran and what changed after it had results: the settings table, and revisions
 detected in a throw-away git repository."""
 
+import os
 import subprocess
 
 import pytest
@@ -169,10 +170,27 @@ def test_seeds_added_after_the_engines_verdict_are_flagged(repo):
 
     commit(repo, results([0, 1, 2], {"verdict": "partly"}), "judged by the old rule: not the engine's")
     assert revisions.seeds_changed(repo, "results/x/lecture", [0, 1, 2, 3, 4]) is None
-    judged_at = commit(repo, results([0, 1, 2, 3, 4], {"verdict": "inconclusive", "checks": []}), "the engine's verdict")
+    commit(repo, results([0, 1, 2, 3, 4], {"verdict": "not reproduced", "checks": []}), "the engine's verdict")
+    # re-analysed under a changed rule: the seeds are added after this verdict, so the line names it
+    judged_at = commit(repo, results([0, 1, 2, 3, 4], {"verdict": "inconclusive", "checks": [1]}), "re-analysed")
     assert revisions.seeds_changed(repo, "results/x/lecture", [0, 1, 2, 3, 4]) is None
     commit(repo, results([0, 1, 2, 3, 4, 5, 6, 7], {"verdict": "reproduced", "checks": []}), "seeds added")
     line = revisions.seeds_changed(repo, "results/x/lecture", [0, 1, 2, 3, 4, 5, 6, 7])
     assert line.startswith(f"{subprocess.run(['git', 'log', '-1', '--format=%cs', judged_at], cwd=repo, capture_output=True, text=True).stdout.strip()}, commit {judged_at[:7]}: ")
-    assert "(n = 5, **inconclusive**)" in line and "(n = 8)" in line and "second look" in line
+    assert "seeds 0, 1, 2, 3, 4 was **inconclusive** (n = 5)" in line and "(n = 8)" in line and "second look" in line
     assert revisions.seeds_changed(repo, "results/y/lecture", [0]) is None  # no history: nothing to say
+
+
+def test_change_lines_from_three_sources_are_listed_oldest_first(repo):
+    made = []
+    for when in ("2026-11-20T10:00:00", "2026-11-22T10:00:00"):
+        (repo / "f").write_text(when)
+        subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", when], cwd=repo, check=True,
+                       env={**os.environ, "GIT_COMMITTER_DATE": f"{when}+00:00", "GIT_AUTHOR_DATE": f"{when}+00:00"})
+        made.append(subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip())
+    newer = f"- 2026-11-22, commit {made[1][:7]}: a revision"
+    older = f"- Lecture protocol, 2026-11-20, commit {made[0][:7]}: seeds added"
+    by_hand = "- 2026-11-21, commit 0000000: recorded by hand, a commit git does not know"
+    unavailable = "- *git history unavailable: revisions after results existed cannot be checked here.*"
+    assert revisions.in_time_order(repo, [newer, by_hand, older, unavailable]) == [unavailable, older, by_hand, newer]

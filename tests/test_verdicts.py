@@ -179,6 +179,25 @@ def test_outcomes_are_reported_with_effect_interval_and_p():
     assert "p < 1e-04 (Holm < 1e-04)" in record["text"]
 
 
+def test_an_open_check_shows_the_p_of_either_decision_so_a_lean_towards_fails_is_visible():
+    leaning = outcome(Check("a", "m", worse="b"), a=0.8996, b=0.9)  # behind, not significantly
+    assert leaning.status == INCONCLUSIVE and leaning.p_fails < 0.5 < leaning.p_holds
+    assert leaning.p_holds + leaning.p_fails == pytest.approx(1)
+    assert (f"p = {leaning.p_holds:.2g} (Holm = {leaning.p_holds_adjusted:.2g}) that it holds, "
+            f"p = {leaning.p_fails:.2g} (Holm = {leaning.p_fails_adjusted:.2g}) that it fails → beats: **inconclusive** "
+            f"(very roughly {leaning.seeds} seeds per variant would settle it, as fails if the observed difference "
+            f"were the true one)") in leaning.describe()
+    decided = outcome(Check("a", "m", worse="b"), a=0.95, b=0.9)
+    assert decided.status == HOLDS and "that it" not in decided.describe()
+
+
+def test_a_check_against_a_number_rounds_the_mean_as_the_table_does():
+    """The table shows summary.csv's 6-digit mean to 3 decimals; the check's line must not round the
+    same mean the other way (a float32 0.11349999 is 0.1135 in the CSV: 0.114, not 0.113)."""
+    line = outcome(Check("a", "m", value=0.12, lower_is_better=True), a=np.full(5, 0.11349999) + SPREAD / 10).describe()
+    assert line.startswith("a 0.114 vs 0.12")
+
+
 def test_a_beats_margin_is_how_far_ahead_the_claim_says():
     far = Check("a", "m", worse="b", margin=0.1)
     assert outcome(far, a=0.90, b=0.11).status == HOLDS

@@ -241,8 +241,9 @@ def build_report(results_dir: Path) -> str:
             if line:
                 seeds.append(f"- {protocol.capitalize()} protocol, {line}")
         lines += ["", "Changes after results existed (detected in git; reasons from the experiment file):", "",
-                  *(revisions.revision_lines(REPO, [f"configs/name/{name}.yaml"], f"results/{name}",
-                                             spec.get("revisions", [])) + shared + seeds or ["- none"]), ""]
+                  *(revisions.in_time_order(REPO, revisions.revision_lines(REPO, [f"configs/name/{name}.yaml"], f"results/{name}",
+                                                                   spec.get("revisions", [])) + shared + seeds)
+                    or ["- none"]), ""]
         for protocol in PROTOCOLS:
             outcome = outcomes[(name, protocol)]
             if outcome is None:

@@ -9,8 +9,11 @@ claim is not a revision, a changed learning rate, check or margin is."""
 from __future__ import annotations
 
 import json
+import math
+import re
 import subprocess
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -162,10 +165,11 @@ def revision_lines(repo: Path, paths: list[str], results_path: str, recorded: li
 
 
 def seeds_changed(repo: Path, results_path: str, seeds_now: list[int]) -> str | None:
-    """A line for the report when a study's seeds differ from those of its first verdict by the
-    verdict engine committed under `results_path` (e.g. results/x/lecture): seeds added after a
-    verdict existed are a second look at the data. None when they are the same or git cannot tell."""
-    log = git(repo, "log", "--reverse", "--format=%H%x09%cs", "--", f"{results_path}/verdict.json")
+    """A line for the report when a study's seeds differ from those of a verdict by the verdict
+    engine committed under `results_path` (e.g. results/x/lecture): seeds added after a verdict
+    existed are a second look at the data. It names the last such verdict, the one the added seeds
+    followed. None when every such verdict had today's seeds or git cannot tell."""
+    log = git(repo, "log", "--format=%H%x09%cs", "--", f"{results_path}/verdict.json")  # newest first
     for line in (log or "").splitlines():
         commit, date = line.split("\t")
         try:
@@ -173,13 +177,28 @@ def seeds_changed(repo: Path, results_path: str, seeds_now: list[int]) -> str | 
             seeds_then = json.loads(git(repo, "show", f"{commit}:{results_path}/study.json") or "")["seeds"]
         except (ValueError, KeyError, TypeError):
             continue
-        if "checks" not in verdict:  # judged by the rule before the engine
-            continue
-        if sorted(seeds_then) == sorted(seeds_now):
+        if "checks" not in verdict:  # judged by the rule before the engine: so were all older ones
             return None
-        return (f"{date}, commit {commit[:7]}: the verdict engine judged this study on seeds "
-                f"{', '.join(map(str, seeds_then))} (n = {len(seeds_then)}, **{verdict['verdict']}**); it now has "
-                f"seeds {', '.join(map(str, seeds_now))} (n = {len(seeds_now)}). Seeds added after a verdict existed "
-                "are a second look at the data, which raises the chance of a false decision slightly; the "
+        if sorted(seeds_then) == sorted(seeds_now):
+            continue
+        return (f"{date}, commit {commit[:7]}: the verdict engine's last verdict on seeds "
+                f"{', '.join(map(str, seeds_then))} was **{verdict['verdict']}** (n = {len(seeds_then)}); the study "
+                f"now has seeds {', '.join(map(str, seeds_now))} (n = {len(seeds_now)}). Seeds added after a verdict "
+                "existed are a second look at the data, which raises the chance of a false decision slightly; the "
                 "experiment file's revisions say why and whether the number was capped beforehand.")
     return None
+
+
+def in_time_order(repo: Path, lines: list[str]) -> list[str]:
+    """A study's change lines, each naming its commit ('commit 1a2b3c4'), oldest first: its own
+    revisions, the shared rule's and added seeds come from three sources. A line whose commit git
+    does not know sorts by its date ('2026-11-24'), as if made at noon UTC; a line with neither (git
+    unavailable) comes first."""
+    def when(line: str) -> float:
+        named = re.search(r"commit ([0-9a-f]{7,40})", line)
+        stamp = git(repo, "log", "-1", "--format=%ct", named.group(1)) if named else None
+        if stamp and stamp.strip().isdigit():
+            return float(stamp)
+        day = re.search(r"\d{4}-\d{2}-\d{2}", line)
+        return datetime.fromisoformat(f"{day.group(0)}T12:00:00+00:00").timestamp() if day else -math.inf
+    return sorted(lines, key=when)

@@ -381,8 +381,10 @@ class Outcome:
             compared = f"({c.better} − {c.worse}) vs ({c.versus[0]} − {c.versus[1]})"
         elif c.value is not None:  # the variant's own mean beside the number, not only the difference from it
             mean = c.value + (-1 if c.lower_is_better else 1) * self.diff.estimate
+            # the mean first rounded as summary.csv stores it (6 digits), so that this line and the table,
+            # made from that file, never round one mean apart (0.11349999 to 0.113 here, 0.1135 to 0.114 there)
             compared = (f"{c.better} {mean:,.10g} vs {c.value:,.10g}" if isinstance(self.diff, Fact)
-                        else f"{c.better} {mean:.3g} vs {c.other}")
+                        else f"{c.better} {float(f'{mean:.6g}'):.3g} vs {c.other}")
         else:
             compared = f"{c.better} vs {c.other}"
         if isinstance(self.diff, Fact):  # no interval, no p: the same in every seed
@@ -392,6 +394,9 @@ class Outcome:
             text = (f"{compared}, {c.metric}{direction}, n = {n}: "
                     f"{'advantage' if oriented else 'difference'} {self.diff.estimate:+.3g} [{low:.3g}, {high:.3g}], "
                     f"p {_p(p)} (Holm {_p(p_adj)})")
+            if self.status == INCONCLUSIVE and oriented and math.isfinite(self.p_fails):
+                # which way the data lean: "p = 0.98" alone hides an interval wholly on the failing side
+                text += f" that it holds, p {_p(self.p_fails)} (Holm {_p(self.p_fails_adjusted)}) that it fails"
         if c.margin or c.kind != "beats":
             text += f", margin {c.margin:g}"
         text += f" → {c.kind.replace('_', ' ')}: **{self.status}**"
@@ -403,7 +408,10 @@ class Outcome:
         if self.dropped:
             text += f" ({self.dropped} non-finite value{'s' if self.dropped > 1 else ''} left out: diverged runs)"
         if self.status == INCONCLUSIVE:
-            text += (f" (very roughly {self.seeds} seeds per variant would settle it)"
+            m, estimate = c.margin, self.diff.estimate
+            towards = HOLDS if {"beats": estimate > m, "not_worse": estimate > -m, "equivalent": -m < estimate < m}[c.kind] else FAILS
+            text += (f" (very roughly {self.seeds} seeds per variant would settle it, as {towards} if the observed "
+                     f"difference were the true one)"
                      if self.seeds and self.seeds <= MAX_SEEDS_SHOWN
                      else f" (more than {MAX_SEEDS_SHOWN} seeds per variant would be needed)" if self.seeds
                      else " (the observed difference sits on the decision boundary)")
