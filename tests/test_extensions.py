@@ -143,7 +143,7 @@ def test_mc_dropout_probe_averages_thinned_networks(mnist_root, tiny):
     assert table["mc_acc"].iloc[-1] > table["mc_acc"].iloc[0] - 0.01  # averaging many beats one sample
     assert scalars["mc50_acc"] == table["mc_acc"].iloc[-1]
     assert scalars["mc50_minus_scaling_acc"] == pytest.approx(scalars["mc50_acc"] - scalars["weight_scaling_acc"])
-    assert set(scalars) == PROBES["mc_dropout"].scalars
+    assert set(scalars) == set(PROBES["mc_dropout"].scalars)
     assert mc_dropout(result.model, tiny, tiny_cfg(mnist_root), 0)[0].empty  # no dropout, nothing to average
 
 
@@ -167,7 +167,7 @@ def test_delete_blocks_probe(mnist_root, tiny):
     assert scalars["drop_one_block"] == pytest.approx(full - deleted.mean())
     assert scalars["max_drop_one_block"] == pytest.approx(full - deleted.min())
     assert scalars["worst_block"] == int(deleted.idxmin()) - 1
-    assert set(scalars) == PROBES["delete_blocks"].scalars
+    assert set(scalars) == set(PROBES["delete_blocks"].scalars)
     assert result.model.skipped == set()
 
 
@@ -182,7 +182,7 @@ def test_noisy_test_probe_adds_seeded_noise_and_reports_the_drop(mnist_root, tin
     assert scalars == {"noisy_test_acc": at[1.0], "noise_drop": pytest.approx(at[0.0] - at[1.0])}
     assert noisy_test(result.model, tiny, cfg, 0)[1] == scalars  # the noise follows the seed
     assert noisy_test(result.model, tiny, cfg, 1)[1] != scalars
-    assert set(scalars) == PROBES["noisy_test"].scalars
+    assert set(scalars) == set(PROBES["noisy_test"].scalars)
 
 
 def test_weight_norm_probe_counts_weight_matrices_only(mnist_root):
@@ -200,7 +200,7 @@ def test_weight_norm_probe_counts_weight_matrices_only(mnist_root):
             p.mul_(0.001)
     assert weight_norm(model, {}, {}, 0)[1]["small_weight_fraction"] == pytest.approx(7840 / n)
     assert table["fraction"].sum() == pytest.approx(1.0)
-    assert set(scalars) == PROBES["weight_norm"].scalars
+    assert set(scalars) == set(PROBES["weight_norm"].scalars)
 
 
 def test_activation_scale_probe_measures_the_initial_net(mnist_root, tiny):

@@ -53,7 +53,7 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
     # one line per claim: the headline pair, then each protocol's verdict
     assert ("| [relu_vs_sigmoid](#relu_vs_sigmoid) | sigmoid 0.11 · relu 0.96 | test_acc: relu 0.960 ± 0.009 vs "
             "sigmoid 0.110 ± 0.009 (needs an advantage above 0.1) | **reproduced** (n = 5) | not run |") in first
-    assert first.count("| [relu_vs_sigmoid](#relu_vs_sigmoid) |") == 1
+    assert first.count("\n| [relu_vs_sigmoid](#relu_vs_sigmoid) |") == 1  # one summary row
     assert "| [mse_vs_ce](#mse_vs_ce) | mse 0.11 · cross_entropy 0.84 |" in first
     assert "**incomplete** (n = 4) |" in first and "missing runs (mse: 4 of 5 seeds)" in first
     assert "| [depth_sigmoid](#depth_sigmoid) | 3_layers 0.84 · 9_layers 0.11 | – | not run | **pending re-run** (n = 5) |" in first
@@ -68,6 +68,7 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
     assert "![relu_vs_sigmoid, lecture protocol: curves](relu_vs_sigmoid/lecture/curves.png)" in first
     assert "Reproduce: `python -m experiments name=relu_vs_sigmoid` — 10 runs" in first
     assert "Full reproduction: not recorded yet" in first
+    assert "| `test_acc` | accuracy on the test set after the last epoch | [relu_vs_sigmoid](#relu_vs_sigmoid) |" in first
     # sections follow CLAIMS.md's order
     assert first.index("## B. Loss") < first.index("## C. Optimisation")
     # every claim of CLAIMS.md has a summary row; one without an experiment file is "not run"
@@ -169,3 +170,14 @@ def test_an_inconclusive_summary_cell_says_what_it_can_still_become():
     assert report.still_open(verdict, "inconclusive") == ": partly or not reproduced; key checks 0 hold, 2 fail, 1 open"
     assert report.still_open({**verdict, "verdict": "partly"}, "partly") == ""
     assert report.still_open(verdict, report.PENDING) == ""  # a pending study shows no stale counts
+
+
+def test_every_metric_an_experiment_checks_has_a_meaning_for_the_glossary():
+    from experiments.metrics import meaning
+    from experiments.probes import PROBES
+
+    scalars = {name: text for probe in PROBES.values() for name, text in probe.scalars.items()}
+    for name in experiment_names():
+        verdict = yaml.safe_load((CONFIG_DIR / "name" / f"{name}.yaml").read_text())["experiment"]["verdict"]
+        for metric in {verdict["metric"], *(check.get("metric", verdict["metric"]) for check in verdict.get("checks", []))}:
+            assert meaning(metric, scalars), f"{name}: {metric} has no meaning in metrics.py or its probe"

@@ -91,11 +91,23 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # what a check's metric can name: a column of the last epoch's row, a derived column of per_run,
-# or a probe's scalar
-EPOCH_COLUMNS = {"updates", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "train_eval_loss",
-                 "train_eval_acc", "epoch_seconds", "effective_lr", "seconds", "parameters"}
-
-
+# or a probe's scalar; each with its meaning, which the report's glossary prints
+EPOCH_COLUMNS = {
+    "updates": "optimizer steps taken",
+    "train_loss": "training loss, averaged over the last epoch's batches as the model trained",
+    "train_acc": "the trained model's accuracy on its training images, dropout off and batch norm in eval mode "
+                 "(where a run measured only the running figure: that figure)",
+    "val_loss": "loss on the validation split after the last epoch",
+    "val_acc": "accuracy on the validation split after the last epoch",
+    "test_loss": "loss on the test set after the last epoch (a regression: its squared error)",
+    "test_acc": "accuracy on the test set after the last epoch",
+    "train_eval_loss": "the trained model's loss on its training images, in eval mode",
+    "train_eval_acc": "the trained model's accuracy on its training images, in eval mode",
+    "epoch_seconds": "wall time of the last epoch's training",
+    "effective_lr": "the optimizer's step size per unit gradient in the last epoch (an adaptive method's shrinks)",
+    "seconds": "wall time of the run",
+    "parameters": "the net's number of parameters",
+}
 # the metrics that need the optimizer's step size recorded every epoch (train.effective_lr, opt-in)
 STEP_SIZE_METRICS = {"effective_lr", "log10_lr_shrink"}
 
@@ -106,15 +118,45 @@ def needs_step_sizes(spec: dict) -> bool:
                                                     for check in spec["verdict"]["checks"])
 
 
-DERIVED = {"mean_test_acc", "failed_to_learn", "loss_drop", "best_val_epoch", "test_acc_at_best_val", "early_stop_gain",
-           "test_drop_from_peak", "test_error", "train_error", "generalisation_gap", "train_acc_running", "mean_train_loss", "seconds_per_epoch",
-           "log10_seconds_per_epoch", "log10_test_loss", "log10_lr_shrink", "grad_ratio_init", "grad_ratio_train", "grad_norm_init",
-           "log10_grad_ratio_init", "log10_grad_ratio_train", "log10_grad_norm_init", "solved"}
+DERIVED = {
+    "mean_test_acc": "test accuracy averaged over the evaluated epochs: the area under the test curve (higher, sooner)",
+    "failed_to_learn": f"1 when a run diverged, its training loss did not fall, or it ended at a test accuracy of "
+                       f"{LEARNED_ABOVE} or less; else 0",
+    "loss_drop": "the initial net's training loss minus the last epoch's",
+    "best_val_epoch": "the evaluated epoch with the best validation accuracy (the first such)",
+    "test_acc_at_best_val": "the test accuracy at the evaluated epoch with the best validation accuracy",
+    "early_stop_gain": "test_acc_at_best_val minus the last epoch's test accuracy: what early stopping gains",
+    "test_drop_from_peak": "the best evaluated test accuracy minus the last: how far the test curve fell",
+    "test_error": "1 − test_acc",
+    "train_error": "1 − train_acc",
+    "generalisation_gap": "train_acc − test_acc: how far the model overfits",
+    "train_acc_running": "training accuracy over the last epoch as the model trained (dropout on)",
+    "mean_train_loss": "training loss averaged over the epochs: how fast training converged (lower, sooner)",
+    "seconds_per_epoch": "training time of an epoch, evaluation left out, averaged over the epochs",
+    "log10_seconds_per_epoch": "log10 of an epoch's training time (seconds_per_epoch)",
+    "log10_test_loss": "log10 of a regression's test squared error (its fit error spans decades)",
+    "log10_lr_shrink": "log10 of the effective step size at the end over that of the first epoch (−1: it fell to a tenth)",
+    "grad_ratio_init": "the first layer's gradient norm over the last layer's, at initialisation",
+    "grad_ratio_train": "the first layer's gradient norm over the last layer's, averaged over training",
+    "grad_norm_init": "the whole gradient's norm at initialisation (small where the error surface is flat)",
+    "log10_grad_ratio_init": "log10 of the first layer's gradient norm over the last layer's, at initialisation "
+                             "(very negative: the gradient vanishes towards the input)",
+    "log10_grad_ratio_train": "log10 of the first layer's gradient norm over the last layer's, averaged over training",
+    "log10_grad_norm_init": "log10 of the whole gradient's norm at initialisation (small where the error surface is flat)",
+    "solved": f"1 when the adding problem's test squared error is below {SOLVED_BELOW}; else 0",
+}
 
 
 def known_metrics(probe_scalars: set[str]) -> set[str]:
     """Every metric a check may name, given the scalars the experiment's probes add."""
-    return EPOCH_COLUMNS | DERIVED | set(probe_scalars) | {f"grad_norm_{k}" for k in range(1, 200)}
+    return set(EPOCH_COLUMNS) | set(DERIVED) | set(probe_scalars) | {f"grad_norm_{k}" for k in range(1, 200)}
+
+
+def meaning(metric: str, probe_scalars: dict[str, str]) -> str:
+    """What a metric measures, in a phrase ('' for one nobody described)."""
+    if metric.startswith("grad_norm_") and metric.rsplit("_", 1)[1].isdigit():
+        return f"the norm of layer {metric.rsplit('_', 1)[1]}'s weight gradient, averaged over the last epoch's steps"
+    return {**EPOCH_COLUMNS, **DERIVED, **probe_scalars}.get(metric, "")
 
 
 def safe_log10(x: float) -> float:

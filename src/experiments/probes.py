@@ -437,37 +437,59 @@ def needs_rnn(run: dict, probe: str) -> str:
 @dataclass(frozen=True)
 class Probe:
     measure: Callable[[torch.nn.Module, dict[str, Split], dict, int], tuple[pd.DataFrame, dict]]
-    scalars: frozenset[str]  # what measure adds to the run's last row, which a verdict check may name
+    scalars: dict[str, str]  # what measure adds to the run's last row (a check may name it), with its meaning
     figure: Callable[[pd.DataFrame, dict, Path], bytes | None]
     needs: Callable[[dict], str] = lambda run: ""  # why a run cannot take this probe; "" if it can
 
 
 PROBES = {
-    "mc_dropout": Probe(mc_dropout, frozenset({f"mc{MC_SAMPLES}_acc", "mc1_acc", "weight_scaling_acc",
-                                               f"mc{MC_SAMPLES}_minus_scaling_acc"}), plot_mc_dropout),
-    "loss_line": Probe(loss_line, frozenset(), plot_loss_line),
-    "activation_scale": Probe(activation_scale, frozenset({"log10_act_ratio"}), plot_activation_scale,
+    "mc_dropout": Probe(mc_dropout, {
+        f"mc{MC_SAMPLES}_acc": f"test accuracy of the softmax outputs of {MC_SAMPLES} thinned nets averaged (Monte-Carlo dropout)",
+        "mc1_acc": "test accuracy of one thinned net (dropout on)",
+        "weight_scaling_acc": "test accuracy of one pass with dropout off (weight scaling)",
+        f"mc{MC_SAMPLES}_minus_scaling_acc": f"test accuracy of {MC_SAMPLES} thinned nets averaged minus that of weight scaling"}, plot_mc_dropout),
+    "loss_line": Probe(loss_line, {}, plot_loss_line),
+    "activation_scale": Probe(activation_scale, {
+        "log10_act_ratio": "log10 of the last hidden layer's output spread over the first's, at initialisation "
+                           "(0: the scale is kept; very negative: activations vanish)"}, plot_activation_scale,
                               needs=lambda run: "" if run["model"]["arch"] == "mlp" else
                               f"the activation_scale probe needs model.arch mlp, not {run['model']['arch']!r}"),
-    "noisy_test": Probe(noisy_test, frozenset({"noisy_test_acc", "noise_drop"}), plot_noisy_test),
-    "function_fit": Probe(function_fit, frozenset({"max_abs_error", "log10_max_abs_error"}), plot_function_fit,
+    "noisy_test": Probe(noisy_test, {
+        "noisy_test_acc": "test accuracy with Gaussian noise of standard deviation 1 added to every pixel",
+        "noise_drop": "test accuracy on clean images minus that with noise of standard deviation 1"}, plot_noisy_test),
+    "function_fit": Probe(function_fit, {
+        "max_abs_error": "the worst absolute error of the fitted function over the test grid",
+        "log10_max_abs_error": "log10 of max_abs_error"}, plot_function_fit,
                           needs=lambda run: "" if run["data"]["dataset"] != "mnist" else
                           "the function_fit probe needs a 1-D function (data.dataset smooth or sawtooth), not mnist"),
-    "conv_geometry": Probe(conv_geometry, frozenset({"receptive_field", "block_parameters"}), plot_conv_geometry,
+    "conv_geometry": Probe(conv_geometry, {
+        "receptive_field": "pixels of the input one output unit sees, measured through the real layers",
+        "block_parameters": "parameters of every convolution after the first (the block compared)"}, plot_conv_geometry,
                            needs=lambda run: "" if run["model"]["arch"] == "cnn" else
                            f"the conv_geometry probe needs model.arch cnn, not {run['model']['arch']!r}"),
-    "block_at_256": Probe(block_at_256, frozenset({"block_weights_at_256", "log10_block_seconds_at_256"}),
+    "block_at_256": Probe(block_at_256, {
+        "block_weights_at_256": "weights of the compared block rebuilt with 256 channels in (no biases)",
+        "log10_block_seconds_at_256": "log10 of that block's median forward time over 16 maps of 28 × 28"},
                           plot_block_at_256,
                           needs=lambda run: "" if run["model"]["arch"] == "cnn" and len(run["model"]["kernels"]) > 1 else
                           "the block_at_256 probe needs model.arch cnn with a block after its first convolution"),
     "gradient_through_time": Probe(gradient_through_time,
-                                   frozenset({"log10_memory_gradient_initial", "log10_memory_gradient_trained"}),
+                                   {"log10_memory_gradient_initial": "log10 of the gradient's norm at the first step over "
+                                                                     "that at the last, untrained (very negative: it vanishes "
+                                                                     "on its way back through time)",
+                                    "log10_memory_gradient_trained": "the same for the trained net"},
                                    plot_gradient_through_time, needs=lambda run: needs_rnn(run, "gradient_through_time")),
-    "recurrent_scale": Probe(recurrent_scale, frozenset(), plot_recurrent_scale,
+    "recurrent_scale": Probe(recurrent_scale, {}, plot_recurrent_scale,
                              needs=lambda run: needs_rnn(run, "recurrent_scale")),
-    "weight_norm": Probe(weight_norm, frozenset({"weight_norm", "small_weight_fraction"}), plot_weight_norm),
-    "delete_blocks": Probe(delete_blocks, frozenset({"acc_one_block_deleted", "min_acc_one_block_deleted", "drop_one_block",
-                                                     "max_drop_one_block", "worst_block"}), plot_delete_blocks,
+    "weight_norm": Probe(weight_norm, {
+        "weight_norm": "L2 norm of every trained weight matrix together (biases left out)",
+        "small_weight_fraction": f"share of weights below {SMALL_WEIGHT} of their layer's RMS weight"}, plot_weight_norm),
+    "delete_blocks": Probe(delete_blocks, {
+        "acc_one_block_deleted": "test accuracy with one block left out, averaged over the blocks",
+        "min_acc_one_block_deleted": "test accuracy with the worst block to lose left out",
+        "drop_one_block": "test accuracy lost by leaving one block out, averaged over the blocks",
+        "max_drop_one_block": "test accuracy lost by leaving out the block whose loss costs most",
+        "worst_block": "the block whose deletion costs most (0: the first)"}, plot_delete_blocks,
                            needs=lambda run: "" if run["model"]["arch"] in BLOCK_ARCHITECTURES else
                            f"the delete_blocks probe needs a net made of blocks (model.arch "
                            f"{' or '.join(BLOCK_ARCHITECTURES)}), not {run['model']['arch']!r}"),

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from experiments import judge, revisions, settings
 from experiments.tables import pipe_table, table_markdown, verdict_lines
 from experiments.config import CONFIG_DIR, experiment_names
-from experiments.metrics import FIXED_METRICS
+from experiments.metrics import FIXED_METRICS, meaning
 from experiments.errors import UserError
 from experiments.store import write_atomic
 
@@ -194,7 +194,8 @@ def build_report(results_dir: Path) -> str:
               "variant's mean ± 95% CI in the table's metric; for a check on another metric, the variant's mean or the "
               "advantage with its 90% interval, as the check's line gives it, and what the check needs beyond a "
               "direction), and each protocol's verdict with its seeds per variant (an inconclusive one with what it can "
-              "still become and where its key checks stand); the sections below give every check. "
+              "still become and where its key checks stand); the sections below give every check, and [Metrics](#metrics) "
+              "what each metric they name measures. "
               f"{len(order)} studies; {len(not_covered)} claims of the lectures not covered yet are listed as *not run*.", ""]
     rows = []
     for name in listed:
@@ -269,7 +270,22 @@ def build_report(results_dir: Path) -> str:
                       f"{minutes(verdict.get('train_seconds', 0.0))} of training on "
                       f"{', '.join(verdict.get('devices', ['unknown']))}, torch {', '.join(verdict.get('torch', ['?']))}.",
                       ""]
-    return "\n".join(lines)
+    return "\n".join(lines + glossary(outcomes))
+
+
+def glossary(outcomes: dict) -> list[str]:
+    """What each metric a check names measures, and which studies check it."""
+    from experiments.probes import PROBES  # torch comes with it: only when the report is built
+
+    scalars = {name: text for probe in PROBES.values() for name, text in probe.scalars.items()}
+    checked: dict[str, set[str]] = {}
+    for (name, _), outcome in outcomes.items():
+        for check in (outcome or {}).get("verdict", {}).get("checks", []):
+            checked.setdefault(check["metric"], set()).add(name)
+    rows = [[f"`{metric}`", meaning(metric, scalars) or "–", ", ".join(f"[{n}](#{n})" for n in sorted(names))]
+            for metric, names in sorted(checked.items())]
+    return ["## Metrics", "", "What each metric a check names measures, per run; a check compares its means over seeds.", "",
+            *pipe_table(["metric", "meaning", "checked in"], rows), ""]
 
 
 def main(argv: list[str]) -> int:
