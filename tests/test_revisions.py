@@ -174,10 +174,19 @@ def test_seeds_added_after_the_engines_verdict_are_flagged(repo):
     # re-analysed under a changed rule: the seeds are added after this verdict, so the line names it
     judged_at = commit(repo, results([0, 1, 2, 3, 4], {"verdict": "inconclusive", "checks": [1]}), "re-analysed")
     assert revisions.seeds_changed(repo, "results/x/lecture", [0, 1, 2, 3, 4]) is None
-    commit(repo, results([0, 1, 2, 3, 4, 5, 6, 7], {"verdict": "reproduced", "checks": []}), "seeds added")
+    # a sweep committed half-way judged nothing: not the verdict the added seeds followed
+    commit(repo, results([0, 1, 2, 3, 4, 5], {"verdict": "incomplete", "checks": []}), "a sweep half-way")
+    added_at = commit(repo, results([0, 1, 2, 3, 4, 5, 6, 7], {"verdict": "reproduced", "checks": []}), "seeds added")
+    commit(repo, results([0, 1, 2, 3, 4, 5, 6, 7], {"verdict": "reproduced", "checks": [2]}), "re-analysed again")
     line = revisions.seeds_changed(repo, "results/x/lecture", [0, 1, 2, 3, 4, 5, 6, 7])
-    assert line.startswith(f"{subprocess.run(['git', 'log', '-1', '--format=%cs', judged_at], cwd=repo, capture_output=True, text=True).stdout.strip()}, commit {judged_at[:7]}: ")
-    assert "seeds 0, 1, 2, 3, 4 was **inconclusive** (n = 5)" in line and "(n = 8)" in line and "second look" in line
+
+    def day(commit_):
+        return subprocess.run(["git", "log", "-1", "--format=%cs", commit_], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+    assert line.startswith(f"{day(added_at)}, commit {added_at[:7]}: seeds 0, 1, 2, 3, 4, 5, 6, 7 (n = 8) replaced seeds "
+                           f"0, 1, 2, 3, 4 (n = 5), on which the verdict engine's last verdict was **inconclusive** "
+                           f"({day(judged_at)}, commit {judged_at[:7]}). "), line
+    assert "second look" in line
     assert revisions.seeds_changed(repo, "results/y/lecture", [0]) is None  # no history: nothing to say
 
 

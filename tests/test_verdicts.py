@@ -191,6 +191,29 @@ def test_an_open_check_shows_the_p_of_either_decision_so_a_lean_towards_fails_is
     assert decided.status == HOLDS and "that it" not in decided.describe()
 
 
+@pytest.mark.parametrize("check,a,b,towards", [
+    (Check("a", "m", worse="b", margin=0.01), 0.907, 0.9, "fails"),  # ahead, but short of the margin
+    (Check("a", "m", worse="b", margin=0.01), 0.913, 0.9, "holds"),
+    (Check("a", "m", worse="b", kind="not_worse", margin=0.01), 0.893, 0.9, "holds"),  # behind, within the margin
+    (Check("a", "m", worse="b", kind="not_worse", margin=0.01), 0.887, 0.9, "fails"),
+    (Check("a", "m", worse="b", kind="equivalent", margin=0.01), 0.907, 0.9, "holds"),
+    (Check("a", "m", worse="b", kind="equivalent", margin=0.01), 0.913, 0.9, "fails"),
+    (Check("a", "m", worse="b", kind="equivalent", margin=0.01), 0.887, 0.9, "fails"),
+])
+def test_an_open_check_says_which_way_more_seeds_would_settle_it_for_every_kind(check, a, b, towards):
+    result = outcome(check, a=seeds(a, 3), b=seeds(b, 3))
+    assert result.status == INCONCLUSIVE
+    line = result.describe()
+    assert f"(Holm = {result.p_fails_adjusted:.2g}) that it fails" in line
+    assert f"would settle it, as {towards} if the observed difference were the true one" in line
+
+
+def test_an_open_share_check_says_which_way_too():
+    trio = [Check(v, "failed", value=0.5) for v in ("a", "b", "c")]
+    held = verdicts.run_checks(trio, {(v, "failed"): np.ones(5) for v in "abc"}, binary=frozenset({"failed"}))[0]
+    assert held.status == INCONCLUSIVE and "would settle it, as holds if" in held.describe()
+
+
 def test_a_check_against_a_number_rounds_the_mean_as_the_table_does():
     """The table shows summary.csv's 6-digit mean to 3 decimals; the check's line must not round the
     same mean the other way (a float32 0.11349999 is 0.1135 in the CSV: 0.114, not 0.113)."""

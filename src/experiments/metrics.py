@@ -138,11 +138,12 @@ DERIVED = {
     "log10_lr_shrink": "log10 of the effective step size at the end over that of the first epoch (−1: it fell to a tenth)",
     "grad_ratio_init": "the first layer's gradient norm over the last layer's, at initialisation",
     "grad_ratio_train": "the first layer's gradient norm over the last layer's, averaged over training",
-    "grad_norm_init": "the whole gradient's norm at initialisation (small where the error surface is flat)",
+    "grad_norm_init": "the norm of every weight layer's gradient together (biases left out) on one batch of the "
+                      "untrained net (small where the error surface is flat)",
     "log10_grad_ratio_init": "log10 of the first layer's gradient norm over the last layer's, at initialisation "
                              "(very negative: the gradient vanishes towards the input)",
     "log10_grad_ratio_train": "log10 of the first layer's gradient norm over the last layer's, averaged over training",
-    "log10_grad_norm_init": "log10 of the whole gradient's norm at initialisation (small where the error surface is flat)",
+    "log10_grad_norm_init": "log10 of grad_norm_init: the untrained net's weight gradient norm, in decades",
     "solved": f"1 when the adding problem's test squared error is below {SOLVED_BELOW}; else 0",
 }
 
@@ -155,7 +156,7 @@ def known_metrics(probe_scalars: set[str]) -> set[str]:
 def meaning(metric: str, probe_scalars: dict[str, str]) -> str:
     """What a metric measures, in a phrase ('' for one nobody described)."""
     if metric.startswith("grad_norm_") and metric.rsplit("_", 1)[1].isdigit():
-        return f"the norm of layer {metric.rsplit('_', 1)[1]}'s weight gradient, averaged over the last epoch's steps"
+        return f"the norm of layer {metric.rsplit('_', 1)[1]}'s weight gradient, averaged over every 10th step of the last epoch"
     return {**EPOCH_COLUMNS, **DERIVED, **probe_scalars}.get(metric, "")
 
 

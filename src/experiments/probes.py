@@ -198,7 +198,7 @@ def noisy_test(model: torch.nn.Module, splits: dict[str, Split], run: dict, seed
 
 def plot_noisy_test(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
     """Test accuracy against the noise's sigma, beside the training accuracy (dashed)."""
-    finals = per_run(runs) if len(runs) else pd.DataFrame()
+    finals = per_run(runs)
 
     def draw(ax, table, color, variant):
         band(ax, table, "sigma", "test_acc", color, f"{variant}: test, noise sigma", marker="o")
@@ -463,7 +463,8 @@ PROBES = {
                           needs=lambda run: "" if run["data"]["dataset"] != "mnist" else
                           "the function_fit probe needs a 1-D function (data.dataset smooth or sawtooth), not mnist"),
     "conv_geometry": Probe(conv_geometry, {
-        "receptive_field": "pixels of the input one output unit sees, measured through the real layers",
+        "receptive_field": "side, in pixels, of the input square one unit of the last convolution sees, measured "
+                           "through the real layers",
         "block_parameters": "parameters of every convolution after the first (the block compared)"}, plot_conv_geometry,
                            needs=lambda run: "" if run["model"]["arch"] == "cnn" else
                            f"the conv_geometry probe needs model.arch cnn, not {run['model']['arch']!r}"),

@@ -167,9 +167,11 @@ def revision_lines(repo: Path, paths: list[str], results_path: str, recorded: li
 def seeds_changed(repo: Path, results_path: str, seeds_now: list[int]) -> str | None:
     """A line for the report when a study's seeds differ from those of a verdict by the verdict
     engine committed under `results_path` (e.g. results/x/lecture): seeds added after a verdict
-    existed are a second look at the data. It names the last such verdict, the one the added seeds
-    followed. None when every such verdict had today's seeds or git cannot tell."""
+    existed are a second look at the data. Dated at the commit that brought today's seeds, it names
+    the last verdict before them (an *incomplete* one, of a sweep still running, judged nothing).
+    None when every such verdict had today's seeds or git cannot tell."""
     log = git(repo, "log", "--format=%H%x09%cs", "--", f"{results_path}/verdict.json")  # newest first
+    brought = None  # (commit, date) of the oldest commit so far whose study has today's seeds
     for line in (log or "").splitlines():
         commit, date = line.split("\t")
         try:
@@ -180,12 +182,16 @@ def seeds_changed(repo: Path, results_path: str, seeds_now: list[int]) -> str | 
         if "checks" not in verdict:  # judged by the rule before the engine: so were all older ones
             return None
         if sorted(seeds_then) == sorted(seeds_now):
+            brought = (commit, date)
             continue
-        return (f"{date}, commit {commit[:7]}: the verdict engine's last verdict on seeds "
-                f"{', '.join(map(str, seeds_then))} was **{verdict['verdict']}** (n = {len(seeds_then)}); the study "
-                f"now has seeds {', '.join(map(str, seeds_now))} (n = {len(seeds_now)}). Seeds added after a verdict "
-                "existed are a second look at the data, which raises the chance of a false decision slightly; the "
-                "experiment file's revisions say why and whether the number was capped beforehand.")
+        if verdict["verdict"] == "incomplete":
+            continue
+        when = f"{brought[1]}, commit {brought[0][:7]}" if brought else "not committed yet"
+        return (f"{when}: seeds {', '.join(map(str, seeds_now))} (n = {len(seeds_now)}) replaced seeds "
+                f"{', '.join(map(str, seeds_then))} (n = {len(seeds_then)}), on which the verdict engine's last verdict "
+                f"was **{verdict['verdict']}** ({date}, commit {commit[:7]}). Seeds added after a verdict existed are a "
+                "second look at the data, which raises the chance of a false decision slightly; the experiment file's "
+                "revisions say why and whether the number was capped beforehand.")
     return None
 
 
@@ -195,7 +201,7 @@ def in_time_order(repo: Path, lines: list[str]) -> list[str]:
     does not know sorts by its date ('2026-11-24'), as if made at noon UTC; a line with neither (git
     unavailable) comes first."""
     def when(line: str) -> float:
-        named = re.search(r"commit ([0-9a-f]{7,40})", line)
+        named = re.search(r"commit ([0-9a-f]{7,40})", line)  # the first named: the change's own
         stamp = git(repo, "log", "-1", "--format=%ct", named.group(1)) if named else None
         if stamp and stamp.strip().isdigit():
             return float(stamp)

@@ -21,7 +21,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, s
     labels = grid_runs(spec["variants"], spec["grid"])
     tune_on = spec.get("tune_on", "val_acc")
     shown_on = tune_on.replace("val_", "test_")
-    finals = per_run(runs) if len(runs) else pd.DataFrame(columns=["variant", tune_on, shown_on])
+    finals = per_run(runs)
     sign = -1 if tune_on == "val_loss" else 1  # the score to maximise: accuracy, or minus the loss
     shown = ".3f" if sign > 0 else ".3g"  # losses of a fit span decades
     val = sign * finals.groupby("variant")[tune_on].mean()

@@ -381,8 +381,8 @@ class Outcome:
             compared = f"({c.better} − {c.worse}) vs ({c.versus[0]} − {c.versus[1]})"
         elif c.value is not None:  # the variant's own mean beside the number, not only the difference from it
             mean = c.value + (-1 if c.lower_is_better else 1) * self.diff.estimate
-            # the mean first rounded as summary.csv stores it (6 digits), so that this line and the table,
-            # made from that file, never round one mean apart (0.11349999 to 0.113 here, 0.1135 to 0.114 there)
+            # the mean first rounded as summary.csv stores it (6 digits), as the table's is: the two never
+            # round one mean apart (0.11349999 to 0.113 here, 0.1135 to 0.114 there); the table may show fewer digits
             compared = (f"{c.better} {mean:,.10g} vs {c.value:,.10g}" if isinstance(self.diff, Fact)
                         else f"{c.better} {float(f'{mean:.6g}'):.3g} vs {c.other}")
         else:
@@ -394,7 +394,7 @@ class Outcome:
             text = (f"{compared}, {c.metric}{direction}, n = {n}: "
                     f"{'advantage' if oriented else 'difference'} {self.diff.estimate:+.3g} [{low:.3g}, {high:.3g}], "
                     f"p {_p(p)} (Holm {_p(p_adj)})")
-            if self.status == INCONCLUSIVE and oriented and math.isfinite(self.p_fails):
+            if self.status == INCONCLUSIVE:
                 # which way the data lean: "p = 0.98" alone hides an interval wholly on the failing side
                 text += f" that it holds, p {_p(self.p_fails)} (Holm {_p(self.p_fails_adjusted)}) that it fails"
         if c.margin or c.kind != "beats":
