@@ -3,6 +3,7 @@
     python scripts/reproduce_all.py                       # every claim, lecture protocol, 5 seeds
     python scripts/reproduce_all.py --protocols lecture,modern device=cuda
     python scripts/reproduce_all.py --resume              # keep runs that already completed
+    python scripts/reproduce_all.py --pending device=cuda # only the studies the report shows as pending re-run
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocols", default="lecture", help="comma-separated: lecture,modern")
     parser.add_argument("--resume", action="store_true", help="skip runs that already completed")
+    parser.add_argument("--pending", action="store_true",
+                        help="run only the studies the report shows as 'pending re-run' (each under its own protocol; "
+                             "finished runs are kept), then rebuild the report")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every experiment, e.g. device=cuda")
     args = parser.parse_args()
     overrides = dict(o.split("=", 1) for o in args.overrides)
     results_dir = Path(overrides.get("results_dir", "results"))
+    if args.pending:
+        return run_pending(results_dir, args.overrides)
     command = [sys.executable, "-m", "experiments", "-m", f"name={','.join(experiment_names())}",
                f"protocol={args.protocols}", *([] if args.resume else ["force=true"]), *args.overrides]
     started = time.perf_counter()
@@ -43,6 +49,17 @@ def main() -> int:
     write_atomic(results_dir / report.REPRODUCTION_FILE, json.dumps(record, indent=2) + "\n")
     print(f"all experiments: {seconds / 60:.1f} min")
     return report.main([str(results_dir)])
+
+
+def run_pending(results_dir: Path, overrides: list[str]) -> int:
+    """Re-run each pending study in turn (not a full reproduction: no time is recorded for the report)."""
+    queue = report.pending_reruns(results_dir)
+    print("pending re-run: " + (", ".join(f"{name} ({protocol})" for name, protocol in queue) or "none"))
+    for name, protocol in queue:
+        if subprocess.run([sys.executable, "-m", "experiments", f"name={name}", f"protocol={protocol}", *overrides]).returncode:
+            print(f"error: {name} ({protocol}) failed; the report was not rebuilt", file=sys.stderr)
+            return 1
+    return report.main([str(results_dir)]) if queue else 0
 
 
 if __name__ == "__main__":

@@ -78,6 +78,24 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
             assert f"### {name}\n\n**Not run:**" in first
 
 
+def test_pending_reruns_are_the_studies_judged_by_the_previous_rule_and_reproduce_all_runs_just_those(tmp_path, monkeypatch):
+    import importlib.util
+    import subprocess
+    from types import SimpleNamespace
+
+    results = make_results(tmp_path, monkeypatch)
+    assert report.pending_reruns(results) == [("depth_sigmoid", "modern")]
+    spec = importlib.util.spec_from_file_location("reproduce_all", Path(__file__).resolve().parents[1] / "scripts" / "reproduce_all.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    ran = []
+    fake = SimpleNamespace(run=lambda command: ran.append(command) or subprocess.CompletedProcess(command, 0))
+    monkeypatch.setattr(script, "subprocess", fake)  # the script's own name only: git still runs
+    assert script.run_pending(results, ["device=cpu"]) == 0
+    assert [command[1:] for command in ran] == [["-m", "experiments", "name=depth_sigmoid", "protocol=modern", "device=cpu"]]
+    assert (results / "REPORT.md").exists()
+
+
 def test_the_claims_list_is_claims_md(mnist_root):
     """configs/claims.yaml lists exactly the claim ids of ../shared/CLAIMS.md, in their sections."""
     claims_md = Path(mnist_root).resolve().parent / "CLAIMS.md"

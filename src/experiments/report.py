@@ -82,6 +82,12 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
 PENDING, PENDING_ANALYSIS = "pending re-run", "pending re-analysis"
 
 
+def pending_reruns(results_dir: Path) -> list[tuple[str, str]]:
+    """(experiment, protocol) of every study whose committed verdict shows as 'pending re-run'."""
+    return [(name, protocol) for name in experiment_names() for protocol in PROTOCOLS
+            if (outcome := load_outcome(results_dir / name / protocol)) and judged(outcome, name)[0] == PENDING]
+
+
 def headline(outcome: dict) -> str:
     """The numbers the claim is about: the first key check's variants (one, where it is compared
     with a fixed number), mean ± 95% CI in the table's metric; for a check on another metric, its
