@@ -8,7 +8,7 @@ TINY = ["data.train_size=300", "model.width=32", "train.epochs=2", "train.batch_
 
 
 def test_tiny_end_to_end_run_writes_every_output(run_cli, tmp_path):
-    done = run_cli("name=relu_vs_sigmoid", *TINY)
+    done = run_cli("name=relu_vs_sigmoid", *TINY, "device=cpu")
     assert done.returncode == 0, done.stderr
     studies = list((tmp_path / "results" / "relu_vs_sigmoid" / "lecture").iterdir())
     assert len(studies) == 1
@@ -25,6 +25,8 @@ def test_tiny_end_to_end_run_writes_every_output(run_cli, tmp_path):
             assert meta["config"]["model"]["activation"] == variant and meta["config"]["model"]["depth"] == 9
             assert {"torch", "device", "git_commit", "seconds", "key"} <= set(meta)
             assert list(run.glob("events.out.tfevents.*"))
+    # what a run measures is recorded; where results go (results_dir, a local path), the device and the seeds are not
+    assert json.loads((study / "study.json").read_text())["overrides"] == sorted(["name=relu_vs_sigmoid", *TINY[:-1]])
     summary = pd.read_csv(study / "summary.csv")
     assert summary["variant"].tolist() == ["sigmoid", "relu"] and summary["n"].tolist() == [2, 2]
     assert json.loads((study / "verdict.json").read_text())["verdict"] in {"reproduced", "partly", "not reproduced", "inconclusive"}
