@@ -20,7 +20,7 @@ from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide
 from experiments.metrics import known_metrics, per_run, summarise
 from experiments.probes import PROBES
 from experiments import plots
-from experiments.store import STUDY_FILE, load_study, locked, write_atomic
+from experiments.store import STUDY_FILE, UNRECORDED, load_study, locked, write_atomic
 from experiments.tables import markdown_table
 from experiments.tuning import resolve_grid
 
@@ -81,7 +81,8 @@ def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
         labels = grid_runs(study["experiment"]["variants"], study["experiment"].get("grid", {}))
         runs = runs[runs["variant"].isin(labels) & runs["seed"].isin(study["seeds"])]
     if not len(runs):  # a fresh clone: its committed tables must not be rebuilt from nothing
-        given = [o for o in study["overrides"] if not o.startswith(("data.root=", "data.download=", "protocol="))]
+        # older study files still list some of store.UNRECORDED (data.root); the protocol is named below
+        given = [o for o in study["overrides"] if o.lstrip("+~").split("=", 1)[0] not in {*UNRECORDED, "protocol"}]
         rerun = shlex.join(["python", "-m", "experiments", *given, f"protocol={study['protocol']}",
                             f"seeds=[{','.join(map(str, study['seeds']))}]"])
         raise UserError(f"{study_dir} holds no finished run of this study in runs/ (run folders are not committed, "

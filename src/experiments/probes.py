@@ -495,3 +495,6 @@ PROBES = {
                            f"the delete_blocks probe needs a net made of blocks (model.arch "
                            f"{' or '.join(BLOCK_ARCHITECTURES)}), not {run['model']['arch']!r}"),
 }
+
+# every probe scalar's meaning, for the report's glossary
+SCALAR_MEANINGS = {name: text for probe in PROBES.values() for name, text in probe.scalars.items()}

@@ -281,14 +281,13 @@ def build_report(results_dir: Path) -> str:
 
 def glossary(outcomes: dict) -> list[str]:
     """What each metric a check names measures, and which studies check it."""
-    from experiments.probes import PROBES  # torch comes with it: only when the report is built
+    from experiments.probes import SCALAR_MEANINGS  # torch comes with it: only when the report is built
 
-    scalars = {name: text for probe in PROBES.values() for name, text in probe.scalars.items()}
     checked: dict[str, set[str]] = {}
     for (name, _), outcome in outcomes.items():
         for check in (outcome or {}).get("verdict", {}).get("checks", []):
             checked.setdefault(check["metric"], set()).add(name)
-    rows = [[f"`{metric}`", meaning(metric, scalars) or "–", ", ".join(f"[{n}](#{n})" for n in sorted(names))]
+    rows = [[f"`{metric}`", meaning(metric, SCALAR_MEANINGS) or "–", ", ".join(f"[{n}](#{n})" for n in sorted(names))]
             for metric, names in sorted(checked.items())]
     return ["## Metrics", "", "What each metric a check names measures, per run; a check compares its means over seeds.", "",
             *pipe_table(["metric", "meaning", "checked in"], rows), ""]

@@ -144,12 +144,6 @@ def check_inside(study_dir: Path, results_dir: Path) -> None:
             raise UserError(f"refusing to write {folder} outside the results folder {results_dir}")
 
 
-# overrides study.json leaves out: seeds are recorded apart; the others say where results and data
-# are, on which device, and whether finished runs are redone, never what a run measures (a local
-# path such as results_dir=/home/me/x has no place in a committed record)
-UNRECORDED = {"seeds", "only", "results_dir", "device", "force", "data.root", "data.download"}
-
-
 def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[str]) -> str:
     """Record the study and train its runs that are missing; return the device they ran on."""
     every_run = build_runs(cfg)
@@ -160,7 +154,7 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
     try:
         study_dir.mkdir(parents=True, exist_ok=True)
         record_study(study_dir, {"experiment": spec, "seeds": list(cfg.seeds), "protocol": protocol,
-                                 "overrides": sorted(o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in UNRECORDED),
+                                 "overrides": sorted(o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in store.UNRECORDED),
                                  # every setting of every run, for the report's settings table
                                  "settings": {label: measured_settings(run) for label, run in every_run.items()},
                                  "lecture_settings": measured_settings(protocol_settings("lecture")),

@@ -25,6 +25,10 @@ from filelock import FileLock
 from experiments.errors import UserError
 
 STUDY_FILE = "study.json"  # what a study ran and how it is judged, written before its first run
+# overrides study.json leaves out: seeds are recorded apart; the others say where results and data
+# are, on which device, and whether finished runs are redone, never what a run measures (a local
+# path such as results_dir=/home/me/x has no place in a committed record)
+UNRECORDED = {"seeds", "only", "results_dir", "device", "force", "data.root", "data.download"}
 FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-run
 # keys that do not change what a run measures, so they stay out of its identity
 KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise")}
