@@ -21,6 +21,7 @@ from experiments.runner import Member, Where, train_group
 
 @pytest.mark.parametrize("override,expected", [
     ("optimizer.lr=-0.1", "optimizer.lr must be a finite number > 0"),
+    ("optimizer.nesterov=true", "optimizer.nesterov=true needs optimizer.momentum > 0"),
     ("model.depth=0", "model.depth must be in 1..1000"),
     ("model.depth=99999999", "model.depth must be in 1..1000"),
     ("model.width=10000000", "model.width must be in 1..65536"),
@@ -48,6 +49,19 @@ from experiments.runner import Member, Where, train_group
 ])
 def test_bad_value_is_one_line(override, expected, exit_message):
     assert expected in exit_message("name=relu_vs_sigmoid", override)
+
+
+@pytest.mark.parametrize("args", [["name=nope"], ["name=relu_vs_sigmoid", "model.widht=3"],
+                                  ["name=relu_vs_sigmoid", "train.epochs=abc"], ["--config-dir=x"]])
+def test_a_command_that_does_not_compose_fails_before_torch_is_imported(args):
+    """torch's import is most of a command's start-up (about 2 s on 2 cores): a typo need not wait for it."""
+    import subprocess
+
+    code = ("import sys; from experiments.__main__ import precheck\n"
+            "try: precheck(sys.argv[1:])\n"
+            "except Exception as exc: print(type(exc).__name__, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["UserError", "False"], done.stdout + done.stderr
 
 
 def test_experiment_file_without_its_package_line_says_so(monkeypatch, tmp_path, exit_message):
@@ -87,7 +101,7 @@ def test_disk_full_while_writing_leaves_no_run(monkeypatch, tmp_path, mnist_root
     cfg = {"model": {"arch": "mlp", "depth": 1, "width": 8, "activation": "relu", "init": "he", "dropout": 0.0, "residual": False, "pieces": 2, "batch_norm": False},
            "data": {"dataset": "mnist", "teeth": 16, "root": mnist_root, "train_size": 100, "val_size": 0, "test_size": 10000, "download": False},
            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
-           "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 1, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None}}
+           "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 1, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None, "cuda_graph": False}}
     splits = make_splits(cfg["data"], torch.device("cpu"))
 
     def disk_full(*args, **kwargs):

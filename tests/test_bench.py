@@ -35,8 +35,8 @@ def test_the_report_renders_every_row():
                "command_speedup_vs_keras_process": 22 / 14, "startup": {"seconds": 3.0},
                "seeds": {"vectorised_seconds": 30.0, "vectorised_test_acc": 0.84, "sequential_seconds": 23.0,
                          "sequential_test_acc": 0.84},
-               "batched": [{"runs": n, "seconds": 4.0, "runs_per_second": n / 4, "fraction_of_matmul": 0.01}
-                           for n in bench.BATCHED_RUNS]}
+               "batched": [{"runs": n, "cuda_graph": graph, "seconds": 4.0, "runs_per_second": n / 4, "fraction_of_matmul": 0.01}
+                           for graph in (False, True) for n in bench.BATCHED_RUNS]}
     page = bench.render(header, results)
-    for shown in ("1.57× faster (target ≥ 1.5×)", "its fixed cost", "PyTorch's start-up", "| 100 | 4.00 | 25.00 |"):
+    for shown in ("1.57× faster (target ≥ 1.5×)", "its fixed cost", "PyTorch's start-up", "| 100 | on | 4.00 | 25.00 |"):
         assert shown in page, shown

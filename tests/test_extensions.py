@@ -130,7 +130,7 @@ def tiny_cfg(mnist_root, **model):
             "data": {"dataset": "mnist", "teeth": 16, "root": mnist_root, "train_size": 500, "val_size": 0, "test_size": 10000, "download": False},
             "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
             "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 3, "eval_batch_size": 10000,
-                      "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None}}
+                      "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None, "cuda_graph": False}}
 
 
 def test_mc_dropout_probe_averages_thinned_networks(mnist_root, tiny):
@@ -292,7 +292,7 @@ def function_cfg(**model):
             "optimizer": {"name": "adam", "lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
                           "schedule": "constant"},
             "train": {"loss": "squared_error", "batch_size": 50, "epochs": 40, "eval_batch_size": 10000,
-                      "eval_every": 40, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None}}
+                      "eval_every": 40, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None, "cuda_graph": False}}
 
 
 def test_function_data_is_a_fixed_sample_and_an_even_test_grid():

@@ -16,7 +16,7 @@ def run_cfg(mnist_root, **train):
         "model": {"arch": "mlp", "depth": 2, "width": 64, "activation": "relu", "init": "glorot_uniform", "dropout": 0.0, "residual": False, "pieces": 2, "batch_norm": False},
         "data": {"dataset": "mnist", "teeth": 16, "root": mnist_root, "train_size": 600, "val_size": 200, "test_size": 10000, "download": False},
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
-        "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None, **train},
+        "train": {"loss": "cross_entropy", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1, "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None, "cuda_graph": False, **train},
     }
 
 
@@ -189,9 +189,9 @@ def test_cosine_schedule_ends_where_the_update_cap_ends_training(mnist_root, spl
 
 def test_the_schema_names_exactly_the_optimizers_the_loop_builds():
     from experiments.config import OptimizerName
-    from experiments.train import OPTIMIZERS
+    from experiments.optim import SETTINGS
 
-    assert {name.value for name in OptimizerName} == set(OPTIMIZERS)
+    assert {name.value for name in OptimizerName} == set(SETTINGS)
 
 
 def test_augmentation_moves_each_image_by_its_own_draw_and_nothing_at_zero(splits):
@@ -242,7 +242,7 @@ def adding_cfg(**train):
         "data": {"dataset": "adding", "seq_len": 12, "train_size": 200, "val_size": 100, "test_size": 100},
         "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
         "train": {"loss": "squared_error", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1,
-                  "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None, **train},
+                  "max_updates": None, "rotate_degrees": 0.0, "shift_pixels": 0.0, "clip_grad_norm": None, "cuda_graph": False, **train},
     }
 
 
@@ -280,7 +280,7 @@ def test_a_vectorised_group_is_every_seed_and_rate_of_a_variant(mnist_root):
 def test_one_host_read_per_epoch(mnist_root, splits, monkeypatch, vectorise, lrs, eval_every):
     """Every number an epoch's rows need is gathered on the device and read once: on a GPU each
     read waits for the device to finish, so a read per metric would stall it several times an epoch.
-    Counted: the suite's own reads (torch.optim reads its step counters, which live on the CPU)."""
+    Counted: the suite's own reads."""
     reads = []
     for name in ("tolist", "item", "__float__", "__bool__", "__int__"):
         original = getattr(torch.Tensor, name)
@@ -295,3 +295,47 @@ def test_one_host_read_per_epoch(mnist_root, splits, monkeypatch, vectorise, lrs
     cfg["optimizer"]["name"] = "adagrad"  # its step sizes are read too (step_sizes)
     train_seeds(cfg, splits, [0, 0] if vectorise else [0], vectorise=vectorise, step_sizes=True, lrs=lrs)
     assert reads == ["tolist"] * (3 + 1)  # epochs 1-3 and the untrained nets (epoch 0)
+
+
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="the capture itself needs a GPU"))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+@pytest.mark.parametrize("name,optimizer,train,model,vectorise,lrs", [
+    ("sgd", {}, {}, {}, False, None),
+    # a short last batch (600 = 8 x 70 + 40), run eagerly between captured steps; a cosine schedule
+    ("momentum_cosine_short_batch", {"momentum": 0.9, "schedule": "cosine"}, {"batch_size": 70}, {}, False, None),
+    # a grid of rates as one stack, Adam's bias correction, an update cap, dropout (on the CPU), clipping
+    ("adam_grid", {"name": "adam"}, {"max_updates": 20, "clip_grad_norm": 1.0}, {"dropout": 0.2}, True, [0.01, 0.001]),
+])
+def test_the_captured_step_path_gives_the_loops_numbers(mnist_root, device, name, optimizer, train, model, vectorise, lrs):
+    """train.cuda_graph's path (StaticStep, a capturable optimizer, running sums kept across
+    epochs, every step's norms measured and every 10th added) against the plain loop, epoch by
+    epoch. On a CPU it runs eagerly: the bookkeeping. On a GPU the step is captured and replayed
+    (without dropout there: a captured mask is drawn differently, the same only in distribution)."""
+    splits = make_splits(run_cfg(mnist_root)["data"], torch.device(device))
+    if device == "cuda":
+        model = {**model, "dropout": 0.0}
+
+    def rows(cuda_graph):
+        cfg = run_cfg(mnist_root, epochs=3, cuda_graph=cuda_graph, **train)
+        cfg["optimizer"].update(optimizer)
+        cfg["model"].update(model)
+        seeds = [0, 1] if vectorise else [0]
+        return [without_timing(r.rows) for r in train_seeds(cfg, splits, seeds, vectorise, lrs=lrs, step_sizes=True)]
+
+    for plain, static in zip(rows(False), rows(True)):
+        assert [row.keys() for row in plain] == [row.keys() for row in static]
+        for plain_row, static_row in zip(plain, static):
+            for key, value in plain_row.items():
+                assert static_row[key] == pytest.approx(value, rel=1e-4 if device == "cuda" else 1e-5,
+                                                        abs=1e-6 if device == "cuda" else 1e-7,
+                                                        nan_ok=True), (name, key, plain_row["epoch"])
+
+
+def test_a_cuda_graph_is_refused_without_cuda_or_with_augmentation(exit_message):
+    if not torch.cuda.is_available():
+        assert "train.cuda_graph=true captures training steps in CUDA graphs: it needs device=cuda" in exit_message(
+            "name=relu_vs_sigmoid", "train.cuda_graph=true")
+    assert "train.cuda_graph cannot capture augmentation" in exit_message(
+        "name=augmentation", "train.cuda_graph=true", "device=cpu")

@@ -24,11 +24,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from experiments.config import CONFIG_DIR, apply_protocol_grid, experiment_names, protocol_names, register_schema
 from experiments.errors import UserError, one_line
-from experiments import analysis
-from experiments.data import load_mnist
-from experiments.runner import build_runs, check_inside, check_writable, measured_settings, run_study
 from experiments.settings import flatten, reads
-from experiments.train import resolve_device
+
+# The modules that import torch (about 2 s on a 2-core CPU) are imported where they are first
+# needed, after the command line has composed: a mistyped command fails without waiting for them.
 
 # Hydra's flags that print or pick multirun, and never read configs from or write files to another
 # place: passed on to Hydra. Any other flag (--config-dir, --config-name, ...) is refused.
@@ -150,10 +149,16 @@ def precheck(args: list[str]) -> list[str]:
                 HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} resolve as in a real run
                 check_experiment_overrides_change_it(overrides_now, cfg)  # before the protocol's grid is applied
                 apply_protocol_grid(cfg, cfg.hydra.runtime.choices.protocol)
+                from experiments import analysis
+                from experiments.runner import build_runs
+                from experiments.train import resolve_device
+
                 analysis.check_experiment(cfg.experiment)
                 runs = build_runs(cfg)
                 check_overrides_change_runs(job_overrides, cfg, runs)
-                resolve_device(cfg.device.value)
+                if resolve_device(cfg.device.value).type != "cuda" and any(run["train"]["cuda_graph"] for run in runs.values()):
+                    raise UserError("train.cuda_graph=true captures training steps in CUDA graphs: it needs device=cuda "
+                                    "(or device=auto on a machine with a GPU)")
                 if any(run["data"]["dataset"] == "mnist" for run in runs.values()):  # the other data need no files
                     data_roots.add((cfg.data.root, cfg.data.download))
             except (HydraException, OmegaConfBaseException, ValueError, IndexError, TypeError) as exc:
@@ -170,6 +175,9 @@ def precheck(args: list[str]) -> list[str]:
             folders.add((Path(cfg.results_dir), Path(cfg.hydra.run.dir)))
     if any(flag.split("=", 1)[0] in {*HELP_FLAGS, "--info", "--cfg", "-c"} for flag in flags):
         return flags + overrides  # Hydra prints and exits: nothing is written, so no folder need exist
+    from experiments.data import load_mnist
+    from experiments.runner import check_inside, check_writable
+
     for results_dir, study_dir in sorted(folders):
         if not str(results_dir).strip():
             raise UserError("results_dir is empty: name a folder, e.g. results_dir=results")
@@ -190,6 +198,8 @@ def check_overrides_change_runs(overrides: list[str], cfg: DictConfig, runs: dic
     """A setting given on the command line changes some run: not one that every variant (or the
     grid) sets for itself, nor one that no net or data of the experiment reads. Either would name
     the study folder after a value no run used."""
+    from experiments.runner import measured_settings
+
     spec = cfg.experiment
     for override in overrides:
         key = override.lstrip("+~").split("=", 1)[0]
@@ -230,6 +240,9 @@ def check_folder_names(overrides: list[str], excluded: set[str]) -> None:
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def task(cfg: DictConfig) -> None:
     """Run what is missing, then analyse (main() validated every job of the command line first)."""
+    from experiments import analysis
+    from experiments.runner import run_study
+
     hydra_cfg = HydraConfig.get()
     study_dir = Path(hydra_cfg.runtime.output_dir)
     started = time.perf_counter()

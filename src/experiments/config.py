@@ -73,7 +73,7 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-class OptimizerName(str, Enum):  # train.OPTIMIZERS builds each
+class OptimizerName(str, Enum):  # optim.Optimizer implements each
     sgd = "sgd"
     adam = "adam"
     adamw = "adamw"
@@ -149,6 +149,9 @@ class TrainConfig:
     clip_grad_norm: Optional[float] = None
     # train a variant's seeds and grid rates as one vectorised model (torch.func.vmap); null: yes on CUDA, no on CPU
     vectorise: Optional[bool] = None
+    # CUDA only: capture the training step once in a CUDA graph and replay it, one launch a step
+    # instead of one a kernel (train.StaticStep). Off by default until measured on a GPU.
+    cuda_graph: bool = False
 
 
 class TuneOn(str, Enum):
@@ -287,6 +290,8 @@ def check_run(run: dict) -> None:
         problems.append(f"optimizer.lr must be a finite number > 0 (got {opt['lr']})")
     if not 0 <= opt["momentum"] < 1:
         problems.append(f"optimizer.momentum must be in [0, 1) (got {opt['momentum']})")
+    if opt["nesterov"] and opt["momentum"] == 0:
+        problems.append("optimizer.nesterov=true needs optimizer.momentum > 0 (Nesterov's look-ahead is along the momentum)")
     if not 0 <= opt["weight_decay"] < math.inf:
         problems.append(f"optimizer.weight_decay must be a finite number >= 0 (got {opt['weight_decay']})")
     if not 1 <= data["train_size"] <= N_TRAIN_TOTAL or data["val_size"] < 0:
@@ -311,6 +316,9 @@ def check_run(run: dict) -> None:
     if not (0 <= train["rotate_degrees"] <= 180 and 0 <= train["shift_pixels"] <= 14):
         problems.append(f"train.rotate_degrees must be in [0, 180] and train.shift_pixels in [0, 14] "
                         f"(got {train['rotate_degrees']}, {train['shift_pixels']})")
+    if train["cuda_graph"] and (train["rotate_degrees"] or train["shift_pixels"]):
+        problems.append("train.cuda_graph cannot capture augmentation, whose draws come from generators on the CPU: "
+                        "leave train.rotate_degrees and train.shift_pixels at 0, or train.cuda_graph false")
     if (train["rotate_degrees"] or train["shift_pixels"]) and data["dataset"] != "mnist":
         problems.append("train.rotate_degrees and train.shift_pixels augment images: they need data.dataset mnist")
     if data["teeth"] < 1:

@@ -31,7 +31,7 @@ STUDY_FILE = "study.json"  # what a study ran and how it is judged, written befo
 UNRECORDED = {"seeds", "only", "results_dir", "device", "force", "data.root", "data.download"}
 FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-run
 # keys that do not change what a run measures, so they stay out of its identity
-KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise")}
+KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise"), ("train", "cuda_graph")}
 # keys added after runs were made, at the value that reproduces the older behaviour: left out of the
 # identity at that value, so finished runs stay valid
 KEY_DEFAULTS_ADDED = {("data", "test_size"): 10000, ("train", "max_updates"): None, ("model", "pieces"): 2,

@@ -17,6 +17,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from experiments.augment import augment
 from experiments.data import N_CLASSES, Split
 from experiments.errors import UserError
+from experiments.optim import SETTINGS, Optimizer, cosine_factor
 from models import build_model
 
 # Losses take logits (seeds, batch, classes) and targets (seeds, batch) and return one mean per seed.
@@ -55,10 +56,9 @@ class ModelStack:
     Vectorised: the seeds' parameters stacked and the module vmapped over them, so each layer is
     one batched kernel for all seeds — what fills a GPU with the lectures' small nets."""
 
-    def __init__(self, models: list[torch.nn.Module], vectorise: bool, rates: torch.Tensor | None = None):
+    def __init__(self, models: list[torch.nn.Module], vectorise: bool):
         self.models, self.size = models, len(models)
         self.vectorised = vectorise
-        self.rates = rates  # each model's learning rate, when they differ (see step)
         if not vectorise:
             assert self.size == 1, "the plain path trains one seed at a time"
             self.weights = [layer.weight for layer in models[0].weight_layers]
@@ -73,9 +73,6 @@ class ModelStack:
         self._shared_input = vmap(call, in_dims=(0, 0, None), randomness="different")
         names = {id(module): name for name, module in models[0].named_modules()}
         self.weights = [self.params[f"{names[id(layer)]}.weight"] for layer in models[0].weight_layers]
-        if rates is not None:  # a copy of every weight tensor and its models' rates, shaped to it, reused each step
-            self._starts = [(torch.empty_like(p), rates.to(p.dtype).view(-1, *[1] * (p.dim() - 1)))
-                            for p in self.params.values()]
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values()) if self.vectorised else list(self.models[0].parameters())
@@ -101,21 +98,6 @@ class ModelStack:
         for g in grads:
             g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
 
-    @torch.no_grad()
-    def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """One optimizer step. Models at different rates: `optimizer` runs at rate 1 and each model's
-        update is scaled by its rate. Exact for torch.optim's optimizers, whose update is the rate
-        times a direction that the rate does not enter (momentum, Adam's moments, weight decay and
-        Adagrad's decay all included)."""
-        if self.rates is None:
-            optimizer.step()
-            return
-        for p, (start, _) in zip(self.params.values(), self._starts):
-            start.copy_(p)
-        optimizer.step()
-        for p, (start, rate) in zip(self.params.values(), self._starts):
-            p.copy_(start.lerp_(p, rate))
-
     def grad_norms(self) -> torch.Tensor:
         """L2 norm of each weight layer's gradient, (seeds, layers), input layer first."""
         if self.vectorised:
@@ -132,19 +114,9 @@ class ModelStack:
         return self.models
 
 
-OPTIMIZERS = {
-    "sgd": (torch.optim.SGD, ("momentum", "nesterov", "weight_decay")),
-    "adam": (torch.optim.Adam, ("weight_decay",)),
-    "adamw": (torch.optim.AdamW, ("weight_decay",)),
-    "rmsprop": (torch.optim.RMSprop, ("momentum", "weight_decay")),
-    "adagrad": (torch.optim.Adagrad, ("weight_decay",)),
-    "adadelta": (torch.optim.Adadelta, ("weight_decay",)),
-}
-
-
-def build_optimizer(opt: dict, params) -> torch.optim.Optimizer:
-    cls, keys = OPTIMIZERS[opt["name"]]
-    return cls(params, lr=opt["lr"], **{k: opt[k] for k in keys})
+def build_optimizer(opt: dict, params: list[torch.Tensor], lr: float | torch.Tensor, capturable: bool) -> Optimizer:
+    """The optimizer `opt` names over `params`, at `lr`: one rate, or a tensor of one per model."""
+    return Optimizer(opt["name"], params, lr, capturable=capturable, **{key: opt[key] for key in SETTINGS[opt["name"]]})
 
 
 AUGMENT_SEED_OFFSET = 10_007  # augmentation's generator of seed k starts from k + this
@@ -155,32 +127,56 @@ AUGMENT_SEED_OFFSET = 10_007  # augmentation's generator of seed k starts from k
 GRAD_NORM_EVERY = 10
 
 
-# Where each adaptive optimizer keeps its running average of squared gradients.
-SQUARED_GRAD_STATE = {"adagrad": "sum", "rmsprop": "square_avg", "adam": "exp_avg_sq", "adamw": "exp_avg_sq"}
-
-
 @torch.no_grad()
-def effective_lr(optimizer: torch.optim.Optimizer, name: str, stack: ModelStack) -> torch.Tensor:
-    """Per seed, the median over all weights of the step size the optimizer applies per unit
-    gradient: lr for SGD, lr / (sqrt(v) + eps) for Adagrad, RMSprop and Adam (v bias-corrected for
-    Adam), lr * sqrt(delta + eps) / sqrt(v + eps) for Adadelta. Shows Adagrad's rate shrinking."""
-    group = optimizer.param_groups[0]
-    states = [optimizer.state[p] for p in group["params"] if optimizer.state.get(p)]
-    if name.startswith("sgd") or not states:
-        # the rate as set, not rounded; made on the device, as a copy from the host would wait for it
-        return torch.full((stack.size,), float(group["lr"]), dtype=torch.float64, device=stack.parameters()[0].device)
-    if name == "adadelta":
-        steps = [group["lr"] * (st["acc_delta"] + group["eps"]).sqrt() / (st["square_avg"] + group["eps"]).sqrt()
-                 for st in states]
-    else:
-        steps = []
-        for st in states:
-            v = st[SQUARED_GRAD_STATE[name]]
-            if name.startswith("adam"):
-                v = v / (1 - group["betas"][1] ** float(st["step"]))
-            steps.append(group["lr"] / (v.sqrt() + group["eps"]))
-    per_seed = [step if stack.vectorised else step.unsqueeze(0) for step in steps]  # (seeds, ...)
-    return torch.cat([step.flatten(1) for step in per_seed], dim=1).median(dim=1).values
+def effective_lr(optimizer: Optimizer, stack: ModelStack) -> torch.Tensor:
+    """Per seed (float64, on the device), the median over all weights of the step size the optimizer
+    applies per unit gradient (Optimizer.step_sizes, float32 values); SGD's, and any before the first
+    step: its rate as set. Shows Adagrad's rate shrinking."""
+    device = stack.parameters()[0].device
+    if optimizer.name == "sgd" or not optimizer.steps:
+        rate = optimizer.lr * optimizer.scale  # the rate as set, not rounded to float32
+        if isinstance(rate, torch.Tensor):  # one per model, or (a capturable optimizer's) one for all
+            return rate.to(device, torch.float64).expand(stack.size)
+        # made on the device, as a copy from the host would wait for it
+        return torch.full((stack.size,), float(rate), dtype=torch.float64, device=device)
+    per_seed = [size if stack.vectorised else size.unsqueeze(0) for size in optimizer.step_sizes()]  # (seeds, ...)
+    return torch.cat([size.flatten(1) for size in per_seed], dim=1).median(dim=1).values
+
+
+class StaticStep:
+    """A training step captured once in a CUDA graph and replayed: one launch a step instead of one
+    a kernel, which is what a small net's step costs on a GPU. Each batch's indices are copied into
+    one index tensor that the step reads, and the step adds to running sums that live across epochs.
+    On CUDA the first WARMUP calls run eagerly on a side stream, as PyTorch's CUDA-graph notes ask
+    (they are real training steps), the next captures the step and replays it, and every later call
+    replays it. On a CPU each call runs the step eagerly: the path the tests compare with the loop's."""
+
+    WARMUP = 3
+
+    def __init__(self, step: Callable[[torch.Tensor], None], batch_shape: tuple[int, int], device: torch.device):
+        self.step, self.device = step, device
+        self.idx = torch.zeros(batch_shape, dtype=torch.long, device=device)
+        self.graph, self.calls = None, 0
+
+    def __call__(self, idx: torch.Tensor) -> None:
+        self.idx.copy_(idx)
+        self.calls += 1
+        if self.device.type != "cuda":
+            self.step(self.idx)
+            return
+        with torch.cuda.device(self.device):
+            if self.calls <= self.WARMUP:
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    self.step(self.idx)
+                torch.cuda.current_stream().wait_stream(side)
+                return
+            if self.graph is None:
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph):
+                    self.step(self.idx)
+            self.graph.replay()
 
 
 class EpochClock:
@@ -253,16 +249,19 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     for seed in seeds:
         torch.manual_seed(seed)  # the initial weights (and, plain, the dropout masks) follow the seed
         models.append(build_model(cfg["model"], *train.shape).to(device))
-    # one rate for all: the optimizer's own; several: it runs at rate 1, each model scaled by its own
-    rates = torch.tensor(lrs, device=device) if len(set(lrs)) > 1 else None
+    # one rate for all, or a tensor of each model's own (float64: the rates as set, each step rounds its copy)
+    rates = torch.tensor(lrs, dtype=torch.float64, device=device) if len(set(lrs)) > 1 else None
     assert rates is None or vectorise, "models at different rates train side by side (vectorised)"
-    stack = ModelStack(models, vectorise, rates)
-    optimizer = build_optimizer({**cfg["optimizer"], "lr": 1.0 if rates is not None else lrs[0]}, stack.parameters())
+    stack = ModelStack(models, vectorise)
+    optimizer = build_optimizer(cfg["optimizer"], stack.parameters(), lrs[0] if rates is None else rates,
+                                capturable=cfg["train"]["cuda_graph"])
     loss_fn = LOSSES[cfg["train"]["loss"]]
     batch_size, max_updates = cfg["train"]["batch_size"], cfg["train"]["max_updates"]
     eval_batch_size = cfg["train"]["eval_batch_size"]
     eval_every = cfg["train"]["eval_every"]
     rotate, shift = cfg["train"]["rotate_degrees"], cfg["train"]["shift_pixels"]
+    # augmentation draws on the CPU: a captured step would replay one draw (config.check_run refuses it)
+    assert not (cfg["train"]["cuda_graph"] and (rotate or shift)), "a CUDA graph cannot capture augmentation"
     clip = cfg["train"]["clip_grad_norm"]
     n_steps = math.ceil(len(train) / batch_size)  # optimizer updates per full epoch
     # a cap on the updates ends training early, in the epoch that reaches it
@@ -273,8 +272,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     augmenters = [torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET) for seed in seeds]
     results = [RunResult(model=model, parameters=sum(p.numel() for p in model.parameters())) for model in models]
     active = list(range(len(seeds)))  # seeds that have not diverged
-    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-                if cfg["optimizer"]["schedule"] == "cosine" else None)
+    cosine = cfg["optimizer"]["schedule"] == "cosine"
     updates = 0
     started = time.perf_counter()
     eval_splits = {name: split for name, split in splits.items() if name != "train"}  # validation (if any), test
@@ -294,7 +292,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
             scores["train_eval"] = evaluate(stack, train, loss_fn, eval_batch_size)
         parts = [train_stats.to(torch.float64), *(score.to(torch.float64) for score in scores.values())]
         if step_sizes:
-            parts.append(effective_lr(optimizer, cfg["optimizer"]["name"], stack).to(train_stats.device, torch.float64)[None])
+            parts.append(effective_lr(optimizer, stack).to(train_stats.device)[None])
         table = torch.cat(parts).tolist()  # the epoch's host sync
         epoch_seconds = clock.seconds() if clock else 0.0
         losses = table[0]
@@ -307,8 +305,6 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         rows_of = dict(zip(scores, (table[2 + n_layers + 2 * k:4 + n_layers + 2 * k] for k in range(len(scores)))))
         rows_of.update(late)
         steps_taken = table[-1] if step_sizes else None
-        if steps_taken and rates is not None:
-            steps_taken = [step * rate for step, rate in zip(steps_taken, lrs)]
         for i in active:
             row = {"epoch": epoch, "updates": updates, "train_loss": losses[i], "train_acc": table[1][i]}
             for name in (*eval_splits, "train_eval"):
@@ -329,38 +325,57 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     x0, y0 = x0.expand(len(seeds), *x0.shape), y0.expand(len(seeds), *y0.shape)
     loss_fn(stack(x0), y0).sum().backward()
     init_norms = stack.grad_norms()
-    optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad()
     record(0, torch.cat([evaluate(stack, train, loss_fn, eval_batch_size), init_norms.T]), None)
 
     n = len(train)
+    # the epoch's running sums stay on the device (no host sync inside an epoch); made once, since a
+    # captured step writes to the same tensors at every replay
+    loss_sum = torch.zeros(len(seeds), device=device)
+    correct = torch.zeros(len(seeds), device=device)
+    grad_norms = torch.zeros(len(seeds), len(stack.weights), device=device)  # of the last step that measured them
+    grad_norm_sum = torch.zeros_like(grad_norms)
+
+    def train_step(idx: torch.Tensor, measure_norms: bool) -> None:
+        """One update on the batch `idx`, (seeds, batch), added to the running sums."""
+        x, y = train.x[idx], train.y[idx]
+        if rotate or shift:
+            x = augment(x, augmenters, rotate, shift)
+        logits = stack(x)
+        losses = loss_fn(logits, y)
+        optimizer.zero_grad()
+        losses.sum().backward()  # the seeds share no weights: each gets exactly its own gradient
+        if measure_norms:
+            grad_norms.copy_(stack.grad_norms())  # before clipping: the size of the wall the step hit
+        if clip is not None:
+            stack.clip_grad_norm(clip)
+        optimizer.step()
+        loss_sum.add_(losses.detach() * idx.shape[1])
+        correct.add_(hits(logits, y))
+
+    # a graph has no branches: a captured step measures the norms every time, and every
+    # GRAD_NORM_EVERY-th step's are added, as in the eager loop
+    captured = (StaticStep(lambda idx: train_step(idx, True), (len(seeds), batch_size), device)
+                if cfg["train"]["cuda_graph"] else None)
     for epoch in range(1, epochs + 1):
         stack.train()
         clock = EpochClock(device)
         order = torch.stack([torch.randperm(n, generator=g) for g in shufflers]).to(device)  # (seeds, n)
-        loss_sum = torch.zeros(len(seeds), device=device)
-        correct = torch.zeros(len(seeds), device=device)
-        grad_norm_sum = torch.zeros(len(seeds), len(stack.weights), device=device)
+        for running_sum in (loss_sum, correct, grad_norm_sum):
+            running_sum.zero_()
         steps = n_steps if max_updates is None else min(n_steps, max_updates - updates)
         for step in range(steps):
             idx = order[:, step * batch_size:(step + 1) * batch_size]
-            x, y = train.x[idx], train.y[idx]
-            if rotate or shift:
-                x = augment(x, augmenters, rotate, shift)
-            logits = stack(x)
-            losses = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # the seeds share no weights: each gets exactly its own gradient
-            if step % GRAD_NORM_EVERY == 0:
-                grad_norm_sum += stack.grad_norms()  # before clipping: the size of the wall the step hit
-            if clip is not None:
-                stack.clip_grad_norm(clip)
-            stack.step(optimizer)
-            # running sums stay on the device: no host sync inside the epoch
-            loss_sum += losses.detach() * idx.shape[1]
-            correct += hits(logits, y)
+            sampled = step % GRAD_NORM_EVERY == 0
+            if captured is not None and idx.shape[1] == batch_size:
+                captured(idx)
+            else:  # a short last batch has a shape of its own: eager
+                train_step(idx, sampled)
+            if sampled:
+                grad_norm_sum.add_(grad_norms)
         updates += steps
-        if schedule is not None:
-            schedule.step()
+        if cosine:  # the rate of the next epoch
+            optimizer.set_scale(cosine_factor(epoch, epochs))
         seen, n_sampled = min(n, steps * batch_size), len(range(0, steps, GRAD_NORM_EVERY))
         clock.stop()
         epoch_losses = record(epoch, torch.cat([torch.stack([loss_sum, correct]) / seen, (grad_norm_sum / n_sampled).T]),
