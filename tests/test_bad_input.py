@@ -116,7 +116,7 @@ def test_disk_full_while_writing_leaves_no_run(monkeypatch, tmp_path, mnist_root
 
 def test_diverging_variant_is_recorded_and_the_sweep_goes_on(run_in_process, tmp_path):
     done = run_in_process("name=relu_vs_sigmoid", "data.train_size=200", "model.width=16", "train.epochs=3",
-                          "seeds=[0,1]", "optimizer.lr=1e12")
+                          "seeds=[0,1]", "optimizer.lr=1e6")
     assert done.returncode == 0, done.stderr
     assert "diverged (non-finite loss) at epoch" in done.stdout
     study = next((tmp_path / "results" / "relu_vs_sigmoid" / "lecture").iterdir())
@@ -164,8 +164,9 @@ def test_a_classification_claim_on_regression_data_is_one_line(exit_message):
 
 @pytest.mark.parametrize("override,expected", [
     ("data.seq_len=0", "every variant of rnn_long_memory sets its own data.seq_len (10, 30, 100)"),
-    ("model.depth=5", "no net or data of rnn_long_memory reads model.depth"),
-    ("model.dropout=0.5", "no net or data of rnn_long_memory reads model.dropout"),
+    ("model.depth=5", "no net, data or optimizer of rnn_long_memory reads model.depth"),
+    ("model.dropout=0.5", "no net, data or optimizer of rnn_long_memory reads model.dropout"),
+    ("optimizer.momentum=0.9", "no net, data or optimizer of rnn_long_memory reads optimizer.momentum"),
     ("optimizer.lr=0.1", "rnn_long_memory tunes optimizer.lr on its grid"),
 ])
 def test_a_setting_that_would_change_no_run_is_refused(exit_message, override, expected):

@@ -55,6 +55,11 @@ def files_under(root: Path) -> set[Path]:
     (["seeds=[-1]"], "seeds must be in 0..2**31-1"),
     (["--info=bogus"], "--info takes one of"),
     (["--help", "name=nope"], "unknown experiment 'nope'"),
+    (["-m", "--cfg", "job"], "--cfg and -m cannot be combined"),
+    (["--cfg", "job", "--info"], "--cfg and --info cannot be combined"),
+    (["optimizer.lr=0.1,0.2"], "make a sweep: add -m"),
+    (["optimizer.lr=1e39"], "optimizer.lr must be a finite number > 0 and at most 1e+06"),
+    (["optimizer.name=adam", "optimizer.momentum=0.9"], "no net, data or optimizer of relu_vs_sigmoid reads optimizer.momentum"),
     (["-m", "hydra/launcher=joblib", "hydra.launcher.temp_folder=/tmp/x"], "may not name a path"),
     (["+model.foo=1"], "without '+'"),
     (["++model.width=8"], "without '+'"),
@@ -87,6 +92,15 @@ def test_print_flags_with_overrides_print_and_write_nothing(run_cli, tmp_path, a
     done = run_cli(*args)
     assert done.returncode == 0 and shown in done.stdout + done.stderr, done.stderr[-500:]
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["-m", "--help"]])
+def test_help_alone_prints_the_usage(monkeypatch, capsys, args):
+    from conftest import call_entry_point
+
+    assert call_entry_point(monkeypatch, ["experiments", *args]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m experiments name=<experiment>") and "relu_vs_sigmoid" in out
 
 
 def test_analysis_of_a_folder_without_a_study_is_one_error_line(tmp_path, capsys):

@@ -4,7 +4,8 @@ in one optimizer against each rate alone; the cosine schedule against torch's.""
 import pytest
 import torch
 
-from experiments.optim import SETTINGS, Optimizer, cosine_factor
+from experiments.config import OPTIMIZER_SETTINGS as SETTINGS
+from experiments.optim import Optimizer, cosine_factor
 
 TORCH = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
          "adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta}

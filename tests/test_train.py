@@ -189,9 +189,9 @@ def test_cosine_schedule_ends_where_the_update_cap_ends_training(mnist_root, spl
 
 def test_the_schema_names_exactly_the_optimizers_the_loop_builds():
     from experiments.config import OptimizerName
-    from experiments.optim import SETTINGS
+    from experiments.config import OPTIMIZER_SETTINGS
 
-    assert {name.value for name in OptimizerName} == set(SETTINGS)
+    assert {name.value for name in OptimizerName} == set(OPTIMIZER_SETTINGS)
 
 
 def test_augmentation_moves_each_image_by_its_own_draw_and_nothing_at_zero(splits):

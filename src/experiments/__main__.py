@@ -69,6 +69,10 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
             raise UserError(f"the Hydra flag {name!r} is not supported here: use overrides (key=value), "
                             "and results_dir= to choose where results go")
         i += 1
+    modes = {flag.split("=", 1)[0] for flag in flags} & {"-m", "--multirun", "--cfg", "-c", "--info"}
+    if len(modes) > 1:  # Hydra runs exactly one of them
+        raise UserError(f"{' and '.join(sorted(modes))} cannot be combined: -m runs a sweep, --cfg and --info print "
+                        "one job's config")
     printing = {"--cfg", "-c", *HELP_FLAGS}
     if not any(flag.split("=", 1)[0] in printing for flag in flags):
         for flag in flags:
@@ -120,7 +124,8 @@ def precheck(args: list[str]) -> list[str]:
     if any(flag in BARE_FLAGS for flag in flags):
         return [flag for flag in flags if flag in BARE_FLAGS][:1]
     if any(flag in HELP_FLAGS for flag in flags) and not overrides:
-        return flags
+        raise UserError("--help prints an experiment's composed config: add name=<experiment> (python -m experiments "
+                        "--help alone prints the usage)")
     for override in overrides:
         check_hydra_override(override)
         if "${" in override:  # an interpolation could name any path or setting once resolved
@@ -128,6 +133,9 @@ def precheck(args: list[str]) -> list[str]:
                             "type the value itself")
     names = experiment_names()
     sets = override_sets(overrides)
+    if len(sets) > 1 and not {"-m", "--multirun"} & set(flags):
+        raise UserError("several values of one key (a,b, range() or choice()) make a sweep: add -m to run each "
+                        "as its own job, e.g. python -m experiments -m name=relu_vs_sigmoid optimizer.lr=0.03,0.1")
     chosen = {o.split("=", 1)[1].strip("'\"") for s in sets for o in s if o.split("=", 1)[0] == "name"}
     if not chosen:
         raise UserError(f"say which experiment to run: name=<one of {', '.join(names)}>")
@@ -213,7 +221,7 @@ def check_overrides_change_runs(overrides: list[str], cfg: DictConfig, runs: dic
             raise UserError(f"{override!r}: every variant of {spec.name} sets its own {key} "
                             f"({', '.join(dict.fromkeys(map(str, own)))}), so this value would change no run")
         if not any(reads(flatten(measured_settings(run)), key) for run in runs.values()):
-            raise UserError(f"{override!r}: no net or data of {spec.name} reads {key}, so it would change no run")
+            raise UserError(f"{override!r}: no net, data or optimizer of {spec.name} reads {key}, so it would change no run")
 
 
 def check_experiment_overrides_change_it(overrides: list[str], cfg: DictConfig) -> None:
@@ -289,8 +297,22 @@ def list_experiments(results_dir: Path = Path("results")) -> str:
     return "\n".join(lines)
 
 
+def usage() -> str:
+    return "\n".join([
+        "usage: python -m experiments name=<experiment> [key=value ...]   train what is missing, then judge the claim",
+        "       python -m experiments -m name=<experiment> key=a,b ...     a sweep: one study per value",
+        "       python -m experiments name=<experiment> --help            its composed config; nothing runs",
+        "       python -m experiments --list [results]                    each experiment and its last verdicts",
+        f"experiments: {', '.join(experiment_names())}",
+        "The settings and their defaults: README.md and src/experiments/config.py."])
+
+
 def main() -> None:
     register_schema()
+    args = set(sys.argv[1:])
+    if args & HELP_FLAGS and args <= {*HELP_FLAGS, "-m", "--multirun"}:
+        print(usage())
+        return
     if "--list" in sys.argv[1:]:
         rest = sys.argv[2:] if sys.argv[1] == "--list" else None
         if rest is None or len(rest) > 1 or (rest and not Path(rest[0]).is_dir()):

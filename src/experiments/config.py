@@ -82,6 +82,17 @@ class OptimizerName(str, Enum):  # optim.Optimizer implements each
     adadelta = "adadelta"
 
 
+# the settings each optimizer reads besides the rate (OptimizerConfig's names)
+OPTIMIZER_SETTINGS = {
+    "sgd": ("momentum", "nesterov", "weight_decay"),
+    "adam": ("weight_decay",),
+    "adamw": ("weight_decay",),
+    "rmsprop": ("momentum", "weight_decay"),
+    "adagrad": ("weight_decay",),
+    "adadelta": ("weight_decay",),
+}
+
+
 class Schedule(str, Enum):
     constant = "constant"
     cosine = "cosine"  # the rate decays to 0 along a half cosine over the epochs
@@ -258,6 +269,9 @@ def register_schema() -> None:
 
 # sizes past these are typing errors, and building such a net (even on the meta device) would hang
 MAX_DEPTH, MAX_WIDTH = 1000, 65536
+# the largest learning rate and weight decay: a rate of 1e39 overflows float32 in the update (a run
+# that large diverges at once anyway, and is recorded as diverged below this bound)
+MAX_RATE = 1e6
 MAX_SEQ_LEN = 10000
 IMAGE_ARCHITECTURES = ("cnn", "rescnn")
 
@@ -286,14 +300,15 @@ def check_run(run: dict) -> None:
                 build_model(model, N_FEATURES, N_CLASSES)
         except ValueError as error:
             problems.append(str(error))
-    if not 0 < opt["lr"] < math.inf:
-        problems.append(f"optimizer.lr must be a finite number > 0 (got {opt['lr']})")
+    if not 0 < opt["lr"] <= MAX_RATE:  # larger rates overflow float32 in the update itself
+        problems.append(f"optimizer.lr must be a finite number > 0 and at most {MAX_RATE:.0e} (got {opt['lr']})")
     if not 0 <= opt["momentum"] < 1:
         problems.append(f"optimizer.momentum must be in [0, 1) (got {opt['momentum']})")
     if opt["nesterov"] and opt["momentum"] == 0:
         problems.append("optimizer.nesterov=true needs optimizer.momentum > 0 (Nesterov's look-ahead is along the momentum)")
-    if not 0 <= opt["weight_decay"] < math.inf:
-        problems.append(f"optimizer.weight_decay must be a finite number >= 0 (got {opt['weight_decay']})")
+    if not 0 <= opt["weight_decay"] <= MAX_RATE:
+        problems.append(f"optimizer.weight_decay must be a finite number >= 0 and at most {MAX_RATE:.0e} "
+                        f"(got {opt['weight_decay']})")
     if not 1 <= data["train_size"] <= N_TRAIN_TOTAL or data["val_size"] < 0:
         problems.append(f"data.train_size must be in 1..{N_TRAIN_TOTAL} and data.val_size >= 0")
     elif data["train_size"] + data["val_size"] > N_TRAIN_TOTAL:

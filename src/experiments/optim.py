@@ -14,21 +14,14 @@ import math
 
 import torch
 
+from experiments.config import OPTIMIZER_SETTINGS
+
 # torch.optim's defaults for the settings the suite does not expose
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8
 ADAGRAD_EPS = 1e-10
 ADADELTA_RHO, ADADELTA_EPS = 0.9, 1e-6
 
-# the settings each optimizer reads besides the rate (config.OptimizerConfig's names)
-SETTINGS = {
-    "sgd": ("momentum", "nesterov", "weight_decay"),
-    "adam": ("weight_decay",),
-    "adamw": ("weight_decay",),
-    "rmsprop": ("momentum", "weight_decay"),
-    "adagrad": ("weight_decay",),
-    "adadelta": ("weight_decay",),
-}
 
 
 class Optimizer:
@@ -40,8 +33,8 @@ class Optimizer:
 
     def __init__(self, name: str, params: list[torch.Tensor], lr: float | torch.Tensor, momentum: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0, capturable: bool = False):
-        if name not in SETTINGS:
-            raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(SETTINGS)}")
+        if name not in OPTIMIZER_SETTINGS:
+            raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_SETTINGS)}")
         self.name, self.params, self.lr = name, list(params), lr
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
         self.scale = 1.0
@@ -82,10 +75,13 @@ class Optimizer:
         self.steps += 1
         if self.capturable:
             self.device_steps += 1
+        live = [(param, state, lr) for param, state, lr in zip(self.params, self.state, self.rates())
+                if param.grad is not None]
+        if self.name == "sgd":
+            self._sgd(*map(list, zip(*live)))
+            return
         update = getattr(self, f"_{self.name}")
-        for param, state, lr in zip(self.params, self.state, self.rates()):
-            if param.grad is None:
-                continue
+        for param, state, lr in live:
             grad = param.grad
             if self.weight_decay != 0 and self.name != "adamw":  # L2: added to the gradient
                 grad = grad.add(param, alpha=self.weight_decay)
@@ -107,15 +103,27 @@ class Optimizer:
         else:
             param.addcdiv_(numerator, denominator, value=-lr)
 
-    def _sgd(self, param, grad, state, lr) -> None:
+    def _sgd(self, params: list[torch.Tensor], states: list[dict], rates: list) -> None:
+        """SGD on every parameter at once with torch's multi-tensor (foreach) ops, as torch.optim
+        does on a GPU: there one launch per operation for all parameters, not one per parameter
+        (SGD trains most studies); on a CPU the same per-tensor arithmetic as the single-tensor code."""
+        grads = [param.grad for param in params]
+        if self.weight_decay != 0:  # L2: added to the gradient
+            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
         if self.momentum != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = grad.detach().clone()
-            else:
-                buf.mul_(self.momentum).add_(grad)
-            grad = grad.add(buf, alpha=self.momentum) if self.nesterov else buf
-        self._descend(param, grad, lr)
+            first = "momentum_buffer" not in states[0]
+            if first:  # the buffers start as the gradients
+                for state, grad in zip(states, grads):
+                    state["momentum_buffer"] = grad.detach().clone()
+            bufs = [state["momentum_buffer"] for state in states]
+            if not first:
+                torch._foreach_mul_(bufs, self.momentum)
+                torch._foreach_add_(bufs, grads)
+            grads = torch._foreach_add(grads, bufs, alpha=self.momentum) if self.nesterov else bufs
+        if isinstance(rates[0], torch.Tensor):
+            torch._foreach_addcmul_(params, grads, rates, value=-1)
+        else:
+            torch._foreach_add_(params, grads, alpha=-rates[0])
 
     def _adam(self, param, grad, state, lr) -> None:
         beta1, beta2 = ADAM_BETAS

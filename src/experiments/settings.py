@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from experiments.config import CONFIG_DIR, protocol_settings
+from experiments.config import CONFIG_DIR, OPTIMIZER_SETTINGS, protocol_settings
 from experiments.tables import pipe_table
 
 # the report's names for the table's marks
 DEPARTS, VARIES = "≠ lecture protocol", "varies (what the claim compares, or the tuning grid)"
-UNREAD = "not read by this study's nets or data"
+UNREAD = "not read by this study's nets, data or optimizer"
 
 # keys only some architectures (models/__init__.build_model) or data sets read
 READ_BY_ARCH = {"model.depth": {"mlp", "maxout", "resmlp", "rescnn"}, "model.activation": {"mlp", "cnn", "rnn"},
@@ -21,6 +21,9 @@ READ_BY_ARCH = {"model.depth": {"mlp", "maxout", "resmlp", "rescnn"}, "model.act
                 "model.pieces": {"maxout"}, "model.batch_norm": {"mlp"}, "model.kernels": {"cnn"},
                 "model.channels": {"cnn"}, "model.pool": {"cnn"}, "model.conv_dropout": {"cnn"}, "model.cell": {"rnn"}}
 READ_BY_DATA = {"data.teeth": {"sawtooth"}, "data.seq_len": {"adding"}}
+# optimizer keys only some optimizers read
+READ_BY_OPTIMIZER = {f"optimizer.{key}": {name for name, keys in OPTIMIZER_SETTINGS.items() if key in keys}
+                     for key in {key for keys in OPTIMIZER_SETTINGS.values() for key in keys}}
 
 
 def reads(run: dict[str, object], key: str) -> bool:
@@ -30,6 +33,8 @@ def reads(run: dict[str, object], key: str) -> bool:
         return run.get("model.cell", "rnn") == "rnn"
     if key in READ_BY_ARCH:
         return arch in READ_BY_ARCH[key]
+    if key in READ_BY_OPTIMIZER:
+        return run.get("optimizer.name", "sgd") in READ_BY_OPTIMIZER[key]
     return key not in READ_BY_DATA or run.get("data.dataset", "mnist") in READ_BY_DATA[key]
 
 

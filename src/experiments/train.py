@@ -17,7 +17,8 @@ from torch.func import functional_call, stack_module_state, vmap
 from experiments.augment import augment
 from experiments.data import N_CLASSES, Split
 from experiments.errors import UserError
-from experiments.optim import SETTINGS, Optimizer, cosine_factor
+from experiments.config import OPTIMIZER_SETTINGS
+from experiments.optim import Optimizer, cosine_factor
 from models import build_model
 
 # Losses take logits (seeds, batch, classes) and targets (seeds, batch) and return one mean per seed.
@@ -116,7 +117,7 @@ class ModelStack:
 
 def build_optimizer(opt: dict, params: list[torch.Tensor], lr: float | torch.Tensor, capturable: bool) -> Optimizer:
     """The optimizer `opt` names over `params`, at `lr`: one rate, or a tensor of one per model."""
-    return Optimizer(opt["name"], params, lr, capturable=capturable, **{key: opt[key] for key in SETTINGS[opt["name"]]})
+    return Optimizer(opt["name"], params, lr, capturable=capturable, **{key: opt[key] for key in OPTIMIZER_SETTINGS[opt["name"]]})
 
 
 AUGMENT_SEED_OFFSET = 10_007  # augmentation's generator of seed k starts from k + this
