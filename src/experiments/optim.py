@@ -23,7 +23,6 @@ ADAGRAD_EPS = 1e-10
 ADADELTA_RHO, ADADELTA_EPS = 0.9, 1e-6
 
 
-
 class Optimizer:
     """One optimizer over `params`. `lr` is one rate, or a tensor of one rate per model (the first
     dimension of every parameter); `scale` multiplies it (a schedule sets it each epoch).
@@ -41,6 +40,7 @@ class Optimizer:
         self.steps = 0  # on the host: a captured step's replays leave it at the count when it was captured
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
         self.capturable = capturable
+        self._rates = None  # rates(), kept until the schedule changes the factor
         if capturable:
             device = self.params[0].device
             self.lr = torch.as_tensor(lr, dtype=torch.float64).to(device)
@@ -49,7 +49,7 @@ class Optimizer:
 
     def set_scale(self, factor: float) -> None:
         """The factor on the rate from the next step on (a schedule's)."""
-        self.scale = factor
+        self.scale, self._rates = factor, None
         if self.capturable:
             self.device_scale.fill_(factor)
 
@@ -59,8 +59,15 @@ class Optimizer:
 
     def rates(self) -> list[float | torch.Tensor]:
         """Per parameter, the rate of this step: one number, or one per model shaped to broadcast
-        over the parameter."""
-        lr = self.lr * (self.device_scale if self.capturable else self.scale)
+        over the parameter. Capturable, made in the step from the device's numbers; otherwise made
+        once per schedule factor, not at every step."""
+        if self.capturable:
+            return self._shaped(self.lr * self.device_scale)
+        if self._rates is None:
+            self._rates = self._shaped(self.lr * self.scale)
+        return self._rates
+
+    def _shaped(self, lr: float | torch.Tensor) -> list[float | torch.Tensor]:
         if not isinstance(lr, torch.Tensor):
             return [lr] * len(self.params)
         lr = lr.to(self.params[0].dtype)
