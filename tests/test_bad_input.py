@@ -52,7 +52,9 @@ def test_bad_value_is_one_line(override, expected, exit_message):
 
 
 @pytest.mark.parametrize("args", [["name=nope"], ["name=relu_vs_sigmoid", "model.widht=3"],
-                                  ["name=relu_vs_sigmoid", "train.epochs=abc"], ["--config-dir=x"]])
+                                  ["name=relu_vs_sigmoid", "train.epochs=abc"], ["--config-dir=x"],
+                                  ["name=relu_vs_sigmoid", "name=depth_sigmoid"],
+                                  ["name=relu_vs_sigmoid", "train.cuda_graph=true", "device=cpu"]])
 def test_a_command_that_does_not_compose_fails_before_torch_is_imported(args):
     """torch's import is most of a command's start-up (about 2 s on 2 cores): a typo need not wait for it."""
     import subprocess
@@ -62,6 +64,32 @@ def test_a_command_that_does_not_compose_fails_before_torch_is_imported(args):
             "except Exception as exc: print(type(exc).__name__, 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["UserError", "False"], done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["name=relu_vs_sigmoid", "name=depth_sigmoid"], "name is given 2 times (name=relu_vs_sigmoid, name=depth_sigmoid)"),
+    (["name=relu_vs_sigmoid", "optimizer.lr=0.1", "optimizer.lr=0.3"], "optimizer.lr is given 2 times"),
+    (["name=relu_vs_sigmoid", "train.cuda_graph=yes"], "write train.cuda_graph=true or train.cuda_graph=false"),
+    (["name=relu_vs_sigmoid", "model.batch_norm=1"], "write model.batch_norm=true or"),
+    (["name=relu_vs_sigmoid", "train.cuda_graph=true", "device=cpu"], "it needs device=cuda"),
+    (["name=relu_vs_sigmoid", "--cfg", "job", "--package", "nope"], "--cfg job prints no such part"),
+    (["name=relu_vs_sigmoid", "--cfg", "job", "--package=hydra.job"], "--cfg job prints no such part"),
+    (["name=relu_vs_sigmoid", "--cfg", "hydra", "-p", "model"], "--cfg hydra prints no such part"),
+])
+def test_a_command_line_hydra_would_misread_is_one_line(args, expected, exit_message):
+    """Hydra keeps the last of two values silently, names a folder after `yes` as well as `true`, and
+    prints a missing --package without a line end."""
+    assert expected in exit_message(*args)
+
+
+@pytest.mark.parametrize("package", ["model", "_global_", "optimizer.lr"])
+def test_a_package_that_exists_is_accepted(package):
+    assert "--package" in entry.precheck(["name=relu_vs_sigmoid", "--cfg", "job", "--package", package])
+
+
+def test_a_slurm_sweep_without_slurm_is_one_line(monkeypatch, exit_message):
+    monkeypatch.setattr(entry.shutil, "which", lambda command: None)
+    assert "this machine has no srun" in exit_message("-m", "hydra/launcher=slurm", "name=relu_vs_sigmoid")
 
 
 def test_experiment_file_without_its_package_line_says_so(monkeypatch, tmp_path, exit_message):

@@ -55,7 +55,7 @@ def files_under(root: Path) -> set[Path]:
     (["only=[]"], "only=[] picks no run"),
     (["seeds=[-1]"], "seeds must be in 0..2**31-1"),
     (["--info=bogus"], "--info takes one of"),
-    (["--help", "name=nope"], "unknown experiment 'nope'"),
+    (["--help", "protocol=nope"], "unknown protocol 'nope'"),
     (["-m", "--cfg", "job"], "--cfg and -m cannot be combined"),
     (["--cfg", "job", "--info"], "--cfg and --info cannot be combined"),
     (["optimizer.lr=0.1,0.2"], "make a sweep: add -m"),

@@ -10,6 +10,7 @@ import itertools
 import os
 import re
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p"}
 INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 HELP_FLAGS = {"--help", "-h"}  # print the composed config and exit: overrides are checked, nothing is written
 BARE_FLAGS = {"--hydra-help", "--version"}  # print and exit; Hydra reads no overrides with them
+CUDA_GRAPH_NEEDS_CUDA = ("train.cuda_graph=true captures training steps in CUDA graphs: it needs device=cuda "
+                         "(or device=auto on a machine with a GPU)")
 
 
 def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
@@ -79,6 +82,35 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
             if flag.split("=", 1)[0] in {"--resolve", "--package", "-p"}:
                 raise UserError(f"{flag.split('=', 1)[0]} only works with --cfg (or --help): it changes what is printed")
     return flags, overrides
+
+
+def flag_value(flags: list[str], names: tuple[str, ...]) -> str | None:
+    """The value of the first of these flags in split_flags' list (given as --flag=value or --flag value)."""
+    for i, flag in enumerate(flags):
+        name, equals, value = flag.partition("=")
+        if name in names:
+            return value if equals else flags[i + 1]
+    return None
+
+
+def check_once_each(overrides: list[str]) -> None:
+    """Hydra keeps the last of two values of one key without a word; the first was likely meant too."""
+    keys = [override.lstrip("+~").split("=", 1)[0] for override in overrides]
+    for key in dict.fromkeys(keys):
+        if keys.count(key) > 1:
+            given = [override for override, each in zip(overrides, keys) if each == key]
+            raise UserError(f"{key} is given {len(given)} times ({', '.join(given)}): give each key once; several values "
+                            f"make a sweep, e.g. -m {key}=a,b")
+
+
+def check_spelling_of_switches(overrides: list[str], cfg: DictConfig) -> None:
+    """A switch is written true or false: Hydra also reads yes, on, 1 as true, but the folder of the
+    study is named after the spelling, so one setting would have several folders."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if not key.startswith(("~", "hydra")) and isinstance(OmegaConf.select(cfg, key), bool) \
+                and value not in ("true", "false"):
+            raise UserError(f"{override!r}: write {key}=true or {key}=false")
 
 
 def check_hydra_override(override: str) -> None:
@@ -131,9 +163,14 @@ def precheck(args: list[str]) -> list[str]:
         if "${" in override:  # an interpolation could name any path or setting once resolved
             raise UserError(f"{override!r}: interpolations (${{...}}) are not accepted on the command line; "
                             "type the value itself")
+    check_once_each(overrides)
+    multirun = bool({"-m", "--multirun"} & set(flags))
+    if multirun and "hydra/launcher=slurm" in overrides and shutil.which("srun") is None:
+        raise UserError("hydra/launcher=slurm submits SLURM jobs, but this machine has no srun: run the command on the "
+                        "cluster's login node, or try the sweep here with hydra/launcher=submitit_local")
     names = experiment_names()
     sets = override_sets(overrides)
-    if len(sets) > 1 and not {"-m", "--multirun"} & set(flags):
+    if len(sets) > 1 and not multirun:
         raise UserError("several values of one key (a,b, range() or choice()) make a sweep: add -m to run each "
                         "as its own job, e.g. python -m experiments -m name=relu_vs_sigmoid optimizer.lr=0.03,0.1")
     chosen = {o.split("=", 1)[1].strip("'\"") for s in sets for o in s if o.split("=", 1)[0] == "name"}
@@ -156,6 +193,10 @@ def precheck(args: list[str]) -> list[str]:
                 cfg = compose(config_name="config", overrides=overrides_now, return_hydra_config=True)
                 HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} resolve as in a real run
                 check_experiment_overrides_change_it(overrides_now, cfg)  # before the protocol's grid is applied
+                check_spelling_of_switches(job_overrides, cfg)
+                check_package(flags, cfg)
+                if cfg.train.cuda_graph and cfg.device.value == "cpu":  # said before torch's import (about 2 s)
+                    raise UserError(CUDA_GRAPH_NEEDS_CUDA)
                 apply_protocol_grid(cfg, cfg.hydra.runtime.choices.protocol)
                 from experiments import analysis
                 from experiments.runner import build_runs
@@ -165,8 +206,7 @@ def precheck(args: list[str]) -> list[str]:
                 runs = build_runs(cfg)
                 check_overrides_change_runs(job_overrides, cfg, runs)
                 if resolve_device(cfg.device.value).type != "cuda" and any(run["train"]["cuda_graph"] for run in runs.values()):
-                    raise UserError("train.cuda_graph=true captures training steps in CUDA graphs: it needs device=cuda "
-                                    "(or device=auto on a machine with a GPU)")
+                    raise UserError(CUDA_GRAPH_NEEDS_CUDA)
                 if any(run["data"]["dataset"] == "mnist" for run in runs.values()):  # the other data need no files
                     data_roots.add((cfg.data.root, cfg.data.download))
             except (HydraException, OmegaConfBaseException, ValueError, IndexError, TypeError) as exc:
@@ -235,6 +275,19 @@ def check_experiment_overrides_change_it(overrides: list[str], cfg: DictConfig) 
         if OmegaConf.to_container(without.experiment) == OmegaConf.to_container(cfg.experiment):
             raise UserError(f"{override!r} leaves the experiment as its file sets it (a map on the command line is "
                             f"merged into the file's, never empties it), so it would change no run")
+
+
+def check_package(flags: list[str], cfg: DictConfig) -> None:
+    """--package names a part of the config that --cfg prints (Hydra's own 'not found' has no line end)."""
+    package = flag_value(flags, ("--package", "-p"))
+    if package is None or package == "_global_":
+        return
+    printed = flag_value(flags, ("--cfg", "-c")) or "job"  # --help prints the job's config
+    in_hydra = package.split(".", 1)[0] == "hydra"
+    shown = {"job": not in_hydra, "hydra": in_hydra, "all": True}[printed]
+    if not shown or OmegaConf.select(cfg, package, default=None) is None:
+        raise UserError(f"--package {package!r}: --cfg {printed} prints no such part of the config; e.g. --package "
+                        f"{'hydra.job' if printed == 'hydra' else 'model'}, or _global_ for all of it")
 
 
 def check_folder_names(overrides: list[str], excluded: set[str]) -> None:
