@@ -159,18 +159,6 @@ def test_the_analysis_and_report_modules_run_as_commands(tmp_path):
     assert report.returncode == 0 and (tmp_path / "results" / "REPORT.md").exists(), report.stderr[-500:]
 
 
-def test_a_studys_own_caveats_are_printed_under_its_verdict(tmp_path):
-    study = toy_study()
-    study["experiment"]["caveats"] = ["the budget is short"]
-    write_store(tmp_path / "toy" / "lecture", FIVE, study=study)
-    _, verdict = analysis.analyse(tmp_path / "toy" / "lecture")
-    assert verdict["caveats"] == ["the budget is short"]
-    assert "*Caveat* (stated with the study): the budget is short" in (tmp_path / "toy" / "lecture" / "summary.md").read_text()
-    plain = tmp_path / "plain" / "lecture"
-    write_store(plain, FIVE)
-    assert "caveats" not in analysis.analyse(plain)[1]
-
-
 def test_the_checked_metrics_figure_leaves_out_a_non_finite_seed_and_says_so(tmp_path, monkeypatch):
     import warnings
 

@@ -5,10 +5,12 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from experiments import analysis, judge, report, store
+from experiments import analysis, caveats, judge, report, store
+from experiments.errors import UserError
 from experiments.config import CONFIG_DIR, experiment_names
 from helpers import toy_study, write_store
 
@@ -58,6 +60,10 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
     assert "**incomplete** (n = 4) |" in first and "missing runs (mse: 4 of 5 seeds)" in first
     assert "| [depth_sigmoid](#depth_sigmoid) | 3_layers 0.84 · 9_layers 0.11 | – | not run | **pending re-run** (n = 5) |" in first
     assert "judged by the previous rule" in first
+    # the study's own page says so too, made again from its committed files
+    page = (results / "depth_sigmoid" / "modern" / "summary.md").read_text()
+    assert "**Verdict: pending re-run** — these runs were judged by the previous rule" in page
+    assert (results / "relu_vs_sigmoid" / "lecture" / "summary.md").read_text().count("**Verdict: reproduced**") == 1
     assert "- relu vs sigmoid, test_acc (higher is better), n = 5/5: advantage +0.85" in first
     assert "## Changes to what every study shares" in first
     # a shared rule's change shows again in the section of each study whose checks it moved
@@ -76,6 +82,52 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
         for name in set(named) - set(experiment_names()):
             assert re.search(rf"^\| {name} \| – \| not covered yet: .* \| not run \| not run \|$", first, re.M), name
             assert f"### {name}\n\n**Not run:**" in first
+
+
+def test_caveats_show_under_their_protocol_with_numbers_from_the_committed_table(tmp_path, monkeypatch):
+    results = make_results(tmp_path, monkeypatch)
+    real = report.experiment_spec
+
+    def with_caveats(name):
+        spec = real(name)
+        if name == "relu_vs_sigmoid":
+            spec |= {"caveats": ["shared: relu {lecture:relu.test_acc}, modern {modern:relu.test_acc}"],
+                     "protocol_caveats": {"lecture": ["sigmoid at {sigmoid.mean} ± {sigmoid.ci95}, {sigmoid.n} seeds"]}}
+        return spec
+
+    monkeypatch.setattr(report, "experiment_spec", with_caveats)
+    text = report.build_report(results)
+    section = text[text.index("### relu_vs_sigmoid"):text.index("\n### ", text.index("### relu_vs_sigmoid"))]
+    lecture = section[section.index("#### Lecture protocol"):section.index("**Modern protocol: not run**")]
+    assert "*Caveat* (stated with the study): sigmoid at 0.110 ± 0.009, 5 seeds" in lecture
+    assert "Caveats (stated with the study):\n\n- shared: relu 0.960, modern (not run)" in section
+    # a claim with no run at all shows no shared caveats (their numbers would all be missing)
+    optimizers = text[text.index("### optimizers"):text.index("\n### ", text.index("### optimizers"))]
+    assert "Caveats (stated with the study)" not in optimizers
+
+
+def test_a_caveat_placeholder_is_filled_or_refused_in_one_line():
+    summary = pd.DataFrame({"variant": ["a_tuned", "b"], "mean": [0.12345, 0.5], "ci95": [0.0041, 0.01], "parameters": [1199882, 10]})
+    tables = {"lecture": summary, "modern": None}
+    assert caveats.fill("{a_tuned.mean} ± {a_tuned.ci95}; {lecture:a_tuned.parameters}; {modern:b.mean}", "lecture", tables) \
+        == "0.123 ± 0.004; 1,199,882; (not run)"
+    with pytest.raises(UserError, match="has no variant 'c'"):
+        caveats.fill("{c.mean}", "lecture", tables)
+    caveats.check(["{lecture:dropout_0.5_tuned.train_acc}"], {"modern": ["{x.test_acc}"]}, ["lecture", "modern"])
+    for shared, own, expected in [(["{a.test_acc}"], {}, "must name its protocol"),
+                                  ([], {"lecture": ["{a.accuracy}"]}, "a caveat quotes one of"),
+                                  ([], {"future": ["text"]}, "unknown protocol 'future'"),
+                                  (["{nope:a.mean}"], {}, "unknown protocol 'nope'"),
+                                  (["a {typo.mean"], {}, "a brace that is no placeholder")]:
+        with pytest.raises(UserError, match=expected):
+            caveats.check(shared, own, ["lecture", "modern"])
+
+
+def test_the_committed_report_builds_with_every_caveat_number_filled():
+    """Each placeholder of every experiment file names a variant and column its committed table has."""
+    text = report.build_report(Path(__file__).resolve().parents[1] / "results")
+    caveat_lines = [line for line in text.splitlines() if line.startswith(("*Caveat*", "- ")) and "{" in line]
+    assert not [line for line in caveat_lines if caveats.PLACEHOLDER.search(line)]
 
 
 def test_pending_reruns_are_the_studies_judged_by_the_previous_rule_and_reproduce_all_runs_just_those(tmp_path, monkeypatch):

@@ -14,12 +14,12 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import CONFIG_DIR, ExperimentConfig, grid_runs
+from experiments import caveats, plots
+from experiments.config import CONFIG_DIR, ExperimentConfig, grid_runs, protocol_names
 from experiments.errors import UserError, one_line
 from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide
 from experiments.metrics import known_metrics, per_run, summarise
 from experiments.probes import PROBES
-from experiments import plots
 from experiments.store import STUDY_FILE, UNRECORDED, load_study, locked, write_atomic
 from experiments.tables import markdown_table
 from experiments.tuning import resolve_grid
@@ -35,6 +35,10 @@ FIGURES = {**plots.FIGURES, **{name: probe.figure for name, probe in PROBES.item
 def check_experiment(spec: DictConfig) -> None:
     """The experiment's checks, probes and figures name what exists: tested before any run starts."""
     container = OmegaConf.to_container(spec, resolve=True, enum_to_str=True)
+    try:
+        caveats.check(container["caveats"], container["protocol_caveats"], protocol_names())
+    except UserError as exc:
+        raise UserError(f"experiment {spec.name!r}: {exc}") from None
     tolerance = container["verdict"].get("tolerance")
     if tolerance is not None and not 0 < tolerance < math.inf:
         raise UserError(f"experiment {spec.name!r}: verdict.tolerance must be a finite number > 0, or null (got {tolerance})")
@@ -97,8 +101,6 @@ def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
     summary = summarise(finals, study)
     verdict = decide(summary, finals, study)
     verdict["closing_gaps"] = closing_gaps(runs, study)
-    if study["experiment"].get("caveats"):
-        verdict["caveats"] = study["experiment"]["caveats"]
     summary_csv = summary.to_csv(index=False, float_format="%.6g")
     write_atomic(study_dir / "summary.csv", summary_csv)
     # the table from the numbers the CSV holds, as the report shows them: 0.11349999 (a float32

@@ -245,8 +245,11 @@ class ExperimentConfig:
     probes: List[str] = field(default_factory=list)  # extra measurements on each trained model (probes.py)
     figures: List[str] = field(default_factory=lambda: ["curves"])  # plots.FIGURES
     revisions: List[RevisionConfig] = field(default_factory=list)  # shown in the report (revisions.py)
-    # what the design cannot show or where it falls short of the claim, shown under the verdict
+    # what the design cannot show or where it falls short of the claim, shown in the report under the
+    # claim; protocol -> those about one protocol's runs, shown under its verdict. A number from the
+    # results is a placeholder, {variant.column}, filled from the committed table (caveats.py)
     caveats: List[str] = field(default_factory=list)
+    protocol_caveats: Dict[str, List[str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -78,7 +78,7 @@ def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
 
 # what analysis alone may take from the current experiment file: how runs are judged and shown,
 # never what they ran
-RULE_KEYS = ("verdict", "lecture", "lecture_label", "figures", "title", "claim", "caveats")
+RULE_KEYS = ("verdict", "lecture", "lecture_label", "figures", "title", "claim")
 
 
 def current_rule(name: str) -> dict:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from experiments import judge, revisions, settings
-from experiments.tables import pipe_table, table_markdown, verdict_lines
+from experiments import caveats, judge, revisions, settings
+from experiments.tables import markdown_table, pipe_table, table_markdown, verdict_lines
 from experiments.config import CONFIG_DIR, experiment_names
 from experiments.metrics import FIXED_METRICS, meaning
 from experiments.errors import UserError
@@ -251,6 +251,7 @@ def build_report(results_dir: Path) -> str:
                   *(revisions.in_time_order(REPO, revisions.revision_lines(REPO, [f"configs/name/{name}.yaml"], f"results/{name}",
                                                                    spec.get("revisions", [])) + shared + seeds)
                     or ["- none"]), ""]
+        tables = {p: outcomes[(name, p)]["summary"] if outcomes[(name, p)] else None for p in PROTOCOLS}
         for protocol in PROTOCOLS:
             outcome = outcomes[(name, protocol)]
             if outcome is None:
@@ -267,6 +268,8 @@ def build_report(results_dir: Path) -> str:
                       *table_markdown(outcome["summary"], study["experiment"]["verdict"]["metric"],
                                       study["experiment"].get("lecture_label", "")), "",
                       *([f"**Verdict: {shown}** — {why}.", ""] if why else verdict_lines(verdict)),
+                      *(line for text in spec.get("protocol_caveats", {}).get(protocol, [])
+                        for line in (f"*Caveat* (stated with the study): {caveats.fill(text, protocol, tables)}", "")),
                       *([(results_dir / name / protocol / "grid.md").read_text()]
                         if (results_dir / name / protocol / "grid.md").exists() else []),
                       *(f"![{name}, {protocol} protocol: {figure}]({name}/{protocol}/{figure}.png)\n"
@@ -276,6 +279,9 @@ def build_report(results_dir: Path) -> str:
                       f"{minutes(verdict.get('train_seconds', 0.0))} of training on "
                       f"{', '.join(verdict.get('devices', ['unknown']))}, torch {', '.join(verdict.get('torch', ['?']))}.",
                       ""]
+        if spec.get("caveats") and any(table is not None for table in tables.values()):  # about runs: a claim not run yet has none to qualify
+            lines += ["Caveats (stated with the study):", "",
+                      *(f"- {caveats.fill(text, None, tables)}" for text in spec["caveats"]), ""]
     return "\n".join(lines + glossary(outcomes))
 
 
@@ -293,6 +299,23 @@ def glossary(outcomes: dict) -> list[str]:
             *pipe_table(["metric", "meaning", "checked in"], rows), ""]
 
 
+def refresh_study_pages(results_dir: Path) -> None:
+    """Each study's own summary.md, made again from its committed files as the analysis makes it, with
+    the verdict the report shows: a study judged by a rule since replaced says so on its own page too."""
+    for name in experiment_names():
+        for protocol in PROTOCOLS:
+            study_dir = results_dir / name / protocol
+            outcome = load_outcome(study_dir)
+            if outcome is None:
+                continue
+            shown, why = judged(outcome, name)
+            verdict = {"verdict": shown, "reason": why + "."} if why else outcome["verdict"]
+            grid = study_dir / "grid.md"
+            page = markdown_table(outcome["summary"], outcome["study"], verdict) + (grid.read_text() if grid.exists() else "")
+            if (study_dir / "summary.md").read_text() != page:
+                write_atomic(study_dir / "summary.md", page)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         print("error: give at most one results folder: python -m experiments.report [results]", file=sys.stderr)
@@ -303,6 +326,7 @@ def main(argv: list[str]) -> int:
         return 1
     try:
         write_atomic(results_dir / "REPORT.md", build_report(results_dir))
+        refresh_study_pages(results_dir)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

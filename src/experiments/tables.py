@@ -18,7 +18,7 @@ INTERVAL_NOTE = ("Each check: the advantage of the first variant over the second
 
 
 def verdict_lines(verdict: dict) -> list[str]:
-    """The verdict, one line per check, then any caveat about the training budget and the study's own caveats."""
+    """The verdict, one line per check, then any caveat about the training budget."""
     if not verdict.get("checks"):
         lines = [f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", ""]
     else:
@@ -28,7 +28,6 @@ def verdict_lines(verdict: dict) -> list[str]:
     if verdict.get("closing_gaps"):
         lines += ["*Budget caveat* (computed from the curves): " + "; ".join(verdict["closing_gaps"]) + ". "
                   "Where a gap is still closing, the run measures convergence speed as much as the end state.", ""]
-    lines += [line for caveat in verdict.get("caveats", []) for line in (f"*Caveat* (stated with the study): {caveat}", "")]
     return lines
 
 

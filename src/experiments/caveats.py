@@ -1,0 +1,57 @@
+"""A claim's caveats: stated in its experiment file, shown in the report under the claim (shared ones)
+or under one protocol's verdict (`protocol_caveats`). A number a caveat quotes from the results is a
+placeholder filled from the committed table when the report is built, so a re-run cannot leave a
+stale number in the text:
+
+    {sgd_tuned.test_acc}            that variant's mean test accuracy under the caveat's protocol
+    {lecture:plain_5x.ci95}         the same from the named protocol's table (needed in a shared caveat)
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from experiments.errors import UserError
+from experiments.tables import fmt
+
+PLACEHOLDER = re.compile(r"\{(?:(\w+):)?([^{}:\s]+)\.(\w+)\}")
+# the columns of a study's summary.csv a caveat may quote (mean, ci95, min, max: of the verdict's metric)
+COLUMNS = ("mean", "ci95", "std", "min", "max", "n", "n_diverged", "train_acc", "test_acc", "grad_ratio_init",
+           "grad_ratio_train", "parameters", "updates")
+WHOLE = ("n", "n_diverged", "parameters", "updates")
+
+
+def check(caveats: list[str], protocol_caveats: dict[str, list[str]], protocols: list[str]) -> None:
+    """Every placeholder names a protocol that exists (a shared caveat's must name one) and a column
+    the tables have; a brace that is no placeholder is a typo."""
+    for protocol, texts in [(None, caveats), *protocol_caveats.items()]:
+        if protocol is not None and protocol not in protocols:
+            raise UserError(f"experiment.protocol_caveats names unknown protocol {protocol!r}; known: {', '.join(protocols)}")
+        for text in texts:
+            if "{" in PLACEHOLDER.sub("", text) or "}" in PLACEHOLDER.sub("", text):
+                raise UserError(f"a caveat holds a brace that is no placeholder {{variant.column}}: {text[:80]!r}")
+            for named, variant, column in PLACEHOLDER.findall(text):
+                if column not in COLUMNS:
+                    raise UserError(f"caveat placeholder {{{variant}.{column}}}: a caveat quotes one of {', '.join(COLUMNS)}")
+                if (named or protocol) not in protocols:
+                    raise UserError(f"caveat placeholder {{{variant}.{column}}} in a caveat every protocol shares must name "
+                                    f"its protocol, e.g. {{lecture:{variant}.{column}}}" if not named else
+                                    f"caveat placeholder {{{named}:{variant}.{column}}}: unknown protocol {named!r}")
+
+
+def fill(text: str, protocol: str | None, summaries: dict[str, pd.DataFrame | None]) -> str:
+    """The caveat with each placeholder replaced by its number; '(not run)' where that study has no table."""
+    def number(match: re.Match) -> str:
+        named, variant, column = match.groups()
+        summary = summaries.get(named or protocol)
+        if summary is None:
+            return "(not run)"
+        rows = summary[summary["variant"] == variant]
+        if not len(rows) or column not in summary:
+            raise UserError(f"caveat placeholder {match[0]}: the {named or protocol} protocol's table has no "
+                            f"{'variant ' + repr(variant) if not len(rows) else 'column ' + repr(column)}")
+        value = rows[column].iloc[0]
+        return f"{value:,.0f}" if column in WHOLE and pd.notna(value) else fmt(value)
+    return PLACEHOLDER.sub(number, text)
