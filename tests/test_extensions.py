@@ -17,6 +17,11 @@ from models import ResidualMLP, build_model, mlp_parameter_count
 from helpers import runs_of
 
 
+def resolve(runs: pd.DataFrame, study: dict):
+    """The grid resolved as the analysis resolves it: scored on each run's final numbers."""
+    return tuning.resolve_grid(runs, study, per_run(runs))
+
+
 def test_grid_crosses_every_variant_with_every_value():
     labels = grid_runs({"sgd": {}, "adam": {}}, {"optimizer.lr": [0.01, 0.1]})
     assert labels == {"sgd_lr0.01": ("sgd", {"optimizer.lr": 0.01}), "sgd_lr0.1": ("sgd", {"optimizer.lr": 0.1}),
@@ -41,7 +46,7 @@ def test_tuned_takes_the_best_validation_accuracy_and_default_the_configured_val
         for seed in (0, 1):
             rows.append({"variant": label, "seed": seed, "epoch": 1, "val_acc": val, "test_acc": test,
                          "train_acc": val, "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"})
-    runs, study, grid_md = tuning.resolve_grid(pd.DataFrame(rows), GRID_STUDY)
+    runs, study, grid_md = resolve(pd.DataFrame(rows), GRID_STUDY)
     chosen = runs.groupby("variant")["grid_run"].first().to_dict()
     assert chosen == {"sgd_tuned": "sgd_lr0.01", "sgd_default": "sgd_lr0.1",
                       "adam_tuned": "adam_lr0.1", "adam_default": "adam_lr0.01"}
@@ -245,7 +250,7 @@ def test_a_tuned_value_at_the_grid_edge_is_flagged():
     rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
              "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
             for label, val in (("sgd_lr0.01", 0.5), ("sgd_lr0.1", 0.6), ("sgd_lr1.0", 0.7))]
-    _, _, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
+    _, _, grid_md = resolve(pd.DataFrame(rows), study)
     assert "edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
     assert "| 0.1 |" in grid_md  # the lead: .2g, so that one validation image's lead is not shown as 0
 
@@ -260,7 +265,7 @@ def test_tied_grid_points_are_named_the_first_is_taken_and_a_tie_at_the_edge_is_
         rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
                  "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
                 for label, val in zip(("sgd_lr0.01", "sgd_lr0.1", "sgd_lr1.0"), scores)]
-        runs, _, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
+        runs, _, grid_md = resolve(pd.DataFrame(rows), study)
         return runs.groupby("variant")["grid_run"].first()["sgd_tuned"], grid_md
 
     tuned, grid_md = resolved((0.1, 0.2, 0.2 + 1e-15))
@@ -276,7 +281,7 @@ def test_a_variant_whose_own_value_is_off_the_grid_waits_for_no_default_run():
     rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": 0.5, "test_acc": 0.5, "train_acc": 0.5,
              "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
             for label in ("sgd_lr0.05", "adam_lr0.05")]
-    runs, resolved, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
+    runs, resolved, grid_md = resolve(pd.DataFrame(rows), study)
     assert list(resolved["experiment"]["variants"]) == ["sgd_tuned", "adam_tuned"]  # nothing left to wait for
     assert "Own value not on the grid, so no `_default` run: sgd, adam." in grid_md
 
@@ -327,7 +332,7 @@ def test_a_grid_tuned_on_validation_loss_takes_the_lowest():
              "status": "complete"}
             for label, val, test in (("sgd_lr0.01", 0.2, 0.9), ("sgd_lr0.1", 0.5, 0.01),
                                      ("adam_lr0.01", 0.7, 0.7), ("adam_lr0.1", 0.1, 0.1)) for seed in (0, 1)]
-    runs, _, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study)
+    runs, _, grid_md = resolve(pd.DataFrame(rows), study)
     chosen = runs.groupby("variant")["grid_run"].first().to_dict()
     assert chosen["sgd_tuned"] == "sgd_lr0.01" and chosen["adam_tuned"] == "adam_lr0.1"
     assert "lowest validation loss" in grid_md and "| sgd | 0.2 (0.9) | 0.5 (0.01) |" in grid_md

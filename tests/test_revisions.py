@@ -203,3 +203,49 @@ def test_change_lines_from_three_sources_are_listed_oldest_first(repo):
     by_hand = "- 2026-11-21, commit 0000000: recorded by hand, a commit git does not know"
     unavailable = "- *git history unavailable: revisions after results existed cannot be checked here.*"
     assert revisions.in_time_order(repo, [newer, by_hand, older, unavailable]) == [unavailable, older, by_hand, newer]
+
+
+def test_a_fresh_clone_re_judges_a_study_from_its_seeds_table_as_from_its_runs(tmp_path):
+    """Run folders are not committed; seeds.csv (every run's final numbers) is, so a changed rule can
+    judge a study again without a re-run: the same tuning, table and checks as from the runs."""
+    import json
+    import shutil
+
+    from experiments import analysis, store
+    from experiments.errors import UserError
+
+    file_rule = judge.current_rule("relu_vs_sigmoid")
+    study = {"experiment": {**file_rule, "name": "relu_vs_sigmoid", "lecture_ref": "the lecture",
+                            "variants": {"sigmoid": {"model": {"activation": "sigmoid"}},
+                                         "relu": {"model": {"activation": "relu"}}},
+                            "grid": {"optimizer.lr": [0.03, 0.1, 0.3]}, "probes": [],
+                            # stored with an older rule: no margin on the key check
+                            "verdict": {**file_rule["verdict"], "checks": [{"better": "relu", "worse": "sigmoid"}]}},
+             "protocol": "modern", "seeds": [0, 1, 2, 3, 4], "overrides": ["name=relu_vs_sigmoid", "protocol=modern"],
+             "grid_defaults": {"sigmoid": {"optimizer.lr": 0.1}, "relu": {"optimizer.lr": 0.1}}}
+    folder = tmp_path / "relu_vs_sigmoid" / "modern"
+    folder.mkdir(parents=True)
+    (folder / store.STUDY_FILE).write_text(json.dumps(study))
+    level = {"sigmoid": 0.11, "relu": 0.9}
+    for lr, bonus in ((0.03, 0.0), (0.1, 0.03), (0.3, 0.01)):  # 0.1 is best on validation for both
+        for variant in level:
+            for seed in range(5):
+                value = level[variant] + bonus + 0.003 * seed
+                rows = [{"epoch": epoch, "train_loss": 1.0 / (epoch + 1), "train_acc": acc, "val_acc": acc - 0.001,
+                         "test_acc": acc, "seconds": 2.0 * epoch, "epoch_seconds": 2.0 * epoch}
+                        for epoch, acc in ((0, 0.1), (1, value))]
+                path = store.run_dir(folder, f"{variant}_lr{lr}", seed)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                store.commit_run(store.temp_dir_for(path), path, rows, {"variant": f"{variant}_lr{lr}", "seed": seed,
+                                                                        "status": "complete", "key": "k", "seconds": 4.0})
+    from_runs = analysis.analyse(folder, current_rule=True)[1]
+    files = {name: (folder / name).read_text() for name in ("summary.csv", "summary.md", "grid.md", "verdict.json")}
+    assert len(__import__("pandas").read_csv(folder / "seeds.csv")) == 30  # every grid point's run
+    assert from_runs["checks"][0]["margin"] == 0.1  # the file's rule, adopted
+    shutil.rmtree(folder / "runs")
+    from_seeds = analysis.analyse(folder, current_rule=True)[1]
+    assert from_seeds == from_runs
+    assert {name: (folder / name).read_text() for name in files} == files
+    (folder / "seeds.csv").unlink()
+    with pytest.raises(UserError, match="no finished run of this study in runs/ .* nor a seeds.csv"):
+        analysis.analyse(folder, current_rule=True)

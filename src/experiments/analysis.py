@@ -25,7 +25,8 @@ from experiments.tables import markdown_table
 from experiments.tuning import resolve_grid
 
 
-OUTPUTS = ("summary.csv", "summary.md", "curves.png", "verdict.json")
+SEEDS_FILE = "seeds.csv"
+OUTPUTS = ("summary.csv", "summary.md", SEEDS_FILE, "curves.png", "verdict.json")
 
 
 # every figure an experiment may list: the learning curves' and each probe's, under the probe's name
@@ -84,23 +85,63 @@ def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
         runs["status"] = [status[(v, s)] for v, s in zip(runs["variant"], runs["seed"])]
         labels = grid_runs(study["experiment"]["variants"], study["experiment"].get("grid", {}))
         runs = runs[runs["variant"].isin(labels) & runs["seed"].isin(study["seeds"])]
+    if not len(runs) and current_rule and (study_dir / SEEDS_FILE).exists():
+        return rejudge_from_seeds(study_dir)
     if not len(runs):  # a fresh clone: its committed tables must not be rebuilt from nothing
         # older study files still list some of store.UNRECORDED (data.root); the protocol is named below
         given = [o for o in study["overrides"] if o.lstrip("+~").split("=", 1)[0] not in {*UNRECORDED, "protocol"}]
         rerun = shlex.join(["python", "-m", "experiments", *given, f"protocol={study['protocol']}",
                             f"seeds=[{','.join(map(str, study['seeds']))}]"])
         raise UserError(f"{study_dir} holds no finished run of this study in runs/ (run folders are not committed, "
-                        f"only the tables, figures and verdict made from them); to store them: {rerun}")
+                        f"only the tables, figures and verdict made from them){' nor a ' + SEEDS_FILE if current_rule else ''}; "
+                        f"to store them: {rerun}")
     if current_rule:  # only now: a folder without runs keeps the study.json its tables were made from
         adopt_current_rule(study_dir)
         study = json.loads((study_dir / STUDY_FILE).read_text())
+    finals = per_run(runs)
+    write_atomic(study_dir / SEEDS_FILE, seed_table(finals, study))
     grid_md = ""
     if study["experiment"].get("grid"):
-        runs, study, grid_md = resolve_grid(runs, study)
-    finals = per_run(runs)
+        runs, study, grid_md = resolve_grid(runs, study, finals)
+        finals = per_run(runs)
     summary = summarise(finals, study)
     verdict = decide(summary, finals, study)
     verdict["closing_gaps"] = closing_gaps(runs, study)
+    # what the report needs about the runs, since runs/ is not committed
+    verdict |= {"runs": len(metas), "train_seconds": round(sum(m.get("seconds", 0.0) for m in metas), 1),
+                "devices": sorted({m.get("device", "unknown") for m in metas}),
+                "torch": sorted({m.get("torch", "unknown") for m in metas}),
+                "git_commits": sorted({m.get("git_commit", "unknown") for m in metas})}
+    write_tables(study_dir, summary, study, verdict, grid_md)
+    for figure in study["experiment"].get("figures", ["curves"]):
+        png = FIGURES[figure](runs, {**study, "verdict": verdict["verdict"]}, study_dir)
+        if png is not None:
+            write_atomic(study_dir / f"{figure}.png", png)
+    return summary, verdict
+
+
+def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """A study whose runs are gone (a fresh clone) judged by the experiment file's current rule from
+    its committed seeds.csv: tuning, table and checks are made anew from every run's final numbers.
+    What needs the curves is kept from the analysis that had the runs: the budget caveat (of the
+    checks still made) and the figures, whose titles name that analysis's verdict."""
+    adopt_current_rule(study_dir)
+    study = json.loads((study_dir / STUDY_FILE).read_text())
+    finals = pd.read_csv(study_dir / SEEDS_FILE)
+    grid_md = ""
+    if study["experiment"].get("grid"):
+        finals, study, grid_md = resolve_grid(finals, study, finals)
+    summary = summarise(finals, study)
+    verdict = decide(summary, finals, study)
+    before = json.loads((study_dir / "verdict.json").read_text())
+    still = tuple(f"{c.better}'s lead over {c.worse} in {c.metric} " for c in checks_of(study["experiment"]["verdict"], study))
+    verdict["closing_gaps"] = [note for note in before.get("closing_gaps", []) if note.startswith(still)]
+    verdict |= {key: before[key] for key in ("runs", "train_seconds", "devices", "torch", "git_commits") if key in before}
+    write_tables(study_dir, summary, study, verdict, grid_md)
+    return summary, verdict
+
+
+def write_tables(study_dir: Path, summary: pd.DataFrame, study: dict, verdict: dict, grid_md: str) -> None:
     summary_csv = summary.to_csv(index=False, float_format="%.6g")
     write_atomic(study_dir / "summary.csv", summary_csv)
     # the table from the numbers the CSV holds, as the report shows them: 0.11349999 (a float32
@@ -109,17 +150,16 @@ def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
     write_atomic(study_dir / "summary.md", markdown_table(shown, study, verdict) + grid_md)
     if grid_md:
         write_atomic(study_dir / "grid.md", grid_md)
-    # what the report needs about the runs, since runs/ is not committed
-    verdict |= {"runs": len(metas), "train_seconds": round(sum(m.get("seconds", 0.0) for m in metas), 1),
-                "devices": sorted({m.get("device", "unknown") for m in metas}),
-                "torch": sorted({m.get("torch", "unknown") for m in metas}),
-                "git_commits": sorted({m.get("git_commit", "unknown") for m in metas})}
     write_atomic(study_dir / "verdict.json", json.dumps(verdict, indent=2) + "\n")
-    for figure in study["experiment"].get("figures", ["curves"]):
-        png = FIGURES[figure](runs, {**study, "verdict": verdict["verdict"]}, study_dir)
-        if png is not None:
-            write_atomic(study_dir / f"{figure}.png", png)
-    return summary, verdict
+
+
+def seed_table(finals: pd.DataFrame, study: dict) -> str:
+    """Every run's final measurements, one row per run (each grid point its own variant): the numbers
+    behind every mean, interval and test of the study, for a reader to test again, and for
+    rejudge_from_seeds. The runs themselves are not committed."""
+    probes = {m for probe in study["experiment"].get("probes", []) if probe in PROBES for m in PROBES[probe].scalars}
+    shown = [c for c in finals.columns if c in known_metrics(probes) and not c.startswith("grad_norm_")]
+    return finals[["variant", "seed", "status", *sorted(shown)]].to_csv(index=False, float_format="%.6g")
 
 
 def adopt_current_rule(study_dir: Path) -> None:

@@ -75,7 +75,8 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
                              + (" …" if len(changed) > 6 else "") + "); re-run the study for a verdict")
     if judge.rule_changed(outcome["study"]):
         return PENDING_ANALYSIS, (f"the experiment file's checks changed after this analysis; "
-                         f"`python -m experiments.analysis results/{name}/<protocol> --current-rule` re-judges the runs")
+                         f"`python -m experiments.analysis results/{name}/<protocol> --current-rule` re-judges the runs "
+                         "(without them, from the study's seeds.csv)")
     return verdict["verdict"], ""
 
 

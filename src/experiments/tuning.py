@@ -10,18 +10,18 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from experiments.config import grid_runs
-from experiments.metrics import per_run
 from experiments.tables import pipe_table
 
 
-def resolve_grid(runs: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, str]:
+def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple[pd.DataFrame, dict, str]:
     """For a grid experiment: each variant at its own configured value (<variant>_default) and at
-    the grid value with the best mean validation score (<variant>_tuned), plus the grid table."""
+    the grid value with the best mean validation score (<variant>_tuned), plus the grid table.
+    `runs` are relabelled (one row per epoch, or per run where they are the `finals` themselves),
+    `finals` are scored (metrics.per_run: one row per run)."""
     spec = study["experiment"]
     labels = grid_runs(spec["variants"], spec["grid"])
     tune_on = spec.get("tune_on", "val_acc")
     shown_on = tune_on.replace("val_", "test_")
-    finals = per_run(runs)
     sign = -1 if tune_on == "val_loss" else 1  # the score to maximise: accuracy, or minus the loss
     shown = ".3f" if sign > 0 else ".3g"  # losses of a fit span decades
     val = sign * finals.groupby("variant")[tune_on].mean()
