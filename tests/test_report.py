@@ -249,3 +249,36 @@ def test_every_metric_an_experiment_checks_has_a_meaning_for_the_glossary():
         verdict = yaml.safe_load((CONFIG_DIR / "name" / f"{name}.yaml").read_text())["experiment"]["verdict"]
         for metric in {verdict["metric"], *(check.get("metric", verdict["metric"]) for check in verdict.get("checks", []))}:
             assert meaning(metric, SCALAR_MEANINGS), f"{name}: {metric} has no meaning in metrics.py or its probe"
+
+
+def test_runs_two_studies_train_alike_are_listed_as_shared():
+    """The same training (up to evaluation, validation split and keys recorded before they existed)
+    and the same seeds: one measurement, whichever studies show it."""
+    from experiments.settings import shared_runs
+
+    def run(**changes):
+        settings = {"model": {"arch": "mlp", "depth": 3, "width": 500, "activation": "sigmoid", "init": "glorot_uniform",
+                              "dropout": 0.0, "residual": False},
+                    "data": {"train_size": 10000, "val_size": 0, "test_size": 10000},
+                    "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+                    "train": {"loss": "cross_entropy", "batch_size": 100, "epochs": 20, "max_updates": None, "eval_every": 1}}
+        for key, value in changes.items():
+            group, name = key.split("__")
+            settings[group][name] = value
+        return settings
+
+    def study(variants, settings, grid=None, seeds=(0, 1, 2)):
+        return {"experiment": {"variants": {v: {} for v in variants}, "grid": grid or {}}, "settings": settings,
+                "seeds": list(seeds)}
+
+    studies = {
+        ("a", "lecture"): study(["plain", "other"], {"plain": run(), "other": run(optimizer__lr=0.3)}),
+        # 200 epochs capped at the same 2,000 updates, a validation split, evaluated every 2nd epoch, batch norm off
+        ("b", "lecture"): study(["same"], {"same": run(train__epochs=200, train__max_updates=2000, data__val_size=5000,
+                                                       train__eval_every=2, model__batch_norm=False)}),
+        ("c", "lecture"): study(["seeds"], {"seeds": run()}, seeds=(0, 1)),  # other seeds: other runs
+        ("d", "lecture"): study(["tuned"], {"tuned_lr0.1": run(), "tuned_lr0.3": run(optimizer__lr=0.3)},
+                                grid={"optimizer.lr": [0.1, 0.3]}),
+    }
+    assert shared_runs(studies) == ["a's plain (lecture) = b's same (lecture) = d's tuned (lecture) (grid points lr=0.1)",
+                                    "a's other (lecture) = d's tuned (lecture) (grid points lr=0.3)"]

@@ -6,9 +6,12 @@ and the study's label."""
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+
 from omegaconf import OmegaConf
 
-from experiments.config import CONFIG_DIR, OPTIMIZER_SETTINGS, protocol_settings
+from experiments.config import CONFIG_DIR, OPTIMIZER_SETTINGS, Config, grid_runs, protocol_settings
 from experiments.tables import pipe_table
 
 # the report's names for the table's marks
@@ -86,6 +89,48 @@ def settings_markdown(study: dict) -> list[str]:
     rows = [[f"`{key}`", ref, value, mark] for key, ref, value, mark in settings_rows(study)]
     rows.append(["seeds", "–", f"{', '.join(map(str, seeds))} (n = {len(seeds)})", ""])
     return [*pipe_table(["setting", "lecture protocol", "this study", ""], rows), ""]
+
+
+# what a run's training does not depend on: its validation images (the last of the 60k, never
+# training images) and how often and in what chunks it is evaluated; its length counts in updates
+NOT_TRAINING = {"data.val_size", "train.eval_every", "train.eval_batch_size", "train.epochs", "train.max_updates"}
+
+
+def training_identity(run: dict) -> tuple:
+    """What decides a run's training (its resolved settings, flattened): two runs with the same
+    identity and seed are the same run, whatever study made it. Settings a run does not read and
+    those it lacks (recorded before the key existed) count at their defaults."""
+    defaults = flatten({group: values for group, values in OmegaConf.to_container(
+        OmegaConf.structured(Config), enum_to_str=True).items() if group in ("model", "data", "optimizer", "train")})
+    flat = {**defaults, **flatten(run)}
+    kept = {key: str(value) for key, value in flat.items() if key not in NOT_TRAINING and reads(flat, key)}
+    updates = flat["train.epochs"] * math.ceil(flat["data.train_size"] / flat["train.batch_size"])
+    kept["updates"] = str(updates if flat["train.max_updates"] is None else min(updates, flat["train.max_updates"]))
+    return tuple(sorted(kept.items()))
+
+
+def shared_runs(studies: dict[tuple[str, str], dict]) -> list[str]:
+    """A line for each set of variants of different claims that train the same runs (the same
+    training identity and seeds), by study.json's settings: their results are one measurement,
+    not independent confirmations. A grid variant whose every grid point is shared is named once."""
+    made = defaultdict(list)
+    for (name, protocol), study in studies.items():
+        labels = grid_runs(study["experiment"]["variants"], study["experiment"].get("grid", {}))
+        for label, run in study.get("settings", {}).items():
+            base, point = labels.get(label, (label, {}))
+            made[(training_identity(run), tuple(study["seeds"]))].append((name, protocol, base, tuple(point.items())))
+    points = defaultdict(list)  # the same variants, shared at these grid points
+    for members in made.values():
+        if len({name for name, *_ in members}) > 1:
+            point = next((point for *_, point in members if point), ())  # of the member that has a grid
+            points[tuple((name, protocol, base) for name, protocol, base, _ in members)].append(point)
+    lines = []
+    for members, shared in points.items():
+        grid = next((g for name, protocol, _ in members if (g := studies[(name, protocol)]["experiment"].get("grid"))), {})
+        at = ("" if shared == [()] else " (every point of the rate grid)" if len(shared) == math.prod(map(len, grid.values()))
+              else " (grid points " + "; ".join(", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in p) for p in shared) + ")")
+        lines.append(" = ".join(f"{name}'s {base} ({protocol})" for name, protocol, base in members) + at)
+    return lines
 
 
 def protocols_identical(name: str) -> bool:
