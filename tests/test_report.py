@@ -240,6 +240,10 @@ def test_an_inconclusive_summary_cell_says_what_it_can_still_become():
     assert report.still_open(verdict, "inconclusive") == ": partly or not reproduced; key checks 0 hold, 2 fail, 1 open"
     assert report.still_open({**verdict, "verdict": "partly"}, "partly") == ""
     assert report.still_open(verdict, report.PENDING) == ""  # a pending study shows no stale counts
+    assert report.still_open({**verdict, "possible": [], "premise": "fails"}, "inconclusive") \
+        == ": a premise of the claim fails, so it was not tested (key checks 0 hold, 2 fail, 1 open)"
+    assert report.still_open({**verdict, "possible": ["not reproduced"], "premise": "inconclusive"}, "inconclusive") \
+        == ": a premise is open; if it holds, not reproduced (key checks 0 hold, 2 fail, 1 open)"
 
 
 def test_every_metric_an_experiment_checks_has_a_meaning_for_the_glossary():

@@ -168,6 +168,28 @@ def test_the_verdict_is_what_every_settling_of_the_open_checks_agrees_on(statuse
         assert len(result.possible) > 1 and "could make it" in result.headline()
 
 
+PREMISED = [Check("a", "m", worse="b"), Check("c", "m", worse="d"), Check("e", "m", worse="f", key=False, premise=True)]
+
+
+@pytest.mark.parametrize("statuses,expected,possible,says", [
+    ([HOLDS, HOLDS, HOLDS], "reproduced", ["reproduced"], ""),
+    ([FAILS, FAILS, FAILS], "inconclusive", [], "a premise of the claim fails: the key checks did not test it"),
+    ([HOLDS, HOLDS, FAILS], "inconclusive", [], "a premise of the claim fails"),  # not 'partly': nothing was tested
+    ([FAILS, FAILS, INCONCLUSIVE], "inconclusive", ["not reproduced"], "a premise of the claim is open; if it holds, the verdict is not reproduced"),
+])
+def test_a_failed_or_open_premise_leaves_the_verdict_inconclusive(statuses, expected, possible, says):
+    values = {}
+    for check, status in zip(PREMISED, statuses):
+        better, worse = {HOLDS: (0.9, 0.1), FAILS: (0.1, 0.9), INCONCLUSIVE: (0.5, 0.5)}[status]
+        values[(check.better, "m")], values[(check.worse, "m")] = seeds(better), seeds(worse, 1.1)
+    result = verdicts.decide(PREMISED, values)
+    assert [o.status for o in result.outcomes] == statuses
+    assert (result.verdict, result.possible) == (expected, possible)
+    assert says in result.headline()
+    with pytest.raises(ValueError, match="a premise is a side check"):
+        Check("a", "m", worse="b", premise=True)
+
+
 def test_outcomes_are_reported_with_effect_interval_and_p():
     result = verdicts.decide([Check("relu", "test_acc", worse="sigmoid")], {
         ("relu", "test_acc"): seeds(0.96), ("sigmoid", "test_acc"): seeds(0.11)})

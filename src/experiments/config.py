@@ -193,6 +193,8 @@ class CheckConfig:
     note: str = ""  # what the check stands for, in a few words
     # two more variants: the check is then on (better - worse) - (versus[0] - versus[1]), kind beats
     versus: List[str] = field(default_factory=list)
+    # a side check stating what the claim presupposes: failed or open, it leaves the verdict inconclusive
+    premise: bool = False
 
 
 @dataclass

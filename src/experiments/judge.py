@@ -25,7 +25,8 @@ def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
                              metric=c.get("metric") or rule["metric"], kind=c.get("kind", "beats"),
                              margin=c.get("margin", 0.0), lower_is_better=c.get("lower_is_better", False),
                              key=c.get("key", True), note=c.get("note", ""),
-                             versus=tuple(c["versus"]) if c.get("versus") else None) for c in raw]
+                             versus=tuple(c["versus"]) if c.get("versus") else None,
+                             premise=c.get("premise", False)) for c in raw]
     if study is not None and study.get("protocol") == "lecture" and rule.get("tolerance") is not None:
         checks += [verdicts.Check(better=variant, value=number, metric=rule["metric"], kind="equivalent",
                                   margin=rule["tolerance"], key=False, note="size: the lecture's number")
@@ -48,7 +49,8 @@ def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
     n = int(by_variant["n"].min()) if len(by_variant) else 0
     return {"verdict": result.verdict, "headline": f"n = {n} seeds per variant; {result.headline()}",
             "reason": f"n = {n} seeds per variant; " + result.reason(),
-            "checks": [o.as_dict() for o in result.outcomes], "possible": result.possible}
+            "checks": [o.as_dict() for o in result.outcomes], "possible": result.possible,
+            **({"premise": result.premise} if result.premise else {})}
 
 
 def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:

@@ -105,11 +105,15 @@ def headline(outcome: dict) -> str:
 def still_open(verdict: dict, shown: str) -> str:
     """For an inconclusive verdict, what it can still become and where its key checks stand: a bare
     'inconclusive' reads as 'maybe true' where most key checks already fail."""
-    if shown != "inconclusive" or not verdict.get("possible"):
+    if shown != "inconclusive":
         return ""
     key = [c["status"] for c in verdict.get("checks", []) if c["key"]]
-    return (f": {' or '.join(verdict['possible'])}; key checks {key.count('holds')} hold, "
-            f"{key.count('fails')} fail, {key.count('inconclusive')} open")
+    standing = f"key checks {key.count('holds')} hold, {key.count('fails')} fail, {key.count('inconclusive')} open"
+    if verdict.get("premise") == "fails":
+        return f": a premise of the claim fails, so it was not tested ({standing})"
+    if verdict.get("premise") == "inconclusive":
+        return f": a premise is open; if it holds, {' or '.join(verdict['possible'])} ({standing})"
+    return f": {' or '.join(verdict['possible'])}; {standing}" if verdict.get("possible") else ""
 
 
 def needs(check) -> str:

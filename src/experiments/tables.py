@@ -23,7 +23,8 @@ def verdict_lines(verdict: dict) -> list[str]:
         lines = [f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", ""]
     else:
         lines = [f"**Verdict: {verdict['verdict']}** — {verdict['headline']}.", "",
-                 *(f"- {'' if c['key'] else '(not a key check) '}{c['text']}" for c in verdict["checks"]), "",
+                 *(f"- {'' if c['key'] else '(premise) ' if c.get('premise') else '(not a key check) '}{c['text']}"
+                   for c in verdict["checks"]), "",
                  f"<sub>{INTERVAL_NOTE}</sub>", ""]
     if verdict.get("closing_gaps"):
         lines += ["*Budget caveat* (computed from the curves): " + "; ".join(verdict["closing_gaps"]) + ". "

@@ -91,6 +91,9 @@ class Check:
     key: bool = True  # a key statement of the claim: if every key check fails, the claim is not reproduced
     note: str = ""  # what the check stands for, shown beside it
     versus: tuple[str, str] | None = None  # a second pair: the check is on the difference of the two pairs' differences
+    # a side check stating what the claim presupposes (the net overfits, training did not fail): where
+    # it fails, the key checks did not test the claim, and the verdict is inconclusive whatever they say
+    premise: bool = False
 
     def __post_init__(self):
         if (self.worse is None) == (self.value is None):
@@ -104,6 +107,8 @@ class Check:
             raise ValueError(f"check on {self.better}: value must be a finite number (got {self.value})")
         if self.worse == self.better:
             raise ValueError(f"check on {self.better}: a variant cannot be compared with itself")
+        if self.premise and self.key:
+            raise ValueError(f"check on {self.better}: a premise is a side check (key: false)")
         if self.margin < 0 or not math.isfinite(self.margin) or (self.kind == "equivalent" and self.margin == 0):
             raise ValueError(f"check on {self.better}: margin must be finite and >= 0 (> 0 for equivalent)")
 
@@ -419,7 +424,7 @@ class Outcome:
 
     def as_dict(self) -> dict:
         low, high = self.diff.interval() if self.diff else (math.nan, math.nan)
-        return {"statement": self.check.statement(), "key": self.check.key, "kind": self.check.kind,
+        return {"statement": self.check.statement(), "key": self.check.key, "premise": self.check.premise, "kind": self.check.kind,
                 "better": self.check.better, "other": self.check.other, "metric": self.check.metric,
                 "margin": self.check.margin, "status": self.status,
                 "difference": None if self.diff is None else _finite(self.diff.estimate),
@@ -509,6 +514,7 @@ class Verdict:
     verdict: str
     outcomes: list[Outcome] = field(default_factory=list)
     possible: list[str] = field(default_factory=list)  # verdicts the inconclusive key checks leave open
+    premise: str = ""  # a premise check failed or is open: what the key checks say does not stand alone
 
     def headline(self) -> str:
         parts = []
@@ -518,7 +524,11 @@ class Verdict:
                 parts.append(f"{label}: {mine.count(HOLDS)} of {len(mine)} hold, {mine.count(FAILS)} fail, "
                              f"{mine.count(INCONCLUSIVE)} inconclusive")
         head = "; ".join(parts)
-        if self.verdict == INCONCLUSIVE:
+        if self.premise == FAILS:
+            head += " (a premise of the claim fails: the key checks did not test it)"
+        elif self.premise == INCONCLUSIVE:
+            head += f" (a premise of the claim is open; if it holds, the verdict is {' or '.join(self.possible)})"
+        elif self.verdict == INCONCLUSIVE:
             head += f" (the open key checks could make it {' or '.join(self.possible)})"
         return head
 
@@ -528,10 +538,14 @@ class Verdict:
 
 def decide(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA,
            binary: frozenset[str] = frozenset(), fixed: frozenset[str] = frozenset()) -> Verdict:
-    """Test the checks; the verdict is the one every way of settling the open key checks gives."""
+    """Test the checks; the verdict is the one every way of settling the open key checks gives,
+    provided every premise holds (a failed or open premise leaves it inconclusive)."""
     if not any(check.key for check in checks):
         raise ValueError("a claim needs at least one key check")
     outcomes = run_checks(checks, values, alpha, binary, fixed)
+    premises = {o.status for o in outcomes if o.check.premise}
+    if FAILS in premises:
+        return Verdict(INCONCLUSIVE, outcomes, [], FAILS)
     key = [o.status for o in outcomes if o.check.key]
     side_failed = any(o.status == FAILS for o in outcomes if not o.check.key)
     open_ = [i for i, status in enumerate(key) if status == INCONCLUSIVE]
@@ -542,4 +556,6 @@ def decide(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha
             statuses[i] = status
         possible.add(verdict_of(statuses, side_failed))
     ordered = [v for v in (REPRODUCED, PARTLY, NOT_REPRODUCED) if v in possible]
+    if INCONCLUSIVE in premises:
+        return Verdict(INCONCLUSIVE, outcomes, ordered, INCONCLUSIVE)
     return Verdict(ordered[0] if len(ordered) == 1 else INCONCLUSIVE, outcomes, ordered)
