@@ -109,18 +109,22 @@ def test_caveats_show_under_their_protocol_with_numbers_from_the_committed_table
 def test_a_caveat_placeholder_is_filled_or_refused_in_one_line():
     summary = pd.DataFrame({"variant": ["a_tuned", "b"], "mean": [0.12345, 0.5], "ci95": [0.0041, 0.01], "parameters": [1199882, 10]})
     tables = {"lecture": summary, "modern": None}
-    assert caveats.fill("{a_tuned.mean} ± {a_tuned.ci95}; {lecture:a_tuned.parameters}; {modern:b.mean}", "lecture", tables) \
-        == "0.123 ± 0.004; 1,199,882; (not run)"
+    per_run = {"lecture": pd.DataFrame({"variant": ["a_lr0.1", "a_lr0.1", "b"], "status": "complete", "drop": [0.1, 0.2, 0.5]}),
+               "modern": None}
+    assert caveats.fill("{a_tuned.mean} ± {a_tuned.ci95}; {lecture:a_tuned.parameters}; {modern:b.mean}; {a_lr0.1.drop}",
+                        "lecture", tables, per_run) == "0.123 ± 0.004; 1,199,882; (not run); 0.150"
+    assert caveats.fill("{b.drop}", "lecture", tables, {"lecture": None}) == "(no seeds.csv)"
     with pytest.raises(UserError, match="has no variant 'c'"):
-        caveats.fill("{c.mean}", "lecture", tables)
-    caveats.check(["{lecture:dropout_0.5_tuned.train_acc}"], {"modern": ["{x.test_acc}"]}, ["lecture", "modern"])
+        caveats.fill("{c.mean}", "lecture", tables, per_run)
+    caveats.check(["{lecture:dropout_0.5_tuned.train_acc}", "{lecture:r.drop}"], {"modern": ["{x.test_acc}"]},
+                  ["lecture", "modern"], {"drop"})
     for shared, own, expected in [(["{a.test_acc}"], {}, "must name its protocol"),
-                                  ([], {"lecture": ["{a.accuracy}"]}, "a caveat quotes one of"),
+                                  ([], {"lecture": ["{a.accuracy}"]}, "a caveat quotes a column of summary.csv"),
                                   ([], {"future": ["text"]}, "unknown protocol 'future'"),
                                   (["{nope:a.mean}"], {}, "unknown protocol 'nope'"),
                                   (["a {typo.mean"], {}, "a brace that is no placeholder")]:
         with pytest.raises(UserError, match=expected):
-            caveats.check(shared, own, ["lecture", "modern"])
+            caveats.check(shared, own, ["lecture", "modern"], {"drop"})
 
 
 def test_the_committed_report_builds_with_every_caveat_number_filled():

@@ -20,12 +20,11 @@ from experiments.errors import UserError, one_line
 from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide
 from experiments.metrics import known_metrics, per_run, summarise
 from experiments.probes import PROBES
-from experiments.store import STUDY_FILE, UNRECORDED, load_study, locked, write_atomic
+from experiments.store import SEEDS_FILE, STUDY_FILE, UNRECORDED, load_study, locked, write_atomic
 from experiments.tables import markdown_table
 from experiments.tuning import resolve_grid
 
 
-SEEDS_FILE = "seeds.csv"
 OUTPUTS = ("summary.csv", "summary.md", SEEDS_FILE, "curves.png", "verdict.json")
 
 
@@ -36,8 +35,9 @@ FIGURES = {**plots.FIGURES, **{name: probe.figure for name, probe in PROBES.item
 def check_experiment(spec: DictConfig) -> None:
     """The experiment's checks, probes and figures name what exists: tested before any run starts."""
     container = OmegaConf.to_container(spec, resolve=True, enum_to_str=True)
+    metrics = known_metrics({m for probe in spec.probes if probe in PROBES for m in PROBES[probe].scalars})
     try:
-        caveats.check(container["caveats"], container["protocol_caveats"], protocol_names())
+        caveats.check(container["caveats"], container["protocol_caveats"], protocol_names(), metrics)
     except UserError as exc:
         raise UserError(f"experiment {spec.name!r}: {exc}") from None
     tolerance = container["verdict"].get("tolerance")
@@ -62,7 +62,6 @@ def check_experiment(spec: DictConfig) -> None:
     unknown += [p for p in spec.probes if p not in PROBES] + [f for f in spec.figures if f not in FIGURES]
     if unknown:
         raise UserError(f"experiment {spec.name!r} names unknown variants, probes or figures: {', '.join(unknown)}")
-    metrics = known_metrics({m for probe in spec.probes if probe in PROBES for m in PROBES[probe].scalars})
     unknown_metrics = sorted({check.metric for check in checks} - metrics)
     if unknown_metrics:
         raise UserError(f"experiment {spec.name!r}: its verdict names unknown metrics {unknown_metrics}; "

@@ -5,6 +5,8 @@ stale number in the text:
 
     {sgd_tuned.test_acc}            that variant's mean test accuracy under the caveat's protocol
     {lecture:plain_5x.ci95}         the same from the named protocol's table (needed in a shared caveat)
+    {residual.max_drop_one_block}   a per-run metric the table lacks: its mean over the variant's rows
+                                    of seeds.csv (a grid study's rows are its grid points: sgd_lr0.1)
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ COLUMNS = ("mean", "ci95", "std", "min", "max", "n", "n_diverged", "train_acc", 
 WHOLE = ("n", "n_diverged", "parameters", "updates")
 
 
-def check(caveats: list[str], protocol_caveats: dict[str, list[str]], protocols: list[str]) -> None:
+def check(caveats: list[str], protocol_caveats: dict[str, list[str]], protocols: list[str], metrics: set[str]) -> None:
     """Every placeholder names a protocol that exists (a shared caveat's must name one) and a column
-    the tables have; a brace that is no placeholder is a typo."""
+    the tables have or a metric the runs measure; a brace that is no placeholder is a typo."""
     for protocol, texts in [(None, caveats), *protocol_caveats.items()]:
         if protocol is not None and protocol not in protocols:
             raise UserError(f"experiment.protocol_caveats names unknown protocol {protocol!r}; known: {', '.join(protocols)}")
@@ -33,21 +35,31 @@ def check(caveats: list[str], protocol_caveats: dict[str, list[str]], protocols:
             if "{" in PLACEHOLDER.sub("", text) or "}" in PLACEHOLDER.sub("", text):
                 raise UserError(f"a caveat holds a brace that is no placeholder {{variant.column}}: {text[:80]!r}")
             for named, variant, column in PLACEHOLDER.findall(text):
-                if column not in COLUMNS:
-                    raise UserError(f"caveat placeholder {{{variant}.{column}}}: a caveat quotes one of {', '.join(COLUMNS)}")
+                if column not in COLUMNS and column not in metrics:
+                    raise UserError(f"caveat placeholder {{{variant}.{column}}}: a caveat quotes a column of summary.csv "
+                                    f"({', '.join(COLUMNS)}) or a metric of seeds.csv")
                 if (named or protocol) not in protocols:
                     raise UserError(f"caveat placeholder {{{variant}.{column}}} in a caveat every protocol shares must name "
                                     f"its protocol, e.g. {{lecture:{variant}.{column}}}" if not named else
                                     f"caveat placeholder {{{named}:{variant}.{column}}}: unknown protocol {named!r}")
 
 
-def fill(text: str, protocol: str | None, summaries: dict[str, pd.DataFrame | None]) -> str:
-    """The caveat with each placeholder replaced by its number; '(not run)' where that study has no table."""
+def fill(text: str, protocol: str | None, summaries: dict[str, pd.DataFrame | None],
+         seeds: dict[str, pd.DataFrame | None]) -> str:
+    """The caveat with each placeholder replaced by its number: from the protocol's summary.csv, or
+    a per-run metric's mean from its seeds.csv; '(not run)' where that study has no table, '(no
+    seeds.csv)' where it was analysed before the per-run table existed."""
     def number(match: re.Match) -> str:
         named, variant, column = match.groups()
         summary = summaries.get(named or protocol)
         if summary is None:
             return "(not run)"
+        if column not in COLUMNS:
+            per_run = seeds.get(named or protocol)
+            if per_run is None:
+                return "(no seeds.csv)"
+            summary = per_run.groupby("variant", as_index=False)[[c for c in per_run if c not in ("variant", "status")]].mean() \
+                if column in per_run else per_run
         rows = summary[summary["variant"] == variant]
         if not len(rows) or column not in summary:
             raise UserError(f"caveat placeholder {match[0]}: the {named or protocol} protocol's table has no "

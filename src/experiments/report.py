@@ -15,7 +15,7 @@ from experiments.tables import markdown_table, pipe_table, table_markdown, verdi
 from experiments.config import CONFIG_DIR, experiment_names
 from experiments.metrics import FIXED_METRICS, meaning
 from experiments.errors import UserError
-from experiments.store import write_atomic
+from experiments.store import SEEDS_FILE, write_atomic
 
 PROTOCOLS = ("lecture", "modern")
 REPRODUCTION_FILE = "reproduction.json"  # written by scripts/reproduce_all.py
@@ -260,6 +260,8 @@ def build_report(results_dir: Path) -> str:
                                                                    spec.get("revisions", [])) + shared + seeds)
                     or ["- none"]), ""]
         tables = {p: outcomes[(name, p)]["summary"] if outcomes[(name, p)] else None for p in PROTOCOLS}
+        per_run = {p: pd.read_csv(results_dir / name / p / SEEDS_FILE) if (results_dir / name / p / SEEDS_FILE).exists()
+                   else None for p in PROTOCOLS}
         for protocol in PROTOCOLS:
             outcome = outcomes[(name, protocol)]
             if outcome is None:
@@ -277,7 +279,7 @@ def build_report(results_dir: Path) -> str:
                                       study["experiment"].get("lecture_label", "")), "",
                       *([f"**Verdict: {shown}** — {why}.", ""] if why else verdict_lines(verdict)),
                       *(line for text in spec.get("protocol_caveats", {}).get(protocol, [])
-                        for line in (f"*Caveat* (stated with the study): {caveats.fill(text, protocol, tables)}", "")),
+                        for line in (f"*Caveat* (stated with the study): {caveats.fill(text, protocol, tables, per_run)}", "")),
                       *([(results_dir / name / protocol / "grid.md").read_text()]
                         if (results_dir / name / protocol / "grid.md").exists() else []),
                       *(f"![{name}, {protocol} protocol: {figure}]({name}/{protocol}/{figure}.png)\n"
@@ -289,7 +291,7 @@ def build_report(results_dir: Path) -> str:
                       ""]
         if spec.get("caveats") and any(table is not None for table in tables.values()):  # about runs: a claim not run yet has none to qualify
             lines += ["Caveats (stated with the study):", "",
-                      *(f"- {caveats.fill(text, None, tables)}" for text in spec["caveats"]), ""]
+                      *(f"- {caveats.fill(text, None, tables, per_run)}" for text in spec["caveats"]), ""]
     return "\n".join(lines + glossary(outcomes))
 
 

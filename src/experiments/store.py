@@ -25,6 +25,7 @@ from filelock import FileLock
 from experiments.errors import UserError
 
 STUDY_FILE = "study.json"  # what a study ran and how it is judged, written before its first run
+SEEDS_FILE = "seeds.csv"  # every run's final numbers, written by the analysis (analysis.seed_table)
 # overrides study.json leaves out: seeds are recorded apart; the others say where results and data
 # are, on which device, and whether finished runs are redone, never what a run measures (a local
 # path such as results_dir=/home/me/x has no place in a committed record)
