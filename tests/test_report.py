@@ -242,7 +242,8 @@ def test_an_inconclusive_summary_cell_says_what_it_can_still_become():
     checks = [{"key": True, "status": s} for s in ("fails", "fails", "inconclusive")] + [{"key": False, "status": "holds"}]
     verdict = {"verdict": "inconclusive", "possible": ["partly", "not reproduced"], "checks": checks}
     assert report.still_open(verdict, "inconclusive") == ": partly or not reproduced; key checks 0 hold, 2 fail, 1 open"
-    assert report.still_open({**verdict, "verdict": "partly"}, "partly") == ""
+    assert report.still_open({**verdict, "verdict": "partly"}, "partly") == ": key checks 0 hold, 2 fail, 1 open"
+    assert report.still_open({**verdict, "verdict": "reproduced"}, "reproduced") == ""
     assert report.still_open(verdict, report.PENDING) == ""  # a pending study shows no stale counts
     assert report.still_open({**verdict, "possible": [], "premise": "fails"}, "inconclusive") \
         == ": a premise of the claim fails, so it was not tested (key checks 0 hold, 2 fail, 1 open)"

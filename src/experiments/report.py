@@ -104,11 +104,14 @@ def headline(outcome: dict) -> str:
 
 def still_open(verdict: dict, shown: str) -> str:
     """For an inconclusive verdict, what it can still become and where its key checks stand: a bare
-    'inconclusive' reads as 'maybe true' where most key checks already fail."""
-    if shown != "inconclusive":
-        return ""
+    'inconclusive' reads as 'maybe true' where most key checks already fail; for 'partly', how much
+    of the claim held."""
     key = [c["status"] for c in verdict.get("checks", []) if c["key"]]
     standing = f"key checks {key.count('holds')} hold, {key.count('fails')} fail, {key.count('inconclusive')} open"
+    if shown == "partly":
+        return f": {standing}"
+    if shown != "inconclusive":
+        return ""
     if verdict.get("premise") == "fails":
         return f": a premise of the claim fails, so it was not tested ({standing})"
     if verdict.get("premise") == "inconclusive":
@@ -227,7 +230,11 @@ def build_report(results_dir: Path) -> str:
                 cells.append("same runs as the lecture protocol" if same else "not run")
                 continue
             shown, _ = judged(outcome, name)
-            cells.append(f"**{shown}** (n = {int(outcome['summary']['n'].min())})" + still_open(outcome["verdict"], shown))
+            key_metrics = {c["metric"] for c in outcome["verdict"].get("checks", []) if c["key"]}
+            # a count the architecture fixes is arithmetic: its seeds are not a sample of it
+            seeds = ("arithmetic on the nets' layers" if key_metrics and key_metrics <= FIXED_METRICS
+                     else f"n = {int(outcome['summary']['n'].min())}")
+            cells.append(f"**{shown}** ({seeds})" + still_open(outcome["verdict"], shown))
         lecture = outcomes[(name, "lecture")]
         rows.append([f"[{name}](#{name})", lecture_numbers, headline(lecture) if lecture else "–", *cells])
     lines += [*pipe_table(["claim", "lecture's numbers", "lecture protocol: headline", "verdict",
