@@ -33,6 +33,13 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*", help="extra overrides for every experiment, e.g. device=cuda")
     args = parser.parse_args()
     overrides = dict(o.split("=", 1) for o in args.overrides)
+    # what the script sets itself: a key may be given once on the command line it runs
+    own = {"name": "it runs every experiment (or, with --pending, each pending one)",
+           "protocol": "choose with --protocols (with --pending, each study keeps its own)",
+           **({} if args.pending else {"force": "it re-runs everything; --resume keeps finished runs"})}
+    for key in sorted(own.keys() & overrides.keys()):
+        print(f"error: {key}= is set by the script: {own[key]}", file=sys.stderr)
+        return 2
     results_dir = Path(overrides.get("results_dir", "results"))
     if args.pending:
         return run_pending(results_dir, args.overrides)

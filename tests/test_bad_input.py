@@ -90,6 +90,7 @@ def test_a_package_that_exists_is_accepted(package):
 def test_a_slurm_sweep_without_slurm_is_one_line(monkeypatch, exit_message):
     monkeypatch.setattr(entry.shutil, "which", lambda command: None)
     assert "this machine has no srun" in exit_message("-m", "hydra/launcher=slurm", "name=relu_vs_sigmoid")
+    assert "this machine has no srun" in exit_message("-m", "hydra/launcher='slurm'", "name=relu_vs_sigmoid")
 
 
 def test_experiment_file_without_its_package_line_says_so(monkeypatch, tmp_path, exit_message):

@@ -114,6 +114,9 @@ def test_a_caveat_placeholder_is_filled_or_refused_in_one_line():
     assert caveats.fill("{a_tuned.mean} ± {a_tuned.ci95}; {lecture:a_tuned.parameters}; {modern:b.mean}; {a_lr0.1.drop}",
                         "lecture", tables, per_run) == "0.123 ± 0.004; 1,199,882; (not run); 0.150"
     assert caveats.fill("{b.drop}", "lecture", tables, {"lecture": None}) == "(no seeds.csv)"
+    assert caveats.fill("{a_lr0.1.drop:.2g} and {a_tuned.ci95:.2g}", "lecture", tables, per_run) == "0.15 and 0.0041"
+    with pytest.raises(UserError, match="unknown protocol 'lectur'"):
+        caveats.fill("{lectur:b.mean}", None, tables, per_run)
     with pytest.raises(UserError, match="has no variant 'c'"):
         caveats.fill("{c.mean}", "lecture", tables, per_run)
     caveats.check(["{lecture:dropout_0.5_tuned.train_acc}", "{lecture:r.drop}"], {"modern": ["{x.test_acc}"]},
@@ -130,8 +133,9 @@ def test_a_caveat_placeholder_is_filled_or_refused_in_one_line():
 def test_the_committed_report_builds_with_every_caveat_number_filled():
     """Each placeholder of every experiment file names a variant and column its committed table has."""
     text = report.build_report(Path(__file__).resolve().parents[1] / "results")
-    caveat_lines = [line for line in text.splitlines() if line.startswith(("*Caveat*", "- ")) and "{" in line]
-    assert not [line for line in caveat_lines if caveats.PLACEHOLDER.search(line)]
+    caveat_lines = [line for line in text.splitlines() if line.startswith(("*Caveat*", "- "))]
+    assert not [line for line in caveat_lines if caveats.PLACEHOLDER.search(line) or "(not run)" in line
+                or "(no seeds.csv)" in line]
 
 
 def test_pending_reruns_are_the_studies_judged_by_the_previous_rule_and_reproduce_all_runs_just_those(tmp_path, monkeypatch):
@@ -150,6 +154,11 @@ def test_pending_reruns_are_the_studies_judged_by_the_previous_rule_and_reproduc
     assert script.run_pending(results, ["device=cpu"]) == 0
     assert [command[1:] for command in ran] == [["-m", "experiments", "name=depth_sigmoid", "protocol=modern", "device=cpu"]]
     assert (results / "REPORT.md").exists()
+    # a key the script sets itself is refused, not given twice (the entry point refuses a key given twice)
+    for argv, key in ((["--pending", "protocol=modern"], "protocol"), (["force=false"], "force"), (["name=mse_vs_ce"], "name")):
+        monkeypatch.setattr(script.sys, "argv", ["reproduce_all.py", *argv])
+        assert script.main() == 2
+    assert len(ran) == 1
 
 
 def test_the_claims_list_is_claims_md(mnist_root):
@@ -285,9 +294,16 @@ def test_runs_two_studies_train_alike_are_listed_as_shared():
         # 200 epochs capped at the same 2,000 updates, a validation split, evaluated every 2nd epoch, batch norm off
         ("b", "lecture"): study(["same"], {"same": run(train__epochs=200, train__max_updates=2000, data__val_size=5000,
                                                        train__eval_every=2, model__batch_norm=False)}),
-        ("c", "lecture"): study(["seeds"], {"seeds": run()}, seeds=(0, 1)),  # other seeds: other runs
+        ("c", "lecture"): study(["seeds"], {"seeds": run()}, seeds=(3, 4)),  # other seeds: other runs
+        ("e", "lecture"): study(["some"], {"some": run(optimizer__momentum=0.9)}, seeds=(0, 1, 2, 3, 4)),
+        ("f", "lecture"): study(["more"], {"more": run(optimizer__momentum=0.9)}, seeds=(2, 1, 0)),
         ("d", "lecture"): study(["tuned"], {"tuned_lr0.1": run(), "tuned_lr0.3": run(optimizer__lr=0.3)},
                                 grid={"optimizer.lr": [0.1, 0.3]}),
     }
     assert shared_runs(studies) == ["a's plain (lecture) = b's same (lecture) = d's tuned (lecture) (grid points lr=0.1)",
-                                    "a's other (lecture) = d's tuned (lecture) (grid points lr=0.3)"]
+                                    "a's other (lecture) = d's tuned (lecture) (grid points lr=0.3)",
+                                    "e's some (lecture) = f's more (lecture) (seeds 0, 1, 2 in common)"]
+    # a generated data set draws its test set after its validation set: there the split is part of the run
+    adding = {"model__arch": "rnn", "data__dataset": "adding"}
+    assert shared_runs({("g", "lecture"): study(["x"], {"x": run(**adding)}),
+                        ("h", "lecture"): study(["y"], {"y": run(**adding, data__val_size=500)})}) == []

@@ -230,7 +230,7 @@ def test_a_fresh_clone_re_judges_a_study_from_its_seeds_table_as_from_its_runs(t
     for lr, bonus in ((0.03, 0.0), (0.1, 0.03), (0.3, 0.01)):  # 0.1 is best on validation for both
         for variant in level:
             for seed in range(5):
-                value = level[variant] + bonus + 0.003 * seed
+                value = level[variant] + bonus + 0.003 * seed + 1.2345678e-7 * (seed + 1)  # digits past %.6g
                 rows = [{"epoch": epoch, "train_loss": 1.0 / (epoch + 1), "train_acc": acc, "val_acc": acc - 0.001,
                          "test_acc": acc, "seconds": 2.0 * epoch, "epoch_seconds": 2.0 * epoch}
                         for epoch, acc in ((0, 0.1), (1, value))]
@@ -246,6 +246,13 @@ def test_a_fresh_clone_re_judges_a_study_from_its_seeds_table_as_from_its_runs(t
     from_seeds = analysis.analyse(folder, current_rule=True)[1]
     assert from_seeds == from_runs
     assert {name: (folder / name).read_text() for name in files} == files
+    # a seeds.csv without a column the rule checks is refused, and the stored rule stays with its verdict
+    (folder / store.STUDY_FILE).write_text(json.dumps(study))
+    seeds = __import__("pandas").read_csv(folder / "seeds.csv")
+    seeds.drop(columns=["test_acc"]).to_csv(folder / "seeds.csv", index=False)
+    with pytest.raises(UserError, match="seeds.csv lacks test_acc"):
+        analysis.analyse(folder, current_rule=True)
+    assert json.loads((folder / store.STUDY_FILE).read_text()) == study
     (folder / "seeds.csv").unlink()
     with pytest.raises(UserError, match="no finished run of this study in runs/ .* nor a seeds.csv"):
         analysis.analyse(folder, current_rule=True)

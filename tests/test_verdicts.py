@@ -190,6 +190,18 @@ def test_a_failed_or_open_premise_leaves_the_verdict_inconclusive(statuses, expe
         Check("a", "m", worse="b", premise=True)
 
 
+def test_a_premise_is_tested_alone_not_with_the_other_side_checks():
+    """Holm over the side checks would let an unrelated open side check hold a premise back."""
+    checks = [Check("a", "m", worse="b"), Check("c", "m", value=0.95, key=False, premise=True),
+              Check("d", "m", value=0.5, kind="equivalent", margin=0.01, key=False)]
+    values = {("a", "m"): seeds(0.9), ("b", "m"): seeds(0.1), ("c", "m"): np.ones(5),  # every seed at 1.0: p = 1/32
+              ("d", "m"): seeds(0.509, 3.0)}  # open
+    result = verdicts.decide(checks, values)
+    assert [o.status for o in result.outcomes] == [HOLDS, HOLDS, INCONCLUSIVE]
+    assert result.outcomes[1].p_holds_adjusted == result.outcomes[1].p_holds == pytest.approx(1 / 32)
+    assert result.verdict == "reproduced"
+
+
 def test_outcomes_are_reported_with_effect_interval_and_p():
     result = verdicts.decide([Check("relu", "test_acc", worse="sigmoid")], {
         ("relu", "test_acc"): seeds(0.96), ("sigmoid", "test_acc"): seeds(0.11)})

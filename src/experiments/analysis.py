@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -94,9 +95,8 @@ def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
         raise UserError(f"{study_dir} holds no finished run of this study in runs/ (run folders are not committed, "
                         f"only the tables, figures and verdict made from them){' nor a ' + SEEDS_FILE if current_rule else ''}; "
                         f"to store them: {rerun}")
-    if current_rule:  # only now: a folder without runs keeps the study.json its tables were made from
-        adopt_current_rule(study_dir)
-        study = json.loads((study_dir / STUDY_FILE).read_text())
+    adopted = current_rule_study(study_dir) if current_rule else None
+    study = adopted or study
     finals = per_run(runs)
     write_atomic(study_dir / SEEDS_FILE, seed_table(finals, study))
     grid_md = ""
@@ -111,7 +111,7 @@ def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
                 "devices": sorted({m.get("device", "unknown") for m in metas}),
                 "torch": sorted({m.get("torch", "unknown") for m in metas}),
                 "git_commits": sorted({m.get("git_commit", "unknown") for m in metas})}
-    write_tables(study_dir, summary, study, verdict, grid_md)
+    write_tables(study_dir, summary, study, verdict, grid_md, adopted)
     for figure in study["experiment"].get("figures", ["curves"]):
         png = FIGURES[figure](runs, {**study, "verdict": verdict["verdict"]}, study_dir)
         if png is not None:
@@ -124,23 +124,34 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     its committed seeds.csv: tuning, table and checks are made anew from every run's final numbers.
     What needs the curves is kept from the analysis that had the runs: the budget caveat (of the
     checks still made) and the figures, whose titles name that analysis's verdict."""
-    adopt_current_rule(study_dir)
-    study = json.loads((study_dir / STUDY_FILE).read_text())
+    stored = json.loads((study_dir / STUDY_FILE).read_text())
+    study = adopted = current_rule_study(study_dir)
     finals = pd.read_csv(study_dir / SEEDS_FILE)
+    missing = sorted({c.metric for c in checks_of(study["experiment"]["verdict"], study)} - set(finals.columns))
+    if missing:
+        raise UserError(f"{study_dir / SEEDS_FILE} lacks {', '.join(missing)}, which the current rule checks: re-run the study")
     grid_md = ""
     if study["experiment"].get("grid"):
         finals, study, grid_md = resolve_grid(finals, study, finals)
     summary = summarise(finals, study)
     verdict = decide(summary, finals, study)
     before = json.loads((study_dir / "verdict.json").read_text())
-    still = tuple(f"{c.better}'s lead over {c.worse} in {c.metric} " for c in checks_of(study["experiment"]["verdict"], study))
-    verdict["closing_gaps"] = [note for note in before.get("closing_gaps", []) if note.startswith(still)]
+
+    def curve_checks(rule_of: dict) -> set[tuple]:  # the checks closing_gaps reads the curves for
+        return {(c.better, c.worse, c.metric, c.lower_is_better) for c in checks_of(rule_of["experiment"]["verdict"], rule_of)
+                if c.kind == "beats" and c.worse is not None and not c.versus}
+
+    still = tuple(f"{b}'s lead over {w} in {m} " for b, w, m, _ in curve_checks(stored) & curve_checks(adopted))
+    verdict["closing_gaps"] = [note for note in before.get("closing_gaps", []) if still and note.startswith(still)]
     verdict |= {key: before[key] for key in ("runs", "train_seconds", "devices", "torch", "git_commits") if key in before}
-    write_tables(study_dir, summary, study, verdict, grid_md)
+    write_tables(study_dir, summary, study, verdict, grid_md, adopted)
     return summary, verdict
 
 
-def write_tables(study_dir: Path, summary: pd.DataFrame, study: dict, verdict: dict, grid_md: str) -> None:
+def write_tables(study_dir: Path, summary: pd.DataFrame, study: dict, verdict: dict, grid_md: str,
+                 adopted: dict | None = None) -> None:
+    """The study's tables and verdict; with `adopted`, the study.json of the rule they were judged by,
+    written last, so that a failure before leaves the stored rule and its verdict together."""
     summary_csv = summary.to_csv(index=False, float_format="%.6g")
     write_atomic(study_dir / "summary.csv", summary_csv)
     # the table from the numbers the CSV holds, as the report shows them: 0.11349999 (a float32
@@ -150,6 +161,8 @@ def write_tables(study_dir: Path, summary: pd.DataFrame, study: dict, verdict: d
     if grid_md:
         write_atomic(study_dir / "grid.md", grid_md)
     write_atomic(study_dir / "verdict.json", json.dumps(verdict, indent=2) + "\n")
+    if adopted is not None:
+        write_atomic(study_dir / STUDY_FILE, json.dumps(adopted, indent=2) + "\n")
 
 
 def seed_table(finals: pd.DataFrame, study: dict) -> str:
@@ -157,13 +170,19 @@ def seed_table(finals: pd.DataFrame, study: dict) -> str:
     behind every mean, interval and test of the study, for a reader to test again, and for
     rejudge_from_seeds. The runs themselves are not committed."""
     probes = {m for probe in study["experiment"].get("probes", []) if probe in PROBES for m in PROBES[probe].scalars}
-    shown = [c for c in finals.columns if c in known_metrics(probes) and not c.startswith("grad_norm_")]
-    return finals[["variant", "seed", "status", *sorted(shown)]].to_csv(index=False, float_format="%.6g")
+    shown = [c for c in finals.columns if c in known_metrics(probes) and not re.fullmatch(r"grad_norm_\d+", c)]
+    # every digit: tuning breaks ties between grid points at float rounding, and a re-judged study must
+    # get the same numbers as from its runs
+    return finals[["variant", "seed", "status", *sorted(shown)]].to_csv(index=False)
 
 
 def adopt_current_rule(study_dir: Path) -> None:
-    """Judge a study's stored runs by its experiment file's current rule: what changed in the rule
-    after the runs (a margin, a check) needs no re-run. What the runs ran must be unchanged."""
+    write_atomic(study_dir / STUDY_FILE, json.dumps(current_rule_study(study_dir), indent=2) + "\n")
+
+
+def current_rule_study(study_dir: Path) -> dict:
+    """The study as judged by its experiment file's current rule: what changed in the rule after the
+    runs (a margin, a check) needs no re-run. What the runs ran must be unchanged."""
     study = json.loads((study_dir / STUDY_FILE).read_text())
     own = OmegaConf.load(CONFIG_DIR / "name" / f"{study['experiment']['name']}.yaml").experiment
     # through the schema, so that every check carries its defaults as the stored ones do
@@ -174,7 +193,7 @@ def adopt_current_rule(study_dir: Path) -> None:
         if spec.get(key, {} if key != "probes" else []) != study["experiment"].get(key, {} if key != "probes" else []):
             raise UserError(f"the experiment file's {key} changed since these runs: re-run the study instead")
     study["experiment"] |= {key: spec[key] for key in RULE_KEYS if key in spec}
-    write_atomic(study_dir / STUDY_FILE, json.dumps(study, indent=2) + "\n")
+    return study
 
 
 def main(argv: list[str]) -> int:

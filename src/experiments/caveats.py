@@ -7,6 +7,7 @@ stale number in the text:
     {lecture:plain_5x.ci95}         the same from the named protocol's table (needed in a shared caveat)
     {residual.max_drop_one_block}   a per-run metric the table lacks: its mean over the variant's rows
                                     of seeds.csv (a grid study's rows are its grid points: sgd_lr0.1)
+    {relu.test_drop_from_peak:.1g}  with a format (Python's): the default is 3 decimals
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 from experiments.errors import UserError
 from experiments.tables import fmt
 
-PLACEHOLDER = re.compile(r"\{(?:(\w+):)?([^{}:\s]+)\.(\w+)\}")
+PLACEHOLDER = re.compile(r"\{(?:(\w+):)?([^{}:\s]+)\.(\w+)(?::(\.\d+[efg]))?\}")
 # the columns of a study's summary.csv a caveat may quote (mean, ci95, min, max: of the verdict's metric)
 COLUMNS = ("mean", "ci95", "std", "min", "max", "n", "n_diverged", "train_acc", "test_acc", "grad_ratio_init",
            "grad_ratio_train", "parameters", "updates")
@@ -34,7 +35,7 @@ def check(caveats: list[str], protocol_caveats: dict[str, list[str]], protocols:
         for text in texts:
             if "{" in PLACEHOLDER.sub("", text) or "}" in PLACEHOLDER.sub("", text):
                 raise UserError(f"a caveat holds a brace that is no placeholder {{variant.column}}: {text[:80]!r}")
-            for named, variant, column in PLACEHOLDER.findall(text):
+            for named, variant, column, _ in PLACEHOLDER.findall(text):
                 if column not in COLUMNS and column not in metrics:
                     raise UserError(f"caveat placeholder {{{variant}.{column}}}: a caveat quotes a column of summary.csv "
                                     f"({', '.join(COLUMNS)}) or a metric of seeds.csv")
@@ -50,8 +51,10 @@ def fill(text: str, protocol: str | None, summaries: dict[str, pd.DataFrame | No
     a per-run metric's mean from its seeds.csv; '(not run)' where that study has no table, '(no
     seeds.csv)' where it was analysed before the per-run table existed."""
     def number(match: re.Match) -> str:
-        named, variant, column = match.groups()
-        summary = summaries.get(named or protocol)
+        named, variant, column, spec = match.groups()
+        if (named or protocol) not in summaries:
+            raise UserError(f"caveat placeholder {match[0]}: unknown protocol {named or protocol!r}")
+        summary = summaries[named or protocol]
         if summary is None:
             return "(not run)"
         if column not in COLUMNS:
@@ -65,5 +68,7 @@ def fill(text: str, protocol: str | None, summaries: dict[str, pd.DataFrame | No
             raise UserError(f"caveat placeholder {match[0]}: the {named or protocol} protocol's table has no "
                             f"{'variant ' + repr(variant) if not len(rows) else 'column ' + repr(column)}")
         value = rows[column].iloc[0]
+        if spec and pd.notna(value):
+            return format(value, spec)
         return f"{value:,.0f}" if column in WHOLE and pd.notna(value) else fmt(value)
     return PLACEHOLDER.sub(number, text)

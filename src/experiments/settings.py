@@ -6,6 +6,7 @@ and the study's label."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 
@@ -91,19 +92,25 @@ def settings_markdown(study: dict) -> list[str]:
     return [*pipe_table(["setting", "lecture protocol", "this study", ""], rows), ""]
 
 
-# what a run's training does not depend on: its validation images (the last of the 60k, never
-# training images) and how often and in what chunks it is evaluated; its length counts in updates
+# what a run's training does not depend on: its validation images (MNIST's are the last of the 60k,
+# never training images) and how often and in what chunks it is evaluated; its length counts in updates
 NOT_TRAINING = {"data.val_size", "train.eval_every", "train.eval_batch_size", "train.epochs", "train.max_updates"}
+
+
+@functools.cache
+def schema_defaults() -> dict[str, object]:
+    return flatten({group: values for group, values in OmegaConf.to_container(
+        OmegaConf.structured(Config), enum_to_str=True).items() if group in ("model", "data", "optimizer", "train")})
 
 
 def training_identity(run: dict) -> tuple:
     """What decides a run's training (its resolved settings, flattened): two runs with the same
     identity and seed are the same run, whatever study made it. Settings a run does not read and
     those it lacks (recorded before the key existed) count at their defaults."""
-    defaults = flatten({group: values for group, values in OmegaConf.to_container(
-        OmegaConf.structured(Config), enum_to_str=True).items() if group in ("model", "data", "optimizer", "train")})
-    flat = {**defaults, **flatten(run)}
-    kept = {key: str(value) for key, value in flat.items() if key not in NOT_TRAINING and reads(flat, key)}
+    flat = {**schema_defaults(), **flatten(run)}
+    # the generated data sets (function, adding) draw the test set after the validation set: there the split counts
+    ignored = NOT_TRAINING - ({"data.val_size"} if flat["data.dataset"] != "mnist" else set())
+    kept = {key: str(value) for key, value in flat.items() if key not in ignored and reads(flat, key)}
     updates = flat["train.epochs"] * math.ceil(flat["data.train_size"] / flat["train.batch_size"])
     kept["updates"] = str(updates if flat["train.max_updates"] is None else min(updates, flat["train.max_updates"]))
     return tuple(sorted(kept.items()))
@@ -111,25 +118,33 @@ def training_identity(run: dict) -> tuple:
 
 def shared_runs(studies: dict[tuple[str, str], dict]) -> list[str]:
     """A line for each set of variants of different claims that train the same runs (the same
-    training identity and seeds), by study.json's settings: their results are one measurement,
-    not independent confirmations. A grid variant whose every grid point is shared is named once."""
+    training identity, seeds in common), by study.json's settings: their results are one
+    measurement, not independent confirmations. A grid variant shared at every grid point is named
+    once. Studies recorded without settings are left out (the caller names them)."""
     made = defaultdict(list)
     for (name, protocol), study in studies.items():
         labels = grid_runs(study["experiment"]["variants"], study["experiment"].get("grid", {}))
         for label, run in study.get("settings", {}).items():
             base, point = labels.get(label, (label, {}))
-            made[(training_identity(run), tuple(study["seeds"]))].append((name, protocol, base, tuple(point.items())))
-    points = defaultdict(list)  # the same variants, shared at these grid points
+            made[training_identity(run)].append((name, protocol, base, tuple(point.items()), frozenset(study["seeds"])))
+    points = defaultdict(list)  # the same variants, shared at these grid points with these seeds
     for members in made.values():
-        if len({name for name, *_ in members}) > 1:
-            point = next((point for *_, point in members if point), ())  # of the member that has a grid
-            points[tuple((name, protocol, base) for name, protocol, base, _ in members)].append(point)
+        # the members that ran some seed another claim's member ran too, and those seeds
+        members = [m for m in members if any(m[4] & o[4] for o in members if o[0] != m[0])]
+        common = frozenset().union(*(m[4] & o[4] for m in members for o in members if o[0] != m[0]))
+        if members:
+            points[tuple((name, protocol, base) for name, protocol, base, *_ in members)].append(
+                ([point for *_, point, _ in members], common, all(seeds == common for *_, seeds in members)))
     lines = []
     for members, shared in points.items():
-        grid = next((g for name, protocol, _ in members if (g := studies[(name, protocol)]["experiment"].get("grid"))), {})
-        at = ("" if shared == [()] else " (every point of the rate grid)" if len(shared) == math.prod(map(len, grid.values()))
-              else " (grid points " + "; ".join(", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in p) for p in shared) + ")")
-        lines.append(" = ".join(f"{name}'s {base} ({protocol})" for name, protocol, base in members) + at)
+        grids = [studies[(name, protocol)]["experiment"].get("grid") or {} for name, protocol, _ in members]
+        every = all(len(shared) == math.prod(map(len, grid.values())) for grid in grids if grid)
+        grid_points = [next((point for point in member_points if point), ()) for member_points, _, _ in shared]
+        where = ("" if not any(grids) else " (every grid point)" if every else " (grid points " + "; ".join(
+            ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in point) for point in grid_points) + ")")
+        seeds = sorted(set().union(*(common for _, common, _ in shared)))
+        lines.append(" = ".join(f"{name}'s {base} ({protocol})" for name, protocol, base in members) + where
+                     + ("" if all(alike for *_, alike in shared) else f" (seeds {', '.join(map(str, seeds))} in common)"))
     return lines
 
 

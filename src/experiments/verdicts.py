@@ -448,7 +448,7 @@ def _finite(x: float) -> float | None:
 def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA,
                binary: frozenset[str] = frozenset(), fixed: frozenset[str] = frozenset()) -> list[Outcome]:
     """Test every check on `values[(variant, metric)]` (one value per seed), Holm-corrected within
-    the key checks and within the side checks;
+    the key checks and within the other side checks, each premise on its own;
     a check of a metric in `binary` (0/1 per seed) against a fixed share by the exact binomial test;
     a check of a metric in `fixed` (set by the architecture) by arithmetic, outside the correction."""
     outcomes = []
@@ -479,16 +479,21 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
         if isinstance(o.diff, Fact):
             o.p_holds_adjusted, o.p_fails_adjusted = o.p_holds, o.p_fails
             o.status = HOLDS if o.p_holds == 0 else FAILS
-    for key in (True, False):  # two families: the key checks, then the side checks (serial gatekeeping)
-        tested = [o for o in outcomes if o.diff is not None and not isinstance(o.diff, Fact) and o.check.key == key]
-        for o, p_h, p_f in zip(tested, holm([o.p_holds for o in tested]), holm([o.p_fails for o in tested])):
+    tested = [o for o in outcomes if o.diff is not None and not isinstance(o.diff, Fact)]
+    # two families: the key checks, then the side checks (serial gatekeeping); each premise alone, since
+    # the verdict needs every premise to hold (an intersection-union test needs no correction) and a
+    # failed one only withholds the verdict
+    families = [[o for o in tested if o.check.key], [o for o in tested if not o.check.key and not o.check.premise],
+                *([o] for o in tested if o.check.premise)]
+    for family in families:
+        for o, p_h, p_f in zip(family, holm([o.p_holds for o in family]), holm([o.p_fails for o in family])):
             o.p_holds_adjusted, o.p_fails_adjusted = p_h, p_f
             if p_h < alpha:
                 o.status = HOLDS
             elif p_f < alpha:
                 o.status = FAILS
             else:
-                o.seeds = seeds_needed(o.check, o.diff, alpha / len(tested))  # Holm's strictest step
+                o.seeds = seeds_needed(o.check, o.diff, alpha / len(family))  # Holm's strictest step
     return outcomes
 
 
