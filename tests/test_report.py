@@ -112,13 +112,15 @@ def test_a_caveat_placeholder_is_filled_or_refused_in_one_line():
     per_run = {"lecture": pd.DataFrame({"variant": ["a_lr0.1", "a_lr0.1", "b"], "status": "complete", "drop": [0.1, 0.2, 0.5]}),
                "modern": None}
     assert caveats.fill("{a_tuned.mean} ± {a_tuned.ci95}; {lecture:a_tuned.parameters}; {modern:b.mean}; {a_lr0.1.drop}",
-                        "lecture", tables, per_run) == "0.123 ± 0.004; 1,199,882; (not run); 0.150"
-    assert caveats.fill("{b.drop}", "lecture", tables, {"lecture": None}) == "(no seeds.csv)"
-    assert caveats.fill("{a_lr0.1.drop:.2g} and {a_tuned.ci95:.2g}", "lecture", tables, per_run) == "0.15 and 0.0041"
+                        "lecture", tables, per_run, {}) == "0.123 ± 0.004; 1,199,882; (not run); 0.150"
+    assert caveats.fill("{b.drop}", "lecture", tables, {"lecture": None}, {}) == "(no seeds.csv)"
+    assert caveats.fill("{a_lr0.1.drop:.2g} and {a_tuned.ci95:.2g}", "lecture", tables, per_run, {}) == "0.15 and 0.0041"
+    # a grid study's tuned variant stands for the grid point it took
+    assert caveats.fill("{a_tuned.drop}", "lecture", tables, per_run, {"lecture": {"a_tuned": "a_lr0.1"}}) == "0.150"
     with pytest.raises(UserError, match="unknown protocol 'lectur'"):
-        caveats.fill("{lectur:b.mean}", None, tables, per_run)
-    with pytest.raises(UserError, match="has no variant 'c'"):
-        caveats.fill("{c.mean}", "lecture", tables, per_run)
+        caveats.fill("{lectur:b.mean}", None, tables, per_run, {})
+    with pytest.raises(UserError, match="have no mean of 'c'"):
+        caveats.fill("{c.mean}", "lecture", tables, per_run, {})
     caveats.check(["{lecture:dropout_0.5_tuned.train_acc}", "{lecture:r.drop}"], {"modern": ["{x.test_acc}"]},
                   ["lecture", "modern"], {"drop"})
     for shared, own, expected in [(["{a.test_acc}"], {}, "must name its protocol"),

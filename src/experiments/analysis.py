@@ -106,6 +106,7 @@ def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
     summary = summarise(finals, study)
     verdict = decide(summary, finals, study)
     verdict["closing_gaps"] = closing_gaps(runs, study)
+    verdict["view_runs"] = study.get("view_runs", {})  # the grid point each _tuned / _default variant took
     # what the report needs about the runs, since runs/ is not committed
     verdict |= {"runs": len(metas), "train_seconds": round(sum(m.get("seconds", 0.0) for m in metas), 1),
                 "devices": sorted({m.get("device", "unknown") for m in metas}),
@@ -135,6 +136,7 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
         finals, study, grid_md = resolve_grid(finals, study, finals)
     summary = summarise(finals, study)
     verdict = decide(summary, finals, study)
+    verdict["view_runs"] = study.get("view_runs", {})
     before = json.loads((study_dir / "verdict.json").read_text())
 
     def curve_checks(rule_of: dict) -> set[tuple]:  # the checks closing_gaps reads the curves for

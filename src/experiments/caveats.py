@@ -46,28 +46,31 @@ def check(caveats: list[str], protocol_caveats: dict[str, list[str]], protocols:
 
 
 def fill(text: str, protocol: str | None, summaries: dict[str, pd.DataFrame | None],
-         seeds: dict[str, pd.DataFrame | None]) -> str:
+         seeds: dict[str, pd.DataFrame | None], views: dict[str, dict[str, str]]) -> str:
     """The caveat with each placeholder replaced by its number: from the protocol's summary.csv, or
-    a per-run metric's mean from its seeds.csv; '(not run)' where that study has no table, '(no
-    seeds.csv)' where it was analysed before the per-run table existed."""
+    the mean over a run label's rows of its seeds.csv (a per-run metric, or a grid point; a grid
+    study's `_tuned` or `_default` variant stands for the grid point it took, `views`); '(not run)'
+    where that study has no table, '(no seeds.csv)' where it was analysed before seeds.csv existed."""
     def number(match: re.Match) -> str:
         named, variant, column, spec = match.groups()
-        if (named or protocol) not in summaries:
-            raise UserError(f"caveat placeholder {match[0]}: unknown protocol {named or protocol!r}")
-        summary = summaries[named or protocol]
+        chosen = named or protocol
+        if chosen not in summaries:
+            raise UserError(f"caveat placeholder {match[0]}: unknown protocol {chosen!r}")
+        summary = summaries[chosen]
         if summary is None:
             return "(not run)"
-        if column not in COLUMNS:
-            per_run = seeds.get(named or protocol)
+        if column in COLUMNS and variant in set(summary["variant"]):
+            values = summary.loc[summary["variant"] == variant, column]
+        else:
+            per_run = seeds.get(chosen)
             if per_run is None:
                 return "(no seeds.csv)"
-            summary = per_run.groupby("variant", as_index=False)[[c for c in per_run if c not in ("variant", "status")]].mean() \
-                if column in per_run else per_run
-        rows = summary[summary["variant"] == variant]
-        if not len(rows) or column not in summary:
-            raise UserError(f"caveat placeholder {match[0]}: the {named or protocol} protocol's table has no "
-                            f"{'variant ' + repr(variant) if not len(rows) else 'column ' + repr(column)}")
-        value = rows[column].iloc[0]
+            label = views.get(chosen, {}).get(variant, variant)
+            values = per_run.loc[per_run["variant"] == label, column] if column in per_run else []
+        if not len(values):
+            raise UserError(f"caveat placeholder {match[0]}: the {chosen} protocol's summary.csv and seeds.csv have no "
+                            f"{column} of {variant!r}")
+        value = values.mean()
         if spec and pd.notna(value):
             return format(value, spec)
         return f"{value:,.0f}" if column in WHOLE and pd.notna(value) else fmt(value)
