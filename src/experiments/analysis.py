@@ -136,7 +136,6 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
         finals, study, grid_md = resolve_grid(finals, study, finals)
     summary = summarise(finals, study)
     verdict = decide(summary, finals, study)
-    verdict["view_runs"] = study.get("view_runs", {})
     before = json.loads((study_dir / "verdict.json").read_text())
 
     def curve_checks(rule_of: dict) -> set[tuple]:  # the checks closing_gaps reads the curves for
@@ -145,6 +144,7 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
 
     still = tuple(f"{b}'s lead over {w} in {m} " for b, w, m, _ in curve_checks(stored) & curve_checks(adopted))
     verdict["closing_gaps"] = [note for note in before.get("closing_gaps", []) if still and note.startswith(still)]
+    verdict["view_runs"] = study.get("view_runs", {})
     verdict |= {key: before[key] for key in ("runs", "train_seconds", "devices", "torch", "git_commits") if key in before}
     write_tables(study_dir, summary, study, verdict, grid_md, adopted)
     return summary, verdict
