@@ -145,6 +145,15 @@ def test_a_check_needs_one_of_worse_and_value_and_a_sane_margin():
 CHECKS = [Check("a", "m", worse="b"), Check("c", "m", worse="d"), Check("e", "m", worse="f", key=False)]
 
 
+def settled_as(checks: list[Check], statuses: list[str]) -> dict:
+    """Per-seed values that make each check come out as its status."""
+    values = {}
+    for check, status in zip(checks, statuses):
+        better, worse = {HOLDS: (0.9, 0.1), FAILS: (0.1, 0.9), INCONCLUSIVE: (0.5, 0.5)}[status]
+        values[(check.better, "m")], values[(check.worse, "m")] = seeds(better), seeds(worse, 1.1)
+    return values
+
+
 @pytest.mark.parametrize("statuses,expected", [
     ([HOLDS, HOLDS, HOLDS], "reproduced"),
     ([FAILS, FAILS, HOLDS], "not reproduced"),  # every key check fails
@@ -157,11 +166,7 @@ CHECKS = [Check("a", "m", worse="b"), Check("c", "m", worse="d"), Check("e", "m"
     ([HOLDS, HOLDS, INCONCLUSIVE], "reproduced"),  # an open side check decides nothing
 ])
 def test_the_verdict_is_what_every_settling_of_the_open_checks_agrees_on(statuses, expected):
-    values = {}
-    for check, status in zip(CHECKS, statuses):
-        better, worse = {HOLDS: (0.9, 0.1), FAILS: (0.1, 0.9), INCONCLUSIVE: (0.5, 0.5)}[status]
-        values[(check.better, "m")], values[(check.worse, "m")] = seeds(better), seeds(worse, 1.1)
-    result = verdicts.decide(CHECKS, values)
+    result = verdicts.decide(CHECKS, settled_as(CHECKS, statuses))
     assert [o.status for o in result.outcomes] == statuses
     assert result.verdict == expected
     if expected == "inconclusive":
@@ -178,11 +183,7 @@ PREMISED = [Check("a", "m", worse="b"), Check("c", "m", worse="d"), Check("e", "
     ([FAILS, FAILS, INCONCLUSIVE], "inconclusive", ["not reproduced"], "a premise of the claim is open; if it holds, the verdict is not reproduced"),
 ])
 def test_a_failed_or_open_premise_leaves_the_verdict_inconclusive(statuses, expected, possible, says):
-    values = {}
-    for check, status in zip(PREMISED, statuses):
-        better, worse = {HOLDS: (0.9, 0.1), FAILS: (0.1, 0.9), INCONCLUSIVE: (0.5, 0.5)}[status]
-        values[(check.better, "m")], values[(check.worse, "m")] = seeds(better), seeds(worse, 1.1)
-    result = verdicts.decide(PREMISED, values)
+    result = verdicts.decide(PREMISED, settled_as(PREMISED, statuses))
     assert [o.status for o in result.outcomes] == statuses
     assert (result.verdict, result.possible) == (expected, possible)
     assert says in result.headline()
