@@ -256,3 +256,20 @@ def test_a_fresh_clone_re_judges_a_study_from_its_seeds_table_as_from_its_runs(t
     (folder / "seeds.csv").unlink()
     with pytest.raises(UserError, match="no finished run of this study in runs/ .* nor a seeds.csv"):
         analysis.analyse(folder, current_rule=True)
+
+
+def test_a_rule_is_adopted_where_a_variant_names_a_setting(tmp_path):
+    """minibatch_vs_fullbatch's full batch is `batch_size: ${data.train_size}`: stored resolved, it is
+    compared with the file resolved by the settings the runs had."""
+    import json
+
+    from experiments import analysis
+
+    variants = {"minibatch_100": {"train": {"batch_size": 100}}, "full_batch": {"train": {"batch_size": 10000}},
+                "minibatch_200_updates": {"train": {"batch_size": 100, "max_updates": 200}},
+                "full_batch_200_updates": {"train": {"batch_size": 10000, "epochs": 200, "eval_every": 10}}}
+    study = {"experiment": {**judge.current_rule("minibatch_vs_fullbatch"), "name": "minibatch_vs_fullbatch",
+                            "variants": variants, "grid": {}, "probes": []},
+             "protocol": "lecture", "seeds": [0], "settings": {"minibatch_100": {"data": {"train_size": 10000}}}}
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    assert analysis.current_rule_study(tmp_path)["experiment"]["variants"] == variants

@@ -4,6 +4,7 @@ verdict, composed from metrics, tuning, judge, tables and plots. Rerun it alone 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from experiments import caveats, plots
 from experiments.config import CONFIG_DIR, ExperimentConfig, grid_runs, protocol_names
@@ -187,8 +189,12 @@ def current_rule_study(study_dir: Path) -> dict:
     runs (a margin, a check) needs no re-run. What the runs ran must be unchanged."""
     study = json.loads((study_dir / STUDY_FILE).read_text())
     own = OmegaConf.load(CONFIG_DIR / "name" / f"{study['experiment']['name']}.yaml").experiment
-    # through the schema, so that every check carries its defaults as the stored ones do
+    # through the schema, so that every check carries its defaults as the stored ones do; a value
+    # that names a setting (batch_size: ${data.train_size}) resolved by the settings the runs had
     spec = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(ExperimentConfig), own), enum_to_str=True)
+    ran = next(iter(study.get("settings", {}).values()), {})
+    with contextlib.suppress(OmegaConfBaseException):  # settings not recorded: compared as written
+        spec["variants"] = OmegaConf.to_container(OmegaConf.create({**ran, "variants": spec["variants"]}), resolve=True)["variants"]
     # the grid as the study's protocol gets it (as the entry point gives it: apply_protocol_grid)
     spec["grid"] = spec["protocol_grids"].get(study["protocol"], spec["grid"])
     for key in ("variants", "grid", "probes"):
