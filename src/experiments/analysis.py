@@ -22,7 +22,7 @@ from experiments.config import CONFIG_DIR, ExperimentConfig, grid_runs, protocol
 from experiments.errors import UserError, one_line
 from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide
 from experiments.metrics import known_metrics, per_run, summarise
-from experiments.probes import PROBES
+from experiments.probes import PROBES, probe_metrics
 from experiments.store import SEEDS_FILE, STUDY_FILE, UNRECORDED, load_study, locked, write_atomic
 from experiments.tables import markdown_table
 from experiments.tuning import resolve_grid
@@ -38,7 +38,7 @@ FIGURES = {**plots.FIGURES, **{name: probe.figure for name, probe in PROBES.item
 def check_experiment(spec: DictConfig) -> None:
     """The experiment's checks, probes and figures name what exists: tested before any run starts."""
     container = OmegaConf.to_container(spec, resolve=True, enum_to_str=True)
-    metrics = known_metrics({m for probe in spec.probes if probe in PROBES for m in PROBES[probe].scalars})
+    metrics = known_metrics(probe_metrics(spec.probes))
     try:
         caveats.check(container["caveats"], container["protocol_caveats"], protocol_names(), metrics)
     except UserError as exc:
@@ -173,8 +173,8 @@ def seed_table(finals: pd.DataFrame, study: dict) -> str:
     """Every run's final measurements, one row per run (each grid point its own variant): the numbers
     behind every mean, interval and test of the study, for a reader to test again, and for
     rejudge_from_seeds. The runs themselves are not committed."""
-    probes = {m for probe in study["experiment"].get("probes", []) if probe in PROBES for m in PROBES[probe].scalars}
-    shown = [c for c in finals.columns if c in known_metrics(probes) and not re.fullmatch(r"grad_norm_\d+", c)]
+    known = known_metrics(probe_metrics(study["experiment"].get("probes", [])))
+    shown = [c for c in finals.columns if c in known and not re.fullmatch(r"grad_norm_\d+", c)]
     # every digit: tuning breaks ties between grid points at float rounding, and a re-judged study must
     # get the same numbers as from its runs
     return finals[["variant", "seed", "status", *sorted(shown)]].to_csv(index=False)

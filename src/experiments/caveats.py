@@ -33,7 +33,8 @@ def check(caveats: list[str], protocol_caveats: dict[str, list[str]], protocols:
         if protocol is not None and protocol not in protocols:
             raise UserError(f"experiment.protocol_caveats names unknown protocol {protocol!r}; known: {', '.join(protocols)}")
         for text in texts:
-            if "{" in PLACEHOLDER.sub("", text) or "}" in PLACEHOLDER.sub("", text):
+            rest = PLACEHOLDER.sub("", text)
+            if "{" in rest or "}" in rest:
                 raise UserError(f"a caveat holds a brace that is no placeholder {{variant.column}}: {text[:80]!r}")
             for named, variant, column, _ in PLACEHOLDER.findall(text):
                 if column not in COLUMNS and column not in metrics:

@@ -498,3 +498,8 @@ PROBES = {
 
 # every probe scalar's meaning, for the report's glossary
 SCALAR_MEANINGS = {name: text for probe in PROBES.values() for name, text in probe.scalars.items()}
+
+
+def probe_metrics(probes: list[str]) -> set[str]:
+    """The per-run metrics these probes add (names that are no probe add none)."""
+    return {metric for probe in probes if probe in PROBES for metric in PROBES[probe].scalars}

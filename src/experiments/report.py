@@ -156,14 +156,14 @@ def headline_numbers(outcome: dict, rule: dict, index: int, key) -> str:
 
 
 def build_report(results_dir: Path) -> str:
-    from experiments.probes import PROBES  # torch comes with it: only when the report is built
+    from experiments.probes import probe_metrics  # torch comes with it: only when the report is built
 
     results_dir = Path(results_dir)
     specs = {name: experiment_spec(name) for name in experiment_names()}
     for name, spec in specs.items():  # a caveat is wording, edited without a run: checked here too
-        probed = {m for probe in spec.get("probes", []) if probe in PROBES for m in PROBES[probe].scalars}
         try:
-            caveats.check(spec.get("caveats", []), spec.get("protocol_caveats", {}), list(PROTOCOLS), known_metrics(probed))
+            caveats.check(spec.get("caveats", []), spec.get("protocol_caveats", {}), list(PROTOCOLS),
+                          known_metrics(probe_metrics(spec.get("probes", []))))
         except UserError as exc:
             raise UserError(f"configs/name/{name}.yaml: {exc}") from None
     not_covered = uncovered_claims(specs)
