@@ -338,6 +338,23 @@ def test_a_grid_tuned_on_validation_loss_takes_the_lowest():
     assert "lowest validation loss" in grid_md and "| sgd | 0.2 (0.9) | 0.5 (0.01) |" in grid_md
 
 
+def test_a_grid_tuned_on_log10_validation_loss_is_not_swayed_by_one_stalled_seed():
+    # sgd at 0.01: one seed fits to 1e-4, one stalls at 1.0 (mean loss 0.5, mean log10 -2);
+    # sgd at 0.1: both at 0.1 (mean 0.1, log10 -1). The mean loss takes 0.1, the mean log10 loss 0.01.
+    rows = [{"variant": label, "seed": seed, "epoch": 1, "val_loss": val, "test_loss": val, "val_acc": math.nan,
+             "test_acc": math.nan, "train_acc": math.nan, "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0,
+             "status": "complete"}
+            for label, vals in (("sgd_lr0.01", (1e-4, 1.0)), ("sgd_lr0.1", (0.1, 0.1)),
+                                ("adam_lr0.01", (0.5, 0.5)), ("adam_lr0.1", (0.2, 0.2))) for seed, val in enumerate(vals)]
+    chosen = {}
+    for tune_on in ("val_loss", "log10_val_loss"):
+        study = {**GRID_STUDY, "experiment": {**GRID_STUDY["experiment"], "tune_on": tune_on}}
+        runs, _, grid_md = resolve(pd.DataFrame(rows), study)
+        chosen[tune_on] = runs.groupby("variant")["grid_run"].first().to_dict()["sgd_tuned"]
+    assert chosen == {"val_loss": "sgd_lr0.1", "log10_val_loss": "sgd_lr0.01"}
+    assert "lowest validation log10 loss" in grid_md and "| sgd | -2 (-2) | -1 (-1) |" in grid_md
+
+
 def test_squared_error_goes_with_function_data_only():
     from experiments.config import check_run
     from experiments.errors import UserError

@@ -138,6 +138,11 @@ def test_a_changed_rule_re_judges_the_stored_runs_without_a_re_run(tmp_path):
     assert adopted["experiment"]["verdict"]["checks"][0] | {"kind": "beats", "key": True, "versus": []} \
         == adopted["experiment"]["verdict"]["checks"][0]
 
+    # tuning on another validation score re-judges a grid study too
+    grid_study = {**adopted, "experiment": {**adopted["experiment"], "grid": {"optimizer.lr": [0.1, 1.0]}, "tune_on": "val_loss"}}
+    assert judge.rule_changed(grid_study) and not judge.rule_changed({**grid_study, "experiment": {
+        **grid_study["experiment"], "tune_on": "val_acc"}})
+
     study["experiment"]["variants"]["tanh"] = {}
     (tmp_path / "study.json").write_text(json.dumps(study))
     with pytest.raises(UserError, match="variants changed since these runs"):

@@ -130,9 +130,13 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     stored = json.loads((study_dir / STUDY_FILE).read_text())
     study = adopted = current_rule_study(study_dir)
     finals = pd.read_csv(study_dir / SEEDS_FILE)
-    missing = sorted({c.metric for c in checks_of(study["experiment"]["verdict"], study)} - set(finals.columns))
+    used = {c.metric for c in checks_of(study["experiment"]["verdict"], study)}
+    if study["experiment"].get("grid"):
+        used.add(study["experiment"].get("tune_on", "val_acc"))
+    missing = sorted(used - set(finals.columns))
     if missing:
-        raise UserError(f"{study_dir / SEEDS_FILE} lacks {', '.join(missing)}, which the current rule checks: re-run the study")
+        raise UserError(f"{study_dir / SEEDS_FILE} lacks {', '.join(missing)}, which the current rule checks or tunes on: "
+                        "re-run the study")
     grid_md = ""
     if study["experiment"].get("grid"):
         finals, study, grid_md = resolve_grid(finals, study, finals)

@@ -168,6 +168,9 @@ class TrainConfig:
 class TuneOn(str, Enum):
     val_acc = "val_acc"  # the highest validation accuracy
     val_loss = "val_loss"  # the lowest validation loss
+    # the lowest mean of log10 validation loss: where a fit's error spans decades and the verdict
+    # compares log10 losses, so that one stalled seed does not outweigh the rest
+    log10_val_loss = "log10_val_loss"
 
 
 class CheckKind(str, Enum):
@@ -238,7 +241,7 @@ class ExperimentConfig:
     # In a grid study a check that names a plain variant compares it at its tuned value.
     protocol_grids: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
     # what a grid's `_tuned` point maximises on the validation split: val_acc, or (regression) the
-    # lowest val_loss
+    # lowest val_loss or mean log10 val_loss
     tune_on: TuneOn = TuneOn.val_acc
     # variant label -> the lecture's number for verdict.metric
     lecture: Dict[str, float] = field(default_factory=dict)

@@ -80,7 +80,7 @@ def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
 
 # what analysis alone may take from the current experiment file: how runs are judged and shown,
 # never what they ran
-RULE_KEYS = ("verdict", "lecture", "lecture_label", "figures", "title", "claim")
+RULE_KEYS = ("verdict", "tune_on", "lecture", "lecture_label", "figures", "title", "claim")
 
 
 def current_rule(name: str) -> dict:
@@ -90,11 +90,14 @@ def current_rule(name: str) -> dict:
 
 
 def rule_changed(study: dict) -> bool:
-    """True when the experiment file now judges the study's runs by other checks than it did."""
+    """True when the experiment file now judges the study's runs by other checks, or tunes its grid on
+    another validation score, than it did."""
     try:
         now = current_rule(study["experiment"]["name"])
     except (OSError, KeyError):
         return False
     rule_then, rule_now = study["experiment"]["verdict"], {**study["experiment"]["verdict"], **now.get("verdict", {})}
+    tuned_on = (study["experiment"].get("tune_on", "val_acc"), now.get("tune_on", "val_acc"))
     return (checks_of(rule_then, study) != checks_of(rule_now, study)
-            or now.get("lecture", {}) != study["experiment"].get("lecture", {}))
+            or now.get("lecture", {}) != study["experiment"].get("lecture", {})
+            or bool(study["experiment"].get("grid")) and tuned_on[0] != tuned_on[1])

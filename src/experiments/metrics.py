@@ -50,8 +50,9 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     finals["mean_test_acc"] = trained["test_acc"].mean()  # the area under the test curve: higher, sooner
     finals["seconds_per_epoch"] = trained["epoch_seconds"].mean()  # training only, no evaluation
     finals["log10_seconds_per_epoch"] = finals["seconds_per_epoch"].map(safe_log10)
-    if "test_loss" in finals:  # a regression's fit error spans decades
-        finals["log10_test_loss"] = finals["test_loss"].map(safe_log10)
+    for split in ("test", "val"):  # a regression's fit error spans decades
+        if f"{split}_loss" in finals:
+            finals[f"log10_{split}_loss"] = finals[f"{split}_loss"].map(safe_log10)
     if "seq_len" in finals:  # the adding problem: solved or not (a diverged run's NaN loss is not)
         finals["solved"] = (finals["test_loss"] < SOLVED_BELOW).astype(float)
     if "effective_lr" in finals:  # how far the step size per unit gradient fell from the first epoch to the last
@@ -135,6 +136,7 @@ DERIVED = {
     "seconds_per_epoch": "training time of an epoch, evaluation left out, averaged over the epochs",
     "log10_seconds_per_epoch": "log10 of an epoch's training time (seconds_per_epoch)",
     "log10_test_loss": "log10 of a regression's test squared error (its fit error spans decades)",
+    "log10_val_loss": "log10 of the validation loss (what experiment.tune_on log10_val_loss tunes on)",
     "log10_lr_shrink": "log10 of the effective step size at the end over that of the first epoch (−1: it fell to a tenth)",
     "grad_ratio_init": "the first layer's gradient norm over the last layer's, at initialisation",
     "grad_ratio_train": "the first layer's gradient norm over the last layer's, averaged over training",

@@ -74,7 +74,7 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
             return PENDING, ("the experiment file changed what these runs ran (" + ", ".join(f"`{k}`" for k in changed[:6])
                              + (" …" if len(changed) > 6 else "") + "); re-run the study for a verdict")
     if judge.rule_changed(outcome["study"]):
-        return PENDING_ANALYSIS, (f"the experiment file's checks changed after this analysis; "
+        return PENDING_ANALYSIS, (f"the experiment file's checks or tuning changed after this analysis; "
                          f"`python -m experiments.analysis results/{name}/<protocol> --current-rule` re-judges the runs "
                          "(without them, from the study's seeds.csv)")
     return verdict["verdict"], ""

@@ -1,6 +1,6 @@
 """Tuning on a grid: each variant at its own configured value (`<variant>_default`) and at the
 grid point with the best validation score (`<variant>_tuned`: the highest accuracy, or the lowest
-loss where the experiment tunes on val_loss), with the grid's table."""
+mean loss or log10 loss where the experiment tunes on val_loss or log10_val_loss), with the grid's table."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     labels = grid_runs(spec["variants"], spec["grid"])
     tune_on = spec.get("tune_on", "val_acc")
     shown_on = tune_on.replace("val_", "test_")
-    sign = -1 if tune_on == "val_loss" else 1  # the score to maximise: accuracy, or minus the loss
+    sign = 1 if tune_on == "val_acc" else -1  # the score to maximise: accuracy, or minus the (log) loss
     shown = ".3f" if sign > 0 else ".3g"  # losses of a fit span decades
     val = sign * finals.groupby("variant")[tune_on].mean()
     test = finals.groupby("variant")[shown_on].mean()
@@ -66,7 +66,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     edge_note = ([f"Best value (alone or tied) at the edge of the grid, so tuning may be incomplete for: {', '.join(at_edge)}.", ""]
                  if at_edge else [])
     edge_note += ([f"Own value not on the grid, so no `_default` run: {', '.join(off_grid)}.", ""] if off_grid else [])
-    what = "accuracy" if tune_on == "val_acc" else "loss"
+    what = {"val_acc": "accuracy", "val_loss": "loss"}.get(tune_on, "log10 loss")
     grid_md = "\n".join([f"Validation {what} (test {what}) of every grid point, mean over seeds; "
                           f"`_tuned` takes the {'best' if sign > 0 else 'lowest'} validation {what}, never the test set:",
                           "", *pipe_table(header, rows), "",
