@@ -258,6 +258,24 @@ def test_clipping_bounds_each_seeds_whole_gradient_plain_or_vectorised():
     assert moved(plain[0]) < moved(unclipped)
 
 
+def test_the_share_of_clipped_updates_is_counted_plain_or_vectorised():
+    # a clip the gradient never reaches changes nothing: the share of updates it cut tells
+    splits = make_splits(adding_cfg()["data"], torch.device("cpu"))
+    for clip, lr, share in ((1e-6, 0.5, 1.0), (1e3, 0.01, 0.0)):  # (at rate 0.5 the unclipped net explodes)
+        cfg = adding_cfg(clip_grad_norm=clip)
+        cfg["optimizer"]["lr"] = lr
+        plain = [train_run(cfg, splits, seed).rows for seed in (0, 1)]
+        stacked = [r.rows for r in train_seeds(cfg, splits, [0, 1], vectorise=True)]
+        for rows in (*plain, *stacked):
+            assert math.isnan(rows[0]["clipped_share"]) and [row["clipped_share"] for row in rows[1:]] == [share, share]
+    assert "clipped_share" not in train_run(adding_cfg(), splits, 0).rows[1]
+    # in between, each seed's own steps: the two paths count the same ones
+    middle = [train_run(adding_cfg(clip_grad_norm=0.3), splits, seed).rows for seed in (0, 1)]
+    stacked = [r.rows for r in train_seeds(adding_cfg(clip_grad_norm=0.3), splits, [0, 1], vectorise=True)]
+    assert [[row["clipped_share"] for row in rows[1:]] for rows in middle] == \
+        [[row["clipped_share"] for row in rows[1:]] for rows in stacked]
+
+
 def test_a_vectorised_group_is_every_seed_and_rate_of_a_variant(mnist_root):
     def run(lr, width=64, vectorise=None):
         cfg = run_cfg(mnist_root, vectorise=vectorise)

@@ -49,6 +49,8 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     finals["mean_train_loss"] = trained["train_loss"].mean()
     finals["mean_test_acc"] = trained["test_acc"].mean()  # the area under the test curve: higher, sooner
     finals["seconds_per_epoch"] = trained["epoch_seconds"].mean()  # training only, no evaluation
+    if "clipped_share" in finals:  # the share of the run's updates clipped (epochs of equal length)
+        finals["clipped_share"] = trained["clipped_share"].mean()
     finals["log10_seconds_per_epoch"] = finals["seconds_per_epoch"].map(safe_log10)
     for split in ("test", "val"):  # a regression's fit error spans decades
         if f"{split}_loss" in finals:
@@ -107,6 +109,8 @@ EPOCH_COLUMNS = {
     "epoch_seconds": "wall time of the last epoch's training",
     "effective_lr": "the optimizer's step size per unit gradient in the last epoch (an adaptive method's shrinks)",
     "seconds": "wall time of the run",
+    "clipped_share": "with train.clip_grad_norm: the share of an epoch's updates whose gradient norm exceeded the clip "
+                     "(a run's: averaged over the epochs)",
     "parameters": "the net's number of parameters",
 }
 # the metrics that need the optimizer's step size recorded every epoch (train.effective_lr, opt-in)

@@ -88,16 +88,17 @@ class ModelStack:
         return self.models[0](x if shared else x[0]).unsqueeze(0)
 
     @torch.no_grad()
-    def clip_grad_norm(self, max_norm: float) -> None:
-        """Rescale each seed's whole gradient (every parameter together) to an L2 norm of at most max_norm."""
+    def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
+        """Rescale each seed's whole gradient (every parameter together) to an L2 norm of at most
+        max_norm; returns each seed's norm before, (seeds,)."""
         if not self.vectorised:
-            torch.nn.utils.clip_grad_norm_(self.models[0].parameters(), max_norm)
-            return
+            return torch.nn.utils.clip_grad_norm_(self.models[0].parameters(), max_norm).reshape(1)
         grads = [p.grad for p in self.params.values() if p.grad is not None]
         norms = torch.stack([g.flatten(1).square().sum(1) for g in grads]).sum(0).sqrt()  # (seeds,)
         scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+        return norms
 
     def grad_norms(self) -> torch.Tensor:
         """L2 norm of each weight layer's gradient, (seeds, layers), input layer first."""
@@ -279,8 +280,9 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     eval_splits = {name: split for name, split in splits.items() if name != "train"}  # validation (if any), test
 
     def record(epoch: int, train_stats: torch.Tensor, clock: EpochClock | None) -> list[float]:
-        """The epoch's rows from `train_stats`, (2 + layers, seeds) on the device: train loss, train
-        accuracy, each weight layer's gradient norm; `clock` timed the epoch's training (None: epoch 0).
+        """The epoch's rows from `train_stats`, (2 + layers [+ 1], seeds) on the device: train loss, train
+        accuracy, each weight layer's gradient norm [and, with clipping, the share of steps clipped];
+        `clock` timed the epoch's training (None: epoch 0).
         One host read per epoch: every number the rows need is gathered on the device first. Returns
         the train losses."""
         # the evaluations due on schedule; the trained model on its own training data, dropout off
@@ -303,7 +305,8 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         if not scheduled and any(shown[i] for i in active):
             late = {name: evaluate(stack, split, loss_fn, eval_batch_size).tolist() for name, split in eval_splits.items()}
         n_layers = len(stack.weights)
-        rows_of = dict(zip(scores, (table[2 + n_layers + 2 * k:4 + n_layers + 2 * k] for k in range(len(scores)))))
+        first = len(train_stats)  # the evaluations' rows follow the training statistics
+        rows_of = dict(zip(scores, (table[first + 2 * k:first + 2 + 2 * k] for k in range(len(scores)))))
         rows_of.update(late)
         steps_taken = table[-1] if step_sizes else None
         for i in active:
@@ -316,6 +319,8 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
                 row["effective_lr"] = steps_taken[i]
             row["seconds"] = time.perf_counter() - started
             row.update({f"grad_norm_{layer + 1}": table[2 + layer][i] for layer in range(n_layers)})
+            if clip is not None:  # whether clipping acted at all: a clip the norm never reaches changes nothing
+                row["clipped_share"] = table[2 + n_layers][i] if epoch else math.nan
             results[i].rows.append(row)
             on_epoch(i, row)
         return losses
@@ -327,7 +332,8 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     loss_fn(stack(x0), y0).sum().backward()
     init_norms = stack.grad_norms()
     optimizer.zero_grad()
-    record(0, torch.cat([evaluate(stack, train, loss_fn, eval_batch_size), init_norms.T]), None)
+    record(0, torch.cat([evaluate(stack, train, loss_fn, eval_batch_size), init_norms.T,
+                         *([torch.zeros(1, len(seeds), device=device)] if clip is not None else [])]), None)
 
     n = len(train)
     # the epoch's running sums stay on the device (no host sync inside an epoch); made once, since a
@@ -336,6 +342,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
     correct = torch.zeros(len(seeds), device=device)
     grad_norms = torch.zeros(len(seeds), len(stack.weights), device=device)  # of the last step that measured them
     grad_norm_sum = torch.zeros_like(grad_norms)
+    clipped = torch.zeros(len(seeds), device=device)  # steps whose gradient norm exceeded the clip
 
     def train_step(idx: torch.Tensor, measure_norms: bool) -> None:
         """One update on the batch `idx`, (seeds, batch), added to the running sums."""
@@ -349,7 +356,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         if measure_norms:
             grad_norms.copy_(stack.grad_norms())  # before clipping: the size of the wall the step hit
         if clip is not None:
-            stack.clip_grad_norm(clip)
+            clipped.add_((stack.clip_grad_norm(clip) > clip).float())
         optimizer.step()
         loss_sum.add_(losses.detach() * idx.shape[1])
         correct.add_(hits(logits, y))
@@ -362,7 +369,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         stack.train()
         clock = EpochClock(device)
         order = torch.stack([torch.randperm(n, generator=g) for g in shufflers]).to(device)  # (seeds, n)
-        for running_sum in (loss_sum, correct, grad_norm_sum):
+        for running_sum in (loss_sum, correct, grad_norm_sum, clipped):
             running_sum.zero_()
         steps = n_steps if max_updates is None else min(n_steps, max_updates - updates)
         for step in range(steps):
@@ -379,8 +386,8 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
             optimizer.set_scale(cosine_factor(epoch, epochs))
         seen, n_sampled = min(n, steps * batch_size), len(range(0, steps, GRAD_NORM_EVERY))
         clock.stop()
-        epoch_losses = record(epoch, torch.cat([torch.stack([loss_sum, correct]) / seen, (grad_norm_sum / n_sampled).T]),
-                              clock)
+        epoch_losses = record(epoch, torch.cat([torch.stack([loss_sum, correct]) / seen, (grad_norm_sum / n_sampled).T,
+                                                *([clipped[None] / steps] if clip is not None else [])]), clock)
         for i in list(active):
             if not math.isfinite(epoch_losses[i]):
                 results[i].status, results[i].diverged_epoch = "diverged", epoch
