@@ -361,6 +361,33 @@ def test_identical_seeds_are_decided_by_an_exact_test_not_a_floored_t():
                                                               alternative="greater").pvalue)
 
 
+def test_a_decision_the_exact_test_would_leave_open_says_so_without_changing():
+    # three seeds against three, every seed of a above every seed of b: Welch's t decides; the
+    # permutation test's least p is 1/20 = alpha, so the exact test alone would not
+    values = {("a", "m"): np.array([0.30, 0.31, 0.29]), ("b", "m"): np.array([0.10, 0.11, 0.09]),
+              ("c", "m"): np.array([0.5, 0.51, 0.49, 0.52, 0.48])}
+    few = verdicts.run_checks([Check("a", "m", worse="b")], values)[0]
+    assert few.status == HOLDS and few.p_holds < 1e-3
+    assert few.exact_p_adjusted == pytest.approx(1 / 20)
+    assert "rests on the normal model" in few.describe() and few.as_dict()["exact_p_holm"] == pytest.approx(0.05)
+    # one sample against its number: 1/32 alone decides, but not after Holm over two such checks
+    alone = verdicts.run_checks([Check("c", "m", value=0.4)], values)[0]
+    assert alone.status == HOLDS and alone.exact_p_adjusted is None and "normal model" not in alone.describe()
+    two = verdicts.run_checks([Check("c", "m", value=0.4), Check("c", "m", value=0.3)], values)
+    assert [o.status for o in two] == [HOLDS, HOLDS]
+    assert [o.exact_p_adjusted for o in two] == [pytest.approx(2 / 32), pytest.approx(2 / 32)]
+    # a failing decision is flagged the same way; five seeds against five clear of each other are not
+    fails = verdicts.run_checks([Check("b", "m", worse="a")], values)[0]
+    assert fails.status == FAILS and fails.exact_p_adjusted == pytest.approx(1 / 20)
+    apart = verdicts.run_checks([Check("a", "m", worse="b")], {("a", "m"): seeds(0.3), ("b", "m"): seeds(0.1)})[0]
+    assert apart.status == HOLDS and apart.exact_p_adjusted is None
+    # a margin moves the bound the exact test tests too: 0.2 ahead of b is shown below 0.3
+    assert verdicts.run_checks([Check("a", "m", worse="b", margin=0.3)], values)[0].exact_p_adjusted == pytest.approx(1 / 20)
+    # an open check is never flagged
+    open_ = verdicts.run_checks([Check("a", "m", worse="b")], {("a", "m"): seeds(0.1), ("b", "m"): seeds(0.1)})[0]
+    assert open_.status == INCONCLUSIVE and open_.exact_p_adjusted is None
+
+
 def test_a_tiny_difference_between_identical_seeds_asks_for_more_seeds_than_shown_at_once():
     # the seeds-needed estimate grows as 1 / difference²: here ~1e17 seeds, more than MAX_SEEDS_SHOWN
     # (an exact test's bound at that size was computed before the cap was checked: it never finished)

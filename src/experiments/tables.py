@@ -14,7 +14,8 @@ INTERVAL_NOTE = ("Each check: the advantage of the first variant over the second
                  "oriented so that > 0 favours the first), [its 90% Welch interval, unadjusted: each end a one-sided 95% bound], "
                  "the one-sided p-value of the decision shown and its Holm-adjusted value over the claim's key checks "
                  "(a side check: over the side checks). The status follows Holm's p (and, where a spread is floored, the larger "
-                 "p of an exact test), so an interval clear of 0 or of the margin can still leave a check open.")
+                 "p of an exact test), so an interval clear of 0 or of the margin can still leave a check open; a decision an exact "
+                 "randomization test of the same seeds would leave open says that it rests on the normal model.")
 
 
 def verdict_lines(verdict: dict) -> list[str]:

@@ -31,6 +31,12 @@ p < 1e-4 from five identical numbers, where nothing but the normal model backs i
 against five can show no more than p = 1/252 without it (one sample: 1/32). A difference of
 differences keeps the floored t-test alone, and its line says that its spread was floored.
 
+Every other decided check of one or two samples is also tested by the same exact randomization test
+(its p the larger of Welch's and the exact one, Holm-corrected in the same family); where that would
+leave it open, its line says that the decision rests on the normal model alone. This flags a decision
+without changing it: five seeds against five can show no more than p = 1/252 without the normal
+model, one sample against its number 1/32, so the exact test alone could never decide some checks.
+
 Each check has a p-value for "holds" and one for "fails"; each of the two sets is corrected for
 multiplicity with Holm's step-down method within two families, the key checks and the side checks,
 and a check with both adjusted p-values ≥ alpha is **inconclusive**. Side checks can change the
@@ -50,7 +56,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -369,6 +375,10 @@ class Outcome:
     seeds: int | None = None  # inconclusive only
     problem: str = ""  # why no test was possible
     dropped: int = 0  # seeds whose value was not finite (diverged runs), left out
+    # test_pair's p-values under the exact randomization test too (exact_pair), where one applies
+    robust: tuple[float, float] | None = None
+    # a decision the exact randomization test of the same seeds would leave open: its Holm p
+    exact_p_adjusted: float | None = None
 
     def describe(self) -> str:
         """'relu vs sigmoid, test_acc (higher is better), n = 5/5: advantage +0.851 [0.83, 0.87],
@@ -412,6 +422,9 @@ class Outcome:
                      f"with these seeds)")
         if self.dropped:
             text += f" ({self.dropped} non-finite value{'s' if self.dropped > 1 else ''} left out: diverged runs)"
+        if self.exact_p_adjusted is not None:
+            text += (f" (rests on the normal model: an exact randomization test of the same seeds gives "
+                     f"Holm p {_p(self.exact_p_adjusted)}, which would leave it open)")
         if self.status == INCONCLUSIVE:
             m, estimate = c.margin, self.diff.estimate
             towards = HOLDS if {"beats": estimate > m, "not_worse": estimate > -m, "equivalent": -m < estimate < m}[c.kind] else FAILS
@@ -431,7 +444,9 @@ class Outcome:
                 "ci90": [_finite(low), _finite(high)], "p": _finite(self.p_holds if self.status != FAILS else self.p_fails),
                 "p_holm": _finite(self.p_holds_adjusted if self.status != FAILS else self.p_fails_adjusted),
                 "n": None if self.diff is None else [self.diff.n_better, self.diff.n_worse, *self.diff.n_versus],
-                "dropped": self.dropped, "seeds_needed": self.seeds, "text": self.describe()}
+                "dropped": self.dropped, "seeds_needed": self.seeds,
+                **({"exact_p_holm": _finite(self.exact_p_adjusted)} if self.exact_p_adjusted is not None else {}),
+                "text": self.describe()}
 
 
 P_SHOWN_BELOW = 1e-4  # t tails from five seeds are not precise beyond this
@@ -475,6 +490,7 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
             diff = welch(better, worse, check.lower_is_better, tuple(cleaned[2:]) if check.versus else None)
         p_holds, p_fails = test_pair(check, diff)
         outcomes.append(Outcome(check, INCONCLUSIVE, diff, p_holds, p_fails, dropped=dropped))
+        outcomes[-1].robust = exact_pair(check, diff, cleaned[:1] if check.worse is None else cleaned[:2])
     for o in outcomes:
         if isinstance(o.diff, Fact):
             o.p_holds_adjusted, o.p_fails_adjusted = o.p_holds, o.p_fails
@@ -494,7 +510,24 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
                 o.status = FAILS
             else:
                 o.seeds = seeds_needed(o.check, o.diff, alpha / len(family))  # Holm's strictest step
+        # the same family with every p at least the exact test's: which decisions it would leave open
+        robust = [o.robust or (o.p_holds, o.p_fails) for o in family]
+        for o, p_h, p_f in zip(family, holm([p[0] for p in robust]), holm([p[1] for p in robust])):
+            if o.robust and (p_h if o.status == HOLDS else p_f if o.status == FAILS else 0.0) >= alpha:
+                o.exact_p_adjusted = p_h if o.status == HOLDS else p_f
     return outcomes
+
+
+def exact_pair(check: Check, diff: Difference, samples: list[np.ndarray]) -> tuple[float, float] | None:
+    """test_pair's p-values with each at least the exact randomization test's of the same seeds, for
+    a Welch comparison of one or two samples whose spread was not floored (a floored one already
+    takes the larger p, a share and a fact are exact, a difference of differences has no such test);
+    None where none applies."""
+    if type(diff) is not Difference or diff.floored is not None or check.versus:
+        return None
+    sign = -1.0 if check.lower_is_better else 1.0
+    oriented = (sign * (samples[0] - check.value),) if check.worse is None else (sign * samples[0], sign * samples[1])
+    return test_pair(check, replace(diff, floored=oriented))
 
 
 def _clean(sample) -> np.ndarray | None:
