@@ -33,9 +33,11 @@ differences keeps the floored t-test alone, and its line says that its spread wa
 
 Every other decided check of one or two samples is also tested by the same exact randomization test
 (its p the larger of Welch's and the exact one, Holm-corrected in the same family); where that would
-leave it open, its line says that the decision rests on the normal model alone. This flags a decision
-without changing it: five seeds against five can show no more than p = 1/252 without the normal
-model, one sample against its number 1/32, so the exact test alone could never decide some checks.
+leave it open although the seeds do not already give the exact test its least p, its line says that
+the decision rests on the normal model alone. This flags a decision without changing it. Seeds that
+give the least p are as convincing as their number allows: one sample of five against its number
+cannot go below 1/32, above Holm's first step in a family of two, so flagging those would only
+restate how many seeds there are.
 
 Each check has a p-value for "holds" and one for "fails"; each of the two sets is corrected for
 multiplicity with Holm's step-down method within two families, the key checks and the side checks,
@@ -376,7 +378,7 @@ class Outcome:
     problem: str = ""  # why no test was possible
     dropped: int = 0  # seeds whose value was not finite (diverged runs), left out
     # test_pair's p-values under the exact randomization test too (exact_pair), where one applies
-    robust: tuple[float, float] | None = None
+    robust: Robustness | None = None
     # a decision the exact randomization test of the same seeds would leave open: its Holm p
     exact_p_adjusted: float | None = None
 
@@ -511,23 +513,46 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
             else:
                 o.seeds = seeds_needed(o.check, o.diff, alpha / len(family))  # Holm's strictest step
         # the same family with every p at least the exact test's: which decisions it would leave open
-        robust = [o.robust or (o.p_holds, o.p_fails) for o in family]
+        robust = [o.robust.larger if o.robust else (o.p_holds, o.p_fails) for o in family]
         for o, p_h, p_f in zip(family, holm([p[0] for p in robust]), holm([p[1] for p in robust])):
-            if o.robust and (p_h if o.status == HOLDS else p_f if o.status == FAILS else 0.0) >= alpha:
-                o.exact_p_adjusted = p_h if o.status == HOLDS else p_f
+            if o.robust and o.status in (HOLDS, FAILS):
+                side = 0 if o.status == HOLDS else 1
+                if (p_h, p_f)[side] >= alpha and o.robust.exact[side] > o.robust.least[side] * (1 + 1e-9):
+                    o.exact_p_adjusted = (p_h, p_f)[side]
     return outcomes
 
 
-def exact_pair(check: Check, diff: Difference, samples: list[np.ndarray]) -> tuple[float, float] | None:
-    """test_pair's p-values with each at least the exact randomization test's of the same seeds, for
-    a Welch comparison of one or two samples whose spread was not floored (a floored one already
-    takes the larger p, a share and a fact are exact, a difference of differences has no such test);
-    None where none applies."""
+class ExactOnly(Difference):
+    """A difference whose p-values are the exact randomization test's alone (`floored` holds the samples)."""
+
+    def p_above(self, bound: float) -> float:
+        return self._exact(bound, upper=True)
+
+    def p_below(self, bound: float) -> float:
+        return self._exact(bound, upper=False)
+
+
+@dataclass
+class Robustness:
+    larger: tuple[float, float]  # test_pair's p-values, each at least the exact test's
+    exact: tuple[float, float]  # the exact test's alone
+    least: tuple[float, float]  # the least the exact test can give with these seeds
+
+
+def exact_pair(check: Check, diff: Difference, samples: list[np.ndarray]) -> Robustness | None:
+    """test_pair's p-values under the exact randomization test of the same seeds, for a Welch
+    comparison of one or two samples whose spread was not floored (a floored one already takes the
+    larger p, a share and a fact are exact, a difference of differences has no such test); None
+    where none applies."""
     if type(diff) is not Difference or diff.floored is not None or check.versus:
         return None
     sign = -1.0 if check.lower_is_better else 1.0
     oriented = (sign * (samples[0] - check.value),) if check.worse is None else (sign * samples[0], sign * samples[1])
-    return test_pair(check, replace(diff, floored=oriented))
+    least = 1 / arrangement_count([len(s) for s in oriented])
+    return Robustness(test_pair(check, replace(diff, floored=oriented)),
+                      test_pair(check, ExactOnly(**{**vars(diff), "floored": oriented})),
+                      # equivalence fails on either side: twice the smaller one-sided p
+                      (least, 2 * least if check.kind == "equivalent" else least))
 
 
 def _clean(sample) -> np.ndarray | None:
