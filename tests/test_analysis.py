@@ -26,6 +26,15 @@ def test_verdict_follows_the_rule(finals, protocol, verdict):
     assert judge.decide(metrics.summarise(finals, study), finals, study)["verdict"] == verdict
 
 
+def test_a_runs_clipped_share_weighs_each_epoch_by_its_updates():
+    # an update cap cuts the last epoch to 5 of 10 updates: all 10 of the first clipped, none of the
+    # last 5, so 10 of 15 (an unweighted mean of the epochs' shares would say a half)
+    runs = pd.DataFrame({"variant": "a", "seed": 0, "epoch": [0, 1, 2], "updates": [0, 10, 15],
+                         "clipped_share": [np.nan, 1.0, 0.0], "train_loss": [2.3, 1.0, 0.9], "train_acc": 0.5,
+                         "test_acc": 0.5, "test_loss": 1.0, "epoch_seconds": 1.0, "seconds": 1.0})
+    assert metrics.per_run(runs)["clipped_share"].iloc[0] == pytest.approx(10 / 15)
+
+
 def test_summary_numbers():
     runs = make_runs({"a": [0.1, 0.2, 0.3], "b": [0.9, 0.9, 0.9]})
     summary = metrics.summarise(metrics.per_run(runs), STUDY).set_index("variant")

@@ -355,6 +355,21 @@ def test_a_grid_tuned_on_log10_validation_loss_is_not_swayed_by_one_stalled_seed
     assert "lowest validation log10 loss" in grid_md and "| sgd | -2 (-2) | -1 (-1) |" in grid_md
 
 
+def test_a_grid_point_where_a_seed_diverged_never_wins_on_its_survivors():
+    # sgd at 0.1: one seed diverged (NaN loss), the other fit best of all; a mean over the survivor
+    # would take it
+    rows = [{"variant": label, "seed": seed, "epoch": 1, "val_loss": val, "test_loss": val, "val_acc": math.nan,
+             "test_acc": math.nan, "train_acc": math.nan, "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0,
+             "status": "complete"}
+            for label, vals in (("sgd_lr0.01", (0.1, 0.1)), ("sgd_lr0.1", (1e-4, math.nan)),
+                                ("adam_lr0.01", (0.5, 0.5)), ("adam_lr0.1", (0.2, 0.2))) for seed, val in enumerate(vals)]
+    for tune_on in ("val_loss", "log10_val_loss"):
+        study = {**GRID_STUDY, "experiment": {**GRID_STUDY["experiment"], "tune_on": tune_on}}
+        runs, _, grid_md = resolve(pd.DataFrame(rows), study)
+        assert runs.groupby("variant")["grid_run"].first().to_dict()["sgd_tuned"] == "sgd_lr0.01"
+        assert "| sgd | " in grid_md and "not finite (a seed diverged)" in grid_md
+
+
 def test_squared_error_goes_with_function_data_only():
     from experiments.config import check_run
     from experiments.errors import UserError

@@ -84,6 +84,23 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
             assert f"### {name}\n\n**Not run:**" in first
 
 
+def test_a_changed_rule_is_pending_re_analysis_only_where_the_per_run_table_can_re_judge_it(tmp_path, monkeypatch):
+    results = make_results(tmp_path, monkeypatch)
+    study_dir = results / "relu_vs_sigmoid" / "lecture"
+    study = json.loads((study_dir / "study.json").read_text())
+    # the stored rule checks another metric than the file does now: the file's test_acc check is new
+    study["experiment"]["verdict"]["checks"] = [{"better": "relu", "worse": "sigmoid", "metric": "train_acc"}]
+    (study_dir / "study.json").write_text(json.dumps(study))
+    outcome = report.load_outcome(study_dir)
+    assert report.judged(outcome, "relu_vs_sigmoid")[0] == report.PENDING_ANALYSIS  # seeds.csv has test_acc
+    seeds = pd.read_csv(study_dir / store.SEEDS_FILE)
+    seeds.drop(columns="test_acc").to_csv(study_dir / store.SEEDS_FILE, index=False)
+    shown, why = report.judged(report.load_outcome(study_dir), "relu_vs_sigmoid")
+    assert shown == report.PENDING and "seeds.csv lacks test_acc" in why
+    (study_dir / store.SEEDS_FILE).unlink()
+    assert report.judged(report.load_outcome(study_dir), "relu_vs_sigmoid")[0] == report.PENDING
+
+
 def test_caveats_show_under_their_protocol_with_numbers_from_the_committed_table(tmp_path, monkeypatch):
     results = make_results(tmp_path, monkeypatch)
     real = report.experiment_spec

@@ -1,6 +1,7 @@
 import math
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
@@ -268,12 +269,18 @@ def test_the_share_of_clipped_updates_is_counted_plain_or_vectorised():
         stacked = [r.rows for r in train_seeds(cfg, splits, [0, 1], vectorise=True)]
         for rows in (*plain, *stacked):
             assert math.isnan(rows[0]["clipped_share"]) and [row["clipped_share"] for row in rows[1:]] == [share, share]
-    assert "clipped_share" not in train_run(adding_cfg(), splits, 0).rows[1]
+    # a clip the norm never reaches: every other number as without one (the rows' offsets hold)
+    unclipped = adding_cfg()
+    unclipped["optimizer"]["lr"] = 0.01
+    without = without_timing(train_run(unclipped, splits, 0).rows)
+    never = [{k: v for k, v in row.items() if k != "clipped_share"} for row in without_timing(plain[0])]
+    assert "clipped_share" not in without[1] and pd.DataFrame(never).equals(pd.DataFrame(without))  # NaN == NaN
     # in between, each seed's own steps: the two paths count the same ones
     middle = [train_run(adding_cfg(clip_grad_norm=0.3), splits, seed).rows for seed in (0, 1)]
     stacked = [r.rows for r in train_seeds(adding_cfg(clip_grad_norm=0.3), splits, [0, 1], vectorise=True)]
-    assert [[row["clipped_share"] for row in rows[1:]] for rows in middle] == \
-        [[row["clipped_share"] for row in rows[1:]] for rows in stacked]
+    shares = [[row["clipped_share"] for row in rows[1:]] for rows in middle]
+    assert shares == [[row["clipped_share"] for row in rows[1:]] for rows in stacked]
+    assert any(0 < share < 1 for seed in shares for share in seed)  # not only the extremes again
 
 
 def test_a_vectorised_group_is_every_seed_and_rate_of_a_variant(mnist_root):
@@ -294,8 +301,9 @@ def test_a_vectorised_group_is_every_seed_and_rate_of_a_variant(mnist_root):
     assert training_groups(members[:1], torch.device("cuda")) == [(members[:1], False)]
 
 
-@pytest.mark.parametrize("vectorise,lrs,eval_every", [(False, None, 1), (True, [0.1, 0.03], 1), (False, None, 2)])
-def test_one_host_read_per_epoch(mnist_root, splits, monkeypatch, vectorise, lrs, eval_every):
+@pytest.mark.parametrize("vectorise,lrs,eval_every,clip", [(False, None, 1, None), (True, [0.1, 0.03], 1, 1.0),
+                                                         (False, None, 2, 1.0)])
+def test_one_host_read_per_epoch(mnist_root, splits, monkeypatch, vectorise, lrs, eval_every, clip):
     """Every number an epoch's rows need is gathered on the device and read once: on a GPU each
     read waits for the device to finish, so a read per metric would stall it several times an epoch.
     Counted: the suite's own reads."""
@@ -309,7 +317,8 @@ def test_one_host_read_per_epoch(mnist_root, splits, monkeypatch, vectorise, lrs
             return _original(self, *args)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    cfg = run_cfg(mnist_root, epochs=3, eval_every=eval_every)  # eval_every 2: epoch 1 is not evaluated
+    # eval_every 2: epoch 1 is not evaluated; a clip's count of clipped updates is read with the rest
+    cfg = run_cfg(mnist_root, epochs=3, eval_every=eval_every, clip_grad_norm=clip)
     cfg["optimizer"]["name"] = "adagrad"  # its step sizes are read too (step_sizes)
     train_seeds(cfg, splits, [0, 0] if vectorise else [0], vectorise=vectorise, step_sizes=True, lrs=lrs)
     assert reads == ["tolist"] * (3 + 1)  # epochs 1-3 and the untrained nets (epoch 0)
@@ -320,7 +329,7 @@ CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("name,optimizer,train,model,vectorise,lrs", [
-    ("sgd", {}, {}, {}, False, None),
+    ("sgd_clipped", {}, {"clip_grad_norm": 1.0}, {}, False, None),
     # a short last batch (600 = 8 x 70 + 40), run eagerly between captured steps; a cosine schedule
     ("momentum_cosine_short_batch", {"momentum": 0.9, "schedule": "cosine"}, {"batch_size": 70}, {}, False, None),
     # a grid of rates as one stack, Adam's bias correction, an update cap, dropout (on the CPU), clipping

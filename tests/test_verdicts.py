@@ -376,11 +376,26 @@ def test_a_decision_the_exact_test_would_leave_open_says_so_without_changing():
     # in a family of three Holm leaves it open under Welch's p already: an open check is not flagged
     family = verdicts.run_checks([Check("c", "m", worse="b"), Check("a", "m", worse="b"), Check("c", "m", worse="a")], values)
     assert family[1].status == INCONCLUSIVE and family[1].exact_p_adjusted is None  # Welch's Holm p too is above 0.05
-    # seeds that already give the exact test its least p are not flagged, even where Holm's step
-    # makes it too large (one sample of five against a number: 1/32, twice that over two checks)
-    two = verdicts.run_checks([Check("c", "m", value=0.4), Check("c", "m", value=0.3)], values)
-    assert [o.status for o in two] == [HOLDS, HOLDS] and [o.exact_p_adjusted for o in two] == [None, None]
-    assert two[0].robust.exact[0] == pytest.approx(1 / 32) and "normal model" not in two[0].describe()
+    # seeds that already give the exact test its least p rest on the normal model by design where
+    # Holm's step needs less (one sample of five against a number: 1/32, twice that over two checks)
+    alone = verdicts.run_checks([Check("c", "m", value=0.4)], values)[0]
+    assert alone.status == HOLDS and alone.exact_p_adjusted is None  # 1/32 < 0.05 decides alone
+    two = verdicts.run_checks([Check("c", "m", value=0.4), Check("c", "m", value=0.3, lower_is_better=True)], values)
+    assert [o.status for o in two] == [HOLDS, FAILS]
+    assert [o.exact_p_adjusted for o in two] == [pytest.approx(2 / 32)] * 2 and all(o.exact_floor for o in two)
+    assert "by design: an exact randomization test of these seeds cannot go below p = 1/32" in two[0].describe()
+    # an equivalence fails on either side: twice the one-sided p, so its least is 2/32 even alone
+    outside = verdicts.run_checks([Check("c", "m", value=0.3, kind="equivalent", margin=0.05)], values)[0]
+    assert outside.status == FAILS and outside.robust.least[1] == pytest.approx(2 / 32)
+    assert outside.exact_p_adjusted == pytest.approx(2 / 32) and outside.exact_floor
+    assert "cannot go below p = 1/16" in outside.describe()
+    # such a sibling does not get a check flagged that the exact test decides on its own: d ahead of
+    # b at exact p 11/252 = 0.044, beside c's 1/32 (Holm over both exact p's would give 0.0625)
+    values[("d", "m")] = np.array([0.48, 0.5, 0.21, 0.34, 0.23])
+    mixed = verdicts.run_checks([Check("c", "m", value=0.4), Check("d", "m", worse="b")], values)
+    assert mixed[1].status == HOLDS and mixed[1].robust.exact[0] == pytest.approx(11 / 252)
+    assert mixed[1].exact_p_adjusted is None
+    assert mixed[0].exact_p_adjusted == pytest.approx(2 / 32) and mixed[0].exact_floor
     # nor are decisions the exact test shares, or open checks
     apart = verdicts.run_checks([Check("a", "m", worse="b")], {("a", "m"): seeds(0.3), ("b", "m"): seeds(0.1)})[0]
     assert apart.status == HOLDS and apart.exact_p_adjusted is None

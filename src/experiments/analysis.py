@@ -20,8 +20,8 @@ from omegaconf.errors import OmegaConfBaseException
 from experiments import caveats, plots
 from experiments.config import CONFIG_DIR, ExperimentConfig, grid_runs, protocol_names
 from experiments.errors import UserError, one_line
-from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide
-from experiments.metrics import known_metrics, per_run, summarise
+from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide, rule_metrics
+from experiments.metrics import add_log10_losses, known_metrics, per_run, summarise
 from experiments.probes import PROBES, probe_metrics
 from experiments.store import SEEDS_FILE, STUDY_FILE, UNRECORDED, load_study, locked, write_atomic
 from experiments.tables import markdown_table
@@ -129,11 +129,8 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     checks still made) and the figures, whose titles name that analysis's verdict."""
     stored = json.loads((study_dir / STUDY_FILE).read_text())
     study = adopted = current_rule_study(study_dir)
-    finals = pd.read_csv(study_dir / SEEDS_FILE)
-    used = {c.metric for c in checks_of(study["experiment"]["verdict"], study)}
-    if study["experiment"].get("grid"):
-        used.add(study["experiment"].get("tune_on", "val_acc"))
-    missing = sorted(used - set(finals.columns))
+    finals = add_log10_losses(pd.read_csv(study_dir / SEEDS_FILE))
+    missing = sorted(rule_metrics(study) - set(finals.columns))
     if missing:
         raise UserError(f"{study_dir / SEEDS_FILE} lacks {', '.join(missing)}, which the current rule checks or tunes on: "
                         "re-run the study")

@@ -34,6 +34,16 @@ def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
     return checks
 
 
+def rule_metrics(study: dict) -> set[str]:
+    """The per-run metrics a study's rule reads: those its checks test and, for a grid, the
+    validation score it tunes on and the test score the grid table shows beside it."""
+    used = {check.metric for check in checks_of(study["experiment"]["verdict"], study)}
+    if study["experiment"].get("grid"):
+        tune_on = study["experiment"].get("tune_on", "val_acc")
+        used |= {tune_on, tune_on.replace("val_", "test_")}
+    return used
+
+
 def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
     """The experiment's checks, tested by the verdict engine on the per-seed values."""
     by_variant = summary.set_index("variant")

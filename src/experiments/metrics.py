@@ -49,12 +49,13 @@ def per_run(runs: pd.DataFrame) -> pd.DataFrame:
     finals["mean_train_loss"] = trained["train_loss"].mean()
     finals["mean_test_acc"] = trained["test_acc"].mean()  # the area under the test curve: higher, sooner
     finals["seconds_per_epoch"] = trained["epoch_seconds"].mean()  # training only, no evaluation
-    if "clipped_share" in finals:  # the share of the run's updates clipped (epochs of equal length)
-        finals["clipped_share"] = trained["clipped_share"].mean()
+    if "clipped_share" in finals:  # the share of the run's updates clipped: each epoch weighed by its updates
+        steps = ordered["updates"] - ordered.groupby(["variant", "seed"])["updates"].shift()
+        cut = ordered.assign(steps=steps, cut=ordered["clipped_share"] * steps)[ordered["epoch"] > 0]
+        totals = cut.groupby(["variant", "seed"])[["cut", "steps"]].sum()
+        finals["clipped_share"] = totals["cut"] / totals["steps"]
     finals["log10_seconds_per_epoch"] = finals["seconds_per_epoch"].map(safe_log10)
-    for split in ("test", "val"):  # a regression's fit error spans decades
-        if f"{split}_loss" in finals:
-            finals[f"log10_{split}_loss"] = finals[f"{split}_loss"].map(safe_log10)
+    add_log10_losses(finals)
     if "seq_len" in finals:  # the adding problem: solved or not (a diverged run's NaN loss is not)
         finals["solved"] = (finals["test_loss"] < SOLVED_BELOW).astype(float)
     if "effective_lr" in finals:  # how far the step size per unit gradient fell from the first epoch to the last
@@ -164,6 +165,15 @@ def meaning(metric: str, probe_scalars: dict[str, str]) -> str:
     if metric.startswith("grad_norm_") and metric.rsplit("_", 1)[1].isdigit():
         return f"the norm of layer {metric.rsplit('_', 1)[1]}'s weight gradient, averaged over every 10th step of the last epoch"
     return {**EPOCH_COLUMNS, **DERIVED, **probe_scalars}.get(metric, "")
+
+
+def add_log10_losses(finals: pd.DataFrame) -> pd.DataFrame:
+    """log10_test_loss and log10_val_loss where the losses are known and these are not: a
+    regression's fit error spans decades (also for a seeds.csv written before log10_val_loss)."""
+    for split in ("test", "val"):
+        if f"{split}_loss" in finals and f"log10_{split}_loss" not in finals:
+            finals[f"log10_{split}_loss"] = finals[f"{split}_loss"].map(safe_log10)
+    return finals
 
 
 def safe_log10(x: float) -> float:

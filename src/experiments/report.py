@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from experiments import caveats, judge, revisions, settings
 from experiments.tables import markdown_table, pipe_table, table_markdown, verdict_lines
 from experiments.config import CONFIG_DIR, experiment_names
-from experiments.metrics import FIXED_METRICS, known_metrics, meaning
+from experiments.metrics import FIXED_METRICS, add_log10_losses, known_metrics, meaning
 from experiments.errors import UserError
 from experiments.store import SEEDS_FILE, write_atomic
 
@@ -42,7 +42,11 @@ def load_outcome(study_dir: Path) -> dict | None:
         summary = pd.read_csv(study_dir / "summary.csv")
     except (OSError, ValueError):
         return None
-    return {"verdict": verdict, "study": study, "summary": summary}
+    try:  # what the per-run table could re-judge: its columns, and the log10 losses they give
+        seed_columns = set(add_log10_losses(pd.read_csv(study_dir / SEEDS_FILE, nrows=0)).columns)
+    except (OSError, ValueError):
+        seed_columns = set()
+    return {"verdict": verdict, "study": study, "summary": summary, "seed_columns": seed_columns}
 
 
 def command(name: str, protocol: str) -> str:
@@ -74,6 +78,14 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
             return PENDING, ("the experiment file changed what these runs ran (" + ", ".join(f"`{k}`" for k in changed[:6])
                              + (" …" if len(changed) > 6 else "") + "); re-run the study for a verdict")
     if judge.rule_changed(outcome["study"]):
+        study = outcome["study"]
+        lacking = sorted(judge.rule_metrics({**study, "experiment": {**study["experiment"], **judge.current_rule(name)}})
+                         - outcome.get("seed_columns", set()))
+        if lacking:
+            return PENDING, (f"the experiment file's checks or tuning changed after this analysis, and the study's "
+                             f"committed {SEEDS_FILE} lacks {', '.join(lacking)}; re-run the study for a verdict "
+                             f"(where its runs/ folder is at hand, `python -m experiments.analysis results/{name}/<protocol> "
+                             "--current-rule` re-judges them)")
         return PENDING_ANALYSIS, (f"the experiment file's checks or tuning changed after this analysis; "
                          f"`python -m experiments.analysis results/{name}/<protocol> --current-rule` re-judges the runs "
                          "(without them, from the study's seeds.csv)")

@@ -356,7 +356,7 @@ def train_seeds(cfg: dict, splits: dict[str, Split], seeds: list[int], vectorise
         if measure_norms:
             grad_norms.copy_(stack.grad_norms())  # before clipping: the size of the wall the step hit
         if clip is not None:
-            clipped.add_((stack.clip_grad_norm(clip) > clip).float())
+            clipped.add_((~(stack.clip_grad_norm(clip) <= clip)).float())  # a NaN norm (a diverging step) counts as beyond it
         optimizer.step()
         loss_sum.add_(losses.detach() * idx.shape[1])
         correct.add_(hits(logits, y))

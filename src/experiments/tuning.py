@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
@@ -24,7 +25,10 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     shown_on = tune_on.replace("val_", "test_")
     sign = 1 if tune_on == "val_acc" else -1  # the score to maximise: accuracy, or minus the (log) loss
     shown = ".3f" if sign > 0 else ".3g"  # losses of a fit span decades
-    val = sign * finals.groupby("variant")[tune_on].mean()
+    # a seed without a finite score (a diverged run's loss) makes its grid point the worst: a mean
+    # over the seeds that survived would score a point where most diverged on its lucky ones
+    scores = sign * finals[tune_on]
+    val = scores.where(np.isfinite(scores), -np.inf).groupby(finals["variant"]).mean()
     test = finals.groupby("variant")[shown_on].mean()
     views, keys, at_edge, view_runs = [], list(spec["grid"]), [], {}
     header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned",
@@ -47,10 +51,11 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
         point = {kind: ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in labels[label][1].values())
                  if label else "–" for kind, label in chosen.items()}
         runner_up = max((val[label] for label in scored if label not in tied), default=math.nan)
-        lead = ("–" if len(scored) < 2 else
+        lead = ("–" if len(scored) < 2 or not math.isfinite(best - runner_up) else
                 f"0: {len(tied)} points tie for best, the first in grid order is taken" if len(tied) > 1 else
                 f"{best - runner_up:.2g}")  # .2g: a lead of one validation image is not shown as 0
-        rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})" if label in val.index and pd.notna(val[label])
+        rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})" if label in val.index and math.isfinite(val[label])
+                             else "not finite (a seed diverged)" if label in val.index and pd.notna(val[label])
                              else "–" for label in mine), point["tuned"], lead, point["default"]])
         on_edge = [label for label in tied if label in (mine[0], mine[-1])]  # a tie reaching the edge counts too
         if on_edge and len(mine) > 2:

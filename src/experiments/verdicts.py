@@ -33,11 +33,10 @@ differences keeps the floored t-test alone, and its line says that its spread wa
 
 Every other decided check of one or two samples is also tested by the same exact randomization test
 (its p the larger of Welch's and the exact one, Holm-corrected in the same family); where that would
-leave it open although the seeds do not already give the exact test its least p, its line says that
-the decision rests on the normal model alone. This flags a decision without changing it. Seeds that
-give the least p are as convincing as their number allows: one sample of five against its number
-cannot go below 1/32, above Holm's first step in a family of two, so flagging those would only
-restate how many seeds there are.
+leave it open, its line says that the decision rests on the normal model alone. This flags a decision
+without changing it. Where the seeds already give the exact test its least p, the decision rests on
+the normal model by design, and the line says so (one sample of five against its number cannot go
+below 1/32, above Holm's first step in a family of two): only more seeds could back it exactly.
 
 Each check has a p-value for "holds" and one for "fails"; each of the two sets is corrected for
 multiplicity with Holm's step-down method within two families, the key checks and the side checks,
@@ -381,6 +380,7 @@ class Outcome:
     robust: Robustness | None = None
     # a decision the exact randomization test of the same seeds would leave open: its Holm p
     exact_p_adjusted: float | None = None
+    exact_floor: bool = False  # ... because no exact test of this many seeds could decide it
 
     def describe(self) -> str:
         """'relu vs sigmoid, test_acc (higher is better), n = 5/5: advantage +0.851 [0.83, 0.87],
@@ -424,9 +424,13 @@ class Outcome:
                      f"with these seeds)")
         if self.dropped:
             text += f" ({self.dropped} non-finite value{'s' if self.dropped > 1 else ''} left out: diverged runs)"
-        if self.exact_p_adjusted is not None:
-            text += (f" (rests on the normal model: an exact randomization test of the same seeds gives "
-                     f"Holm p {_p(self.exact_p_adjusted)}, which would leave it open)")
+        if self.exact_p_adjusted is not None and self.exact_floor:
+            least = self.robust.least[0 if self.status == HOLDS else 1]
+            text += (f" (rests on the normal model by design: an exact randomization test of these seeds cannot go "
+                     f"below p = 1/{round(1 / least):,}, Holm p {_p(self.exact_p_adjusted)} here, so more seeds would be needed)")
+        elif self.exact_p_adjusted is not None:
+            text += (f" (rests on the normal model: with each p at least an exact randomization test's of the same "
+                     f"seeds, Holm gives p {_p(self.exact_p_adjusted)}, which would leave it open)")
         if self.status == INCONCLUSIVE:
             m, estimate = c.margin, self.diff.estimate
             towards = HOLDS if {"beats": estimate > m, "not_worse": estimate > -m, "equivalent": -m < estimate < m}[c.kind] else FAILS
@@ -447,7 +451,8 @@ class Outcome:
                 "p_holm": _finite(self.p_holds_adjusted if self.status != FAILS else self.p_fails_adjusted),
                 "n": None if self.diff is None else [self.diff.n_better, self.diff.n_worse, *self.diff.n_versus],
                 "dropped": self.dropped, "seeds_needed": self.seeds,
-                **({"exact_p_holm": _finite(self.exact_p_adjusted)} if self.exact_p_adjusted is not None else {}),
+                **({"exact_p_holm": _finite(self.exact_p_adjusted), "exact_floor": self.exact_floor}
+                   if self.exact_p_adjusted is not None else {}),
                 "text": self.describe()}
 
 
@@ -512,14 +517,29 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
                 o.status = FAILS
             else:
                 o.seeds = seeds_needed(o.check, o.diff, alpha / len(family))  # Holm's strictest step
-        # the same family with every p at least the exact test's: which decisions it would leave open
-        robust = [o.robust.larger if o.robust else (o.p_holds, o.p_fails) for o in family]
-        for o, p_h, p_f in zip(family, holm([p[0] for p in robust]), holm([p[1] for p in robust])):
-            if o.robust and o.status in (HOLDS, FAILS):
-                side = 0 if o.status == HOLDS else 1
-                if (p_h, p_f)[side] >= alpha and o.robust.exact[side] > o.robust.least[side] * (1 + 1e-9):
-                    o.exact_p_adjusted = (p_h, p_f)[side]
+        flag_exact_decisions(family, alpha)
     return outcomes
+
+
+def flag_exact_decisions(family: list[Outcome], alpha: float) -> None:
+    """Flag each decided check of the family whose decision the exact randomization test of the same
+    seeds would leave open, with every p at least the exact test's, Holm-corrected over the family.
+    A check whose seeds give the exact test its least p is flagged as open by design (more seeds
+    than these are needed); its p counts as Welch's for the others, so that no check is flagged
+    only because a sibling sits at that floor."""
+    def decided_side(o: Outcome) -> int | None:
+        return {HOLDS: 0, FAILS: 1}.get(o.status) if o.robust else None
+
+    def at_floor(o: Outcome, side: int) -> bool:
+        return o.robust.exact[side] <= o.robust.least[side] * (1 + 1e-9)
+
+    for by_design in (False, True):
+        ps = [tuple(o.robust.larger[side] if o.robust and (by_design or not at_floor(o, side)) else p
+                    for side, p in enumerate((o.p_holds, o.p_fails))) for o in family]
+        for o, p_h, p_f in zip(family, holm([p[0] for p in ps]), holm([p[1] for p in ps])):
+            side = decided_side(o)
+            if side is not None and at_floor(o, side) == by_design and (p_h, p_f)[side] >= alpha:
+                o.exact_p_adjusted, o.exact_floor = (p_h, p_f)[side], by_design
 
 
 class ExactOnly(Difference):
