@@ -117,16 +117,17 @@ def test_analysis_of_a_committed_study_without_its_runs_says_how_to_store_them_a
     import shutil
     from experiments import analysis
 
-    study_dir = tmp_path / "modern"
-    # what a fresh clone has: the committed files, not a local run's runs/, .hydra/ or lock
-    shutil.copytree(Path(__file__).resolve().parents[1] / "results" / "deep_vs_fat" / "modern", study_dir,
+    study_dir = tmp_path / "lecture"
+    # what a fresh clone has of a study that kept no seeds.csv: the committed files, not a local
+    # run's runs/, .hydra/ or lock
+    shutil.copytree(Path(__file__).resolve().parents[1] / "results" / "cnn_vs_mlp" / "lecture", study_dir,
                     ignore=shutil.ignore_patterns("runs", ".hydra", ".lock", "*.log", "multirun.yaml"))
     seeds = ",".join(map(str, json.loads((study_dir / store.STUDY_FILE).read_text())["seeds"]))
     before = {path.name: path.read_bytes() for path in study_dir.iterdir() if path.is_file()}
     assert analysis.main([str(study_dir), "--current-rule"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {study_dir} holds no finished run of this study in runs/")
-    assert err.rstrip().endswith(f"python -m experiments name=deep_vs_fat protocol=modern 'seeds=[{seeds}]'")
+    assert err.rstrip().endswith(f"python -m experiments name=cnn_vs_mlp protocol=lecture 'seeds=[{seeds}]'")
     assert before == {path.name: path.read_bytes() for path in study_dir.iterdir() if path.is_file() and path.name != ".lock"}
 
 
