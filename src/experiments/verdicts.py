@@ -496,8 +496,8 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
         else:
             diff = welch(better, worse, check.lower_is_better, tuple(cleaned[2:]) if check.versus else None)
         p_holds, p_fails = test_pair(check, diff)
-        outcomes.append(Outcome(check, INCONCLUSIVE, diff, p_holds, p_fails, dropped=dropped))
-        outcomes[-1].robust = exact_pair(check, diff, cleaned[:1] if check.worse is None else cleaned[:2])
+        outcomes.append(Outcome(check, INCONCLUSIVE, diff, p_holds, p_fails, dropped=dropped,
+                                robust=exact_pair(check, diff, cleaned[:1] if check.worse is None else cleaned[:2])))
     for o in outcomes:
         if isinstance(o.diff, Fact):
             o.p_holds_adjusted, o.p_fails_adjusted = o.p_holds, o.p_fails
@@ -569,8 +569,8 @@ def exact_pair(check: Check, diff: Difference, samples: list[np.ndarray]) -> Rob
     sign = -1.0 if check.lower_is_better else 1.0
     oriented = (sign * (samples[0] - check.value),) if check.worse is None else (sign * samples[0], sign * samples[1])
     least = 1 / arrangement_count([len(s) for s in oriented])
-    return Robustness(test_pair(check, replace(diff, floored=oriented)),
-                      test_pair(check, ExactOnly(**{**vars(diff), "floored": oriented})),
+    with_samples = replace(diff, floored=oriented)  # p: the larger of Welch's and the exact test's
+    return Robustness(test_pair(check, with_samples), test_pair(check, ExactOnly(**vars(with_samples))),
                       # equivalence fails on either side: twice the smaller one-sided p
                       (least, 2 * least if check.kind == "equivalent" else least))
 
