@@ -60,6 +60,10 @@ def test_a_protocol_grid_tunes_under_its_protocol_only():
     assert sorted(lecture) == ["cross_entropy", "mse"]
     assert sorted(modern) == [f"{v}_lr{lr}" for v in ("cross_entropy", "mse") for lr in (0.03, 0.1, 0.3)]
     assert modern["mse_lr0.3"]["optimizer"]["lr"] == 0.3 and modern["mse_lr0.3"]["train"]["loss"] == "mse"
+    # a protocol's grid replaces the study's `grid` under that protocol only
+    lecture_rates = {run["optimizer"]["lr"] for run in runs_of("name=deep_vs_fat").values()}
+    modern_rates = {run["optimizer"]["lr"] for run in runs_of("name=deep_vs_fat", "protocol=modern").values()}
+    assert lecture_rates == {0.0001, 0.0003, 0.001, 0.003, 0.01} and modern_rates == lecture_rates - {0.01}
 
 
 def test_in_a_grid_study_a_plain_variant_name_means_its_tuned_value():
@@ -69,6 +73,9 @@ def test_in_a_grid_study_a_plain_variant_name_means_its_tuned_value():
     assert [(c.better, c.worse) for c in checks] == [("sgd_tuned", "adam_tuned"), ("sgd_default", "adam_tuned")]
     plain = judge.checks_of(rule, {**GRID_STUDY, "experiment": {**GRID_STUDY["experiment"], "grid": {}}})
     assert (plain[0].better, plain[0].worse) == ("sgd", "adam")
+    pooled = judge.checks_of({"metric": "test_acc", "checks": [{"better": "sgd", "worse": "adam", "pairs": [["sgd_default", "adam_default"]]}]},
+                             GRID_STUDY)[0]
+    assert pooled.pairs == (("sgd_default", "adam_default"),) and (pooled.better, pooled.worse) == ("sgd_tuned", "adam_tuned")
 
 
 def finals(values: dict[str, list[float]]) -> pd.DataFrame:

@@ -135,7 +135,7 @@ def test_a_changed_rule_re_judges_the_stored_runs_without_a_re_run(tmp_path):
     adopted = json.loads((tmp_path / "study.json").read_text())
     assert not judge.rule_changed(adopted)
     # the adopted checks carry the schema's defaults, as a study's stored checks do
-    assert adopted["experiment"]["verdict"]["checks"][0] | {"kind": "beats", "key": True, "versus": []} \
+    assert adopted["experiment"]["verdict"]["checks"][0] | {"kind": "beats", "key": True, "versus": [], "pairs": []} \
         == adopted["experiment"]["verdict"]["checks"][0]
 
     # tuning on another validation score re-judges a grid study too

@@ -284,14 +284,14 @@ def test_a_claim_without_key_checks_is_refused():
 def test_a_difference_of_differences_is_welchs_contrast_over_four_samples():
     rng = np.random.default_rng(0)
     a, b, c, d = (rng.normal(m, s, n) for m, s, n in ((0.90, 0.01, 5), (0.80, 0.02, 5), (0.97, 0.005, 4), (0.96, 0.01, 5)))
-    diff = verdicts.welch(a, b, versus=(c, d))
+    diff = verdicts.welch(a, b, further=(c, d))
     variances = [x.var(ddof=1) / len(x) for x in (a, b, c, d)]
     assert diff.estimate == pytest.approx((a.mean() - b.mean()) - (c.mean() - d.mean()))
     assert diff.se == pytest.approx(np.sqrt(sum(variances)))
     assert diff.df == pytest.approx(sum(variances) ** 2 / sum(v ** 2 / (len(x) - 1) for v, x in zip(variances, (a, b, c, d))))
     assert diff.p_above(0.0) == pytest.approx(stats.t.sf(diff.estimate / diff.se, diff.df))
     # lower is better flips the sign; two samples give the plain Welch test as before
-    assert verdicts.welch(a, b, lower_is_better=True, versus=(c, d)).estimate == pytest.approx(-diff.estimate)
+    assert verdicts.welch(a, b, lower_is_better=True, further=(c, d)).estimate == pytest.approx(-diff.estimate)
     assert verdicts.welch(a, b).p_above(0.0) == pytest.approx(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
 
 
@@ -312,6 +312,50 @@ def test_versus_needs_a_pair_of_other_variants_and_kind_beats():
     for bad in (dict(worse="b", versus=("c",)), dict(worse="b", versus=("a", "c")), dict(value=0.1, versus=("c", "d")),
                 dict(worse="b", versus=("c", "d"), kind="not_worse", margin=0.1)):
         with pytest.raises(ValueError, match="versus"):
+            Check("a", "m", **bad)
+
+
+def test_pairs_test_the_mean_advantage_over_every_pair_with_welchs_contrast():
+    rng = np.random.default_rng(1)
+    samples = [rng.normal(m, s, n) for m, s, n in ((0.02, 0.002, 5), (0.025, 0.003, 5), (0.03, 0.001, 4),
+                                                   (0.031, 0.004, 5), (0.04, 0.002, 5), (0.038, 0.002, 5))]
+    check = Check("deep_2", "m", worse="fat_2", lower_is_better=True, pairs=(("deep_3", "fat_3"), ("deep_4", "fat_4")))
+    assert check.variants == ["deep_2", "fat_2", "deep_3", "fat_3", "deep_4", "fat_4"]
+    diff = verdicts.welch(samples[0], samples[1], True, tuple(samples[2:]), check.weights)
+    pair_gaps = [samples[i + 1].mean() - samples[i].mean() for i in (0, 2, 4)]  # fat minus deep: lower is better
+    variances = [x.var(ddof=1) / len(x) / 9 for x in samples]  # each weight is ±1/3
+    assert diff.estimate == pytest.approx(np.mean(pair_gaps))
+    assert diff.se == pytest.approx(np.sqrt(sum(variances)))
+    assert diff.df == pytest.approx(sum(variances) ** 2 / sum(v ** 2 / (len(x) - 1) for v, x in zip(variances, samples)))
+    assert diff.n_further == (4, 5, 5, 5)
+
+
+@pytest.mark.parametrize("gaps,status", [
+    ((0.0045, 0.0045, 0.0045), HOLDS),  # each pair alone too close to call (see below), all three together not
+    ((-0.0045, -0.0045, -0.0045), FAILS),
+    ((0.0045, -0.0045, 0.0), INCONCLUSIVE),  # the pairs disagree: the mean advantage is 0
+])
+def test_pairs_decide_one_statement_drawn_at_several_sizes(gaps, status):
+    wide = 3.0  # each seed's spread: sd 0.0047
+    pairs = (("a3", "b3"), ("a4", "b4"))
+    check = Check("a2", "m", worse="b2", pairs=pairs, key=True)
+    values = {(name, "m"): seeds(0.9 + (gap if name.startswith("a") else 0.0), wide)
+              for (better, worse), gap in zip([("a2", "b2"), *pairs], gaps) for name in (better, worse)}
+    found = verdicts.run_checks([check], values)[0]
+    assert found.status == status
+    assert found.describe().startswith("mean of 3 pairs: a2 − b2, a3 − b3, a4 − b4, m (higher is better), n = 5/5/5/5/5/5:")
+    assert found.robust is None  # no exact randomization test for a contrast
+    if status == HOLDS:  # the same advantage tested pair by pair leaves each one open
+        single = verdicts.run_checks([Check(b, "m", worse=w) for b, w in [("a2", "b2"), *pairs]], values)
+        assert {o.status for o in single} == {INCONCLUSIVE}
+        # the seeds estimate weighs the contrast's variance: 2/3 of a pair's (three pairs, each weight ±1/3)
+        assert Check("a2", "m", worse="b2", pairs=pairs).weights == pytest.approx([1 / 3, -1 / 3] * 3)
+
+
+def test_pairs_need_another_variant_in_each_pair_and_no_versus():
+    for bad in (dict(value=0.1, pairs=(("c", "d"),)), dict(worse="b", pairs=(("c",),)), dict(worse="b", pairs=(("a", "c"),)),
+                dict(worse="b", pairs=()), dict(worse="b", pairs=(("c", "d"),), versus=("e", "f"))):
+        with pytest.raises(ValueError, match="pairs|versus"):
             Check("a", "m", **bad)
 
 

@@ -143,7 +143,7 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
 
     def curve_checks(rule_of: dict) -> set[tuple]:  # the checks closing_gaps reads the curves for
         return {(c.better, c.worse, c.metric, c.lower_is_better) for c in checks_of(rule_of["experiment"]["verdict"], rule_of)
-                if c.kind == "beats" and c.worse is not None and not c.versus}
+                if c.kind == "beats" and c.worse is not None and not c.contrast}
 
     still = tuple(f"{b}'s lead over {w} in {m} " for b, w, m, _ in curve_checks(stored) & curve_checks(adopted))
     verdict["closing_gaps"] = [note for note in before.get("closing_gaps", []) if still and note.startswith(still)]

@@ -196,6 +196,8 @@ class CheckConfig:
     note: str = ""  # what the check stands for, in a few words
     # two more variants: the check is then on (better - worse) - (versus[0] - versus[1]), kind beats
     versus: List[str] = field(default_factory=list)
+    # more [better, worse] pairs: the check is then on the mean of every pair's advantage, this one's too
+    pairs: List[List[str]] = field(default_factory=list)
     # a side check stating what the claim presupposes: failed or open, it leaves the verdict inconclusive
     premise: bool = False
 
@@ -236,8 +238,8 @@ class ExperimentConfig:
     # `sgd` into runs `sgd_lr0.01` and `sgd_lr0.1`; the analysis then compares each variant at its
     # own configured value (`sgd_default`) and at the value with the best validation accuracy (`sgd_tuned`)
     grid: Dict[str, List[Any]] = field(default_factory=dict)
-    # protocol -> the grid used under that protocol only: a claim whose lecture numbers fix its
-    # settings keeps them under protocol=lecture and is tuned per variant under protocol=modern.
+    # protocol -> the grid used under that protocol, in place of `grid`: a claim whose lecture numbers
+    # fix its settings keeps them under protocol=lecture and is tuned per variant under protocol=modern.
     # In a grid study a check that names a plain variant compares it at its tuned value.
     protocol_grids: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
     # what a grid's `_tuned` point maximises on the validation split: val_acc, or (regression) the
@@ -369,11 +371,8 @@ def grid_runs(variants: dict, grid: dict) -> dict[str, tuple[str, dict]]:
 def apply_protocol_grid(cfg: DictConfig, protocol: str) -> None:
     """Make the experiment's grid the one it names for this protocol, if it names one."""
     spec = cfg.experiment
-    if protocol not in spec.protocol_grids:
-        return
-    if spec.grid:
-        raise UserError(f"experiment {spec.name!r} has both a grid and a grid for protocol {protocol!r}; keep one")
-    spec.grid = spec.protocol_grids[protocol]
+    if protocol in spec.protocol_grids:
+        spec.grid = spec.protocol_grids[protocol]
 
 
 def protocol_settings(protocol: str) -> dict:

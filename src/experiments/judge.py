@@ -20,12 +20,14 @@ def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
             return name if name.endswith(("_default", "_tuned")) else f"{name}_tuned"
 
         raw = [{**c, **{side: tuned(c[side]) for side in ("better", "worse") if c.get(side)},
-                **({"versus": [tuned(v) for v in c["versus"]]} if c.get("versus") else {})} for c in raw]
+                **({"versus": [tuned(v) for v in c["versus"]]} if c.get("versus") else {}),
+                **({"pairs": [[tuned(v) for v in pair] for pair in c["pairs"]]} if c.get("pairs") else {})} for c in raw]
     checks = [verdicts.Check(better=c["better"], worse=c.get("worse") or None, value=c.get("value"),
                              metric=c.get("metric") or rule["metric"], kind=c.get("kind", "beats"),
                              margin=c.get("margin", 0.0), lower_is_better=c.get("lower_is_better", False),
                              key=c.get("key", True), note=c.get("note", ""),
                              versus=tuple(c["versus"]) if c.get("versus") else None,
+                             pairs=tuple(tuple(pair) for pair in c["pairs"]) if c.get("pairs") else None,
                              premise=c.get("premise", False)) for c in raw]
     if study is not None and study.get("protocol") == "lecture" and rule.get("tolerance") is not None:
         checks += [verdicts.Check(better=variant, value=number, metric=rule["metric"], kind="equivalent",
@@ -70,7 +72,7 @@ def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
     notes = []
     for check in checks_of(study["experiment"]["verdict"], study):
         values = per_epoch(runs, check.metric)
-        if values is None or check.kind != "beats" or check.worse is None or check.versus:
+        if values is None or check.kind != "beats" or check.worse is None or check.contrast:
             continue
         measured = runs.assign(value=values).dropna(subset=["value"])
         curves = [measured[measured["variant"] == v].groupby("epoch")["value"].mean() for v in (check.better, check.worse)]

@@ -223,7 +223,8 @@ def plot_checked_metrics(runs: pd.DataFrame, study: dict, study_dir: Path) -> by
     spec = study["experiment"]
     finals = per_run(runs)
     checks = spec["verdict"]["checks"]
-    named = {v for check in checks for v in (check["better"], check["worse"], *check.get("versus", [])) if v}
+    named = {v for check in checks for v in (check["better"], check["worse"], *check.get("versus", []),
+                                             *(v for pair in check.get("pairs", []) for v in pair)) if v}
     if spec.get("grid"):  # the runs the checks compare, default and tuned alike (a plain name means tuned)
         finals = finals[finals["variant"].isin(named | {f"{v}_tuned" for v in named})]
     metrics = list(dict.fromkeys(check["metric"] or spec["verdict"]["metric"] for check in checks))

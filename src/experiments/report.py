@@ -143,7 +143,7 @@ def needs(check) -> str:
 
 def headline_numbers(outcome: dict, rule: dict, index: int, key) -> str:
     tested = outcome.get("verdict", {}).get("checks") or []
-    if (key.metric != rule["metric"] or key.versus) and len(tested) > index and tested[index]["difference"] is not None:
+    if (key.metric != rule["metric"] or key.contrast) and len(tested) > index and tested[index]["difference"] is not None:
         advantage, (low, high) = tested[index]["difference"], tested[index]["ci90"]
         if key.metric in FIXED_METRICS:  # exact: no interval
             sign = -1 if key.lower_is_better else 1
@@ -155,6 +155,9 @@ def headline_numbers(outcome: dict, rule: dict, index: int, key) -> str:
             ends = sorted(key.value + sign * x for x in (low, high))
             return (f"{key.metric}: {key.better} {key.value + sign * advantage:.3g} "
                     f"[{ends[0]:.3g}, {ends[1]:.3g}] vs {key.value:g}")
+        if key.pairs:
+            return (f"{key.metric}: mean of {len(key.pairs) + 1} pairs' advantages ({key.better} vs {key.worse}, …), "
+                    f"{advantage:+.3g} [{low:.3g}, {high:.3g}]")
         versus = f" minus {key.versus[0]} vs {key.versus[1]}" if key.versus else ""
         return f"{key.metric}: {key.better} vs {key.worse}{versus}, advantage {advantage:+.3g} [{low:.3g}, {high:.3g}]"
     summary = outcome["summary"].set_index("variant")

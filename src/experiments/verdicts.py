@@ -20,7 +20,11 @@ multiplicity correction (a `Fact`).
 
 A check with `versus` (two more variants) tests a difference of differences instead: the advantage of
 `better` over `worse` minus the advantage of versus[0] over versus[1] (e.g. deep minus shallow at 1k
-images, against the same at 55k), with the same Welch machinery over four samples.
+images, against the same at 55k), with the same Welch machinery over four samples. A check with
+`pairs` (more (better, worse) pairs) tests the mean of every pair's advantage, (better, worse)'s
+included: one statement drawn at several sizes (deep beats fat at each of six sizes) tested as a
+whole, where each pair alone may be too close to call. Both are linear contrasts of the variants'
+means, with Welch-Satterthwaite's degrees of freedom and no exact randomization test.
 
 A seed's value that is not finite (a diverged run) is left out, and the check's line says so. A
 spread below SD_FLOOR (every seed the same, e.g. a collapsed net predicting one class) counts as
@@ -98,6 +102,7 @@ class Check:
     key: bool = True  # a key statement of the claim: if every key check fails, the claim is not reproduced
     note: str = ""  # what the check stands for, shown beside it
     versus: tuple[str, str] | None = None  # a second pair: the check is on the difference of the two pairs' differences
+    pairs: tuple[tuple[str, str], ...] | None = None  # more (better, worse) pairs: the check is on the mean advantage
     # a side check stating what the claim presupposes (the net overfits, training did not fail): where
     # it fails, the key checks did not test the claim, and the verdict is inconclusive whatever they say
     premise: bool = False
@@ -108,6 +113,11 @@ class Check:
         if self.versus is not None and (self.worse is None or len(self.versus) != 2 or self.kind != "beats"
                                         or len({self.better, self.worse, *self.versus}) != 4):
             raise ValueError(f"check on {self.better}: `versus` needs kind beats, `worse` and two other variants")
+        if self.pairs is not None and (self.worse is None or self.versus is not None or not self.pairs
+                                       or any(len(pair) != 2 for pair in self.pairs)
+                                       or len(set(self.variants)) != len(self.variants)):
+            raise ValueError(f"check on {self.better}: `pairs` needs `worse`, no `versus`, and pairs of two other "
+                             "variants each, every variant once")
         if self.kind not in ("beats", "not_worse", "equivalent"):
             raise ValueError(f"check kind must be beats, not_worse or equivalent, got {self.kind!r}")
         if self.value is not None and not math.isfinite(self.value):
@@ -124,15 +134,37 @@ class Check:
         return self.worse if self.worse is not None else f"{self.value:g}"
 
     @property
+    def contrast(self) -> bool:
+        """True when the check weighs more than two samples (`versus` or `pairs`)."""
+        return bool(self.versus or self.pairs)
+
+    @property
     def variants(self) -> list[str]:
         """Every variant the check reads, in the order of its samples."""
-        return [self.better, *([self.worse] if self.worse is not None else []), *(self.versus or ())]
+        return [self.better, *([self.worse] if self.worse is not None else []), *(self.versus or ()),
+                *(name for pair in self.pairs or () for name in pair)]
+
+    @property
+    def weights(self) -> list[float]:
+        """Each sample's coefficient in the difference the check tests, in the order of `variants`."""
+        if self.pairs:
+            count = len(self.pairs) + 1
+            return [1 / count, -1 / count] * count
+        return [1.0, -1.0, -1.0, 1.0][:len(self.variants)]
 
     def statement(self) -> str:
         direction = "lower" if self.lower_is_better else "higher"
         if self.versus is not None:
             return (f"{self.better}'s advantage over {self.worse} exceeds {self.versus[0]}'s over {self.versus[1]}"
                     f"{f' by more than {self.margin:g}' if self.margin else ''} on {self.metric} ({direction} is better)")
+        if self.pairs:
+            pairs = ", ".join(f"{b} over {w}" for b, w in [(self.better, self.worse), *self.pairs])
+            mean = f"the mean advantage of {pairs}"
+            if self.kind == "beats":
+                return f"{mean} is above {self.margin:g} on {self.metric} ({direction} is better)"
+            if self.kind == "not_worse":
+                return f"{mean} is above -{self.margin:g} on {self.metric} ({direction} is better)"
+            return f"{mean} is within ±{self.margin:g} on {self.metric}"
         if self.kind == "beats":
             return f"{self.better} beats {self.other} on {self.metric} ({direction} is better)"
         if self.kind == "not_worse":
@@ -149,7 +181,7 @@ class Difference:
     n_better: int
     n_worse: int  # 0 for a fixed value
     sd_pooled: float  # for the power estimate
-    n_versus: tuple[int, ...] = ()  # the second pair's sizes, for a difference of differences
+    n_further: tuple[int, ...] = ()  # the further samples' sizes, for a contrast (versus or pairs)
     # the oriented samples (better, worse) when a spread was floored: the exact test's data
     floored: tuple[np.ndarray, ...] | None = None
 
@@ -167,7 +199,7 @@ class Difference:
 
     def _exact(self, bound: float, upper: bool) -> float:
         """The randomization test's p-value when a spread was floored (0 otherwise: Welch's stands)."""
-        if self.floored is None or self.n_versus:
+        if self.floored is None or self.n_further:
             return 0.0
         if self.n_worse == 0:  # one sample against its number: are the signs of its distances random?
             return sign_flip_p(self.floored[0] - bound, upper)
@@ -293,9 +325,10 @@ def _share_beyond(statistics: np.ndarray, observed: float, upper: bool, sampled:
 
 
 def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool = False,
-          versus: tuple[np.ndarray, np.ndarray] | None = None) -> Difference:
+          further: tuple[np.ndarray, ...] = (), weights: list[float] | None = None) -> Difference:
     """The difference of means, oriented so that a positive estimate favours `better`; with
-    `versus`, that difference minus versus[0]'s over versus[1] (Welch-Satterthwaite over all four)."""
+    `further` samples, the contrast of all of them with `weights` (by default better - worse -
+    further[0] + further[1]: a difference of differences), Welch-Satterthwaite over all."""
     sign = -1.0 if lower_is_better else 1.0
     if np.ndim(worse) == 0:  # one sample against a fixed number
         a = np.asarray(better, dtype=float)
@@ -303,10 +336,10 @@ def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool =
         floored = (sign * (a - float(worse)),) if a.std(ddof=1) < SD_FLOOR else None
         return Difference(sign * (a.mean() - float(worse)), sd_a / math.sqrt(len(a)), len(a) - 1, len(a), 0, sd_a,
                           floored=floored)
-    samples = [np.asarray(s, dtype=float) for s in (better, worse, *(versus or ()))]
-    weights = [1.0, -1.0, -1.0, 1.0][:len(samples)]
+    samples = [np.asarray(s, dtype=float) for s in (better, worse, *further)]
+    weights = weights or [1.0, -1.0, -1.0, 1.0][:len(samples)]
     sds = [max(float(s.std(ddof=1)), SD_FLOOR) for s in samples]
-    variances = [sd ** 2 / len(s) for sd, s in zip(sds, samples)]
+    variances = [(w * sd) ** 2 / len(s) for w, sd, s in zip(weights, sds, samples)]
     df = sum(variances) ** 2 / sum(v ** 2 / (len(s) - 1) for v, s in zip(variances, samples))
     floored = (sign * samples[0], sign * samples[1]) if any(s.std(ddof=1) < SD_FLOOR for s in samples) else None
     return Difference(sign * sum(w * s.mean() for w, s in zip(weights, samples)), math.sqrt(sum(variances)), df,
@@ -354,10 +387,10 @@ def seeds_needed(check: Check, diff: Difference, alpha: float) -> int | None:
     if distance == 0 or diff.sd_pooled == 0:
         return None
     z = special.ndtri(1 - alpha) + special.ndtri(POWER)
-    groups = len(check.variants)
+    groups = sum(w * w for w in check.weights)  # the difference's variance in units of one sample's
     # never fewer than one more seed than these runs have: they did not settle it
     seeds = max(min(diff.n_better, diff.n_worse or diff.n_better) + 1, math.ceil(groups * (z * diff.sd_pooled / distance) ** 2))
-    if diff.floored is not None and not diff.n_versus:  # nor fewer than the exact test's smallest p allows
+    if diff.floored is not None and not diff.n_further:  # nor fewer than the exact test's smallest p allows
         # the bound first: a tiny observed difference asks for ~1e17 seeds, whose C(2n, n) never finishes
         while seeds <= MAX_SEEDS_SHOWN and 1 / arrangement_count([seeds] * (1 if diff.n_worse == 0 else 2)) >= alpha:
             seeds += 1
@@ -393,9 +426,11 @@ class Outcome:
         oriented = c.kind != "equivalent"
         direction = f" ({'lower' if c.lower_is_better else 'higher'} is better)" if oriented else ""
         n = "/".join(map(str, [self.diff.n_better, *([self.diff.n_worse] if c.worse is not None else []),
-                               *self.diff.n_versus]))
+                               *self.diff.n_further]))
         if c.versus:
             compared = f"({c.better} − {c.worse}) vs ({c.versus[0]} − {c.versus[1]})"
+        elif c.pairs:
+            compared = f"mean of {len(c.pairs) + 1} pairs: " + ", ".join(f"{b} − {w}" for b, w in [(c.better, c.worse), *c.pairs])
         elif c.value is not None:  # the variant's own mean beside the number, not only the difference from it
             mean = c.value + (-1 if c.lower_is_better else 1) * self.diff.estimate
             # the mean first rounded as summary.csv stores it (6 digits), as the table's is: the two never
@@ -418,7 +453,7 @@ class Outcome:
             text += f", margin {c.margin:g}"
         text += f" → {c.kind.replace('_', ' ')}: **{self.status}**"
         if self.diff.floored is not None:
-            text += (f" (a spread below {SD_FLOOR:g} counted as {SD_FLOOR:g})" if c.versus else
+            text += (f" (a spread below {SD_FLOOR:g} counted as {SD_FLOOR:g})" if c.contrast else
                      f" (a spread below {SD_FLOOR:g}: p is the larger of Welch's and an exact randomization test's, "
                      f"which cannot go below 1/{arrangement_count([len(s) for s in self.diff.floored]):,} "
                      f"with these seeds)")
@@ -449,7 +484,7 @@ class Outcome:
                 "difference": None if self.diff is None else _finite(self.diff.estimate),
                 "ci90": [_finite(low), _finite(high)], "p": _finite(self.p_holds if self.status != FAILS else self.p_fails),
                 "p_holm": _finite(self.p_holds_adjusted if self.status != FAILS else self.p_fails_adjusted),
-                "n": None if self.diff is None else [self.diff.n_better, self.diff.n_worse, *self.diff.n_versus],
+                "n": None if self.diff is None else [self.diff.n_better, self.diff.n_worse, *self.diff.n_further],
                 "dropped": self.dropped, "seeds_needed": self.seeds,
                 **({"exact_p_holm": _finite(self.exact_p_adjusted), "exact_floor": self.exact_floor}
                    if self.exact_p_adjusted is not None else {}),
@@ -485,7 +520,7 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
             outcomes.append(Outcome(check, INCONCLUSIVE, None, problem=f"fewer than 2 finite values of {check.metric} for "
                                     + ", ".join(short)))
             continue
-        if check.metric in fixed and not check.versus:
+        if check.metric in fixed and not check.contrast:
             try:
                 diff = fact(cleaned[:2] if check.worse is not None else cleaned[:1], check.value, check.lower_is_better)
             except ValueError as error:
@@ -494,7 +529,7 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
         elif check.metric in binary and check.worse is None:
             diff = share_test(better, worse, check.lower_is_better)
         else:
-            diff = welch(better, worse, check.lower_is_better, tuple(cleaned[2:]) if check.versus else None)
+            diff = welch(better, worse, check.lower_is_better, tuple(cleaned[2:]), check.weights)
         p_holds, p_fails = test_pair(check, diff)
         outcomes.append(Outcome(check, INCONCLUSIVE, diff, p_holds, p_fails, dropped=dropped,
                                 robust=exact_pair(check, diff, cleaned[:1] if check.worse is None else cleaned[:2])))
@@ -562,9 +597,9 @@ class Robustness:
 def exact_pair(check: Check, diff: Difference, samples: list[np.ndarray]) -> Robustness | None:
     """test_pair's p-values under the exact randomization test of the same seeds, for a Welch
     comparison of one or two samples whose spread was not floored (a floored one already takes the
-    larger p, a share and a fact are exact, a difference of differences has no such test); None
+    larger p, a share and a fact are exact, a contrast of more samples has no such test); None
     where none applies."""
-    if type(diff) is not Difference or diff.floored is not None or check.versus:
+    if type(diff) is not Difference or diff.floored is not None or check.contrast:
         return None
     sign = -1.0 if check.lower_is_better else 1.0
     oriented = (sign * (samples[0] - check.value),) if check.worse is None else (sign * samples[0], sign * samples[1])
