@@ -8,6 +8,7 @@ import torch
 
 from experiments import judge, tuning
 from experiments.config import grid_runs
+from experiments.errors import UserError
 from experiments.data import make_splits
 from experiments.metrics import per_run
 from experiments.probes import (NOISE_SIGMAS, PROBES, activation_scale, delete_blocks, loss_line, mc_dropout,
@@ -64,6 +65,9 @@ def test_a_protocol_grid_tunes_under_its_protocol_only():
     lecture_rates = {run["optimizer"]["lr"] for run in runs_of("name=deep_vs_fat").values()}
     modern_rates = {run["optimizer"]["lr"] for run in runs_of("name=deep_vs_fat", "protocol=modern").values()}
     assert lecture_rates == {0.0001, 0.0003, 0.001, 0.003, 0.01} and modern_rates == lecture_rates - {0.01}
+    # a misspelt protocol's grid is an error, not a grid skipped without a word
+    with pytest.raises(UserError, match="protocol_grids names no protocol 'lectrue'"):
+        runs_of("name=deep_vs_fat", "+experiment.protocol_grids.lectrue={optimizer.lr: [0.1]}")
 
 
 def test_in_a_grid_study_a_plain_variant_name_means_its_tuned_value():

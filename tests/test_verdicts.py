@@ -344,7 +344,9 @@ def test_pairs_decide_one_statement_drawn_at_several_sizes(gaps, status):
     found = verdicts.run_checks([check], values)[0]
     assert found.status == status
     assert found.describe().startswith("mean of 3 pairs: a2 − b2, a3 − b3, a4 − b4, m (higher is better), n = 5/5/5/5/5/5:")
-    assert found.robust is None  # no exact randomization test for a contrast
+    assert found.robust is None  # no exact randomization test for a contrast, and its line says so
+    assert found.diff.components == pytest.approx(gaps)  # each pair's own advantage, shown beside the mean
+    assert "rests on the normal model: no exact test backs it" in found.describe()
     if status == HOLDS:  # the same advantage tested pair by pair leaves each one open
         single = verdicts.run_checks([Check(b, "m", worse=w) for b, w in [("a2", "b2"), *pairs]], values)
         assert {o.status for o in single} == {INCONCLUSIVE}

@@ -371,6 +371,10 @@ def grid_runs(variants: dict, grid: dict) -> dict[str, tuple[str, dict]]:
 def apply_protocol_grid(cfg: DictConfig, protocol: str) -> None:
     """Make the experiment's grid the one it names for this protocol, if it names one."""
     spec = cfg.experiment
+    unknown = sorted(set(spec.protocol_grids) - set(protocol_names()))
+    if unknown:  # a misspelt protocol's grid would be skipped without a word
+        raise UserError(f"experiment {spec.name!r}: protocol_grids names no protocol {', '.join(map(repr, unknown))} "
+                        f"(known: {', '.join(protocol_names())})")
     if protocol in spec.protocol_grids:
         spec.grid = spec.protocol_grids[protocol]
 

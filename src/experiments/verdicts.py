@@ -182,6 +182,7 @@ class Difference:
     n_worse: int  # 0 for a fixed value
     sd_pooled: float  # for the power estimate
     n_further: tuple[int, ...] = ()  # the further samples' sizes, for a contrast (versus or pairs)
+    components: tuple[float, ...] = ()  # a contrast's pairs' own oriented differences, in order
     # the oriented samples (better, worse) when a spread was floored: the exact test's data
     floored: tuple[np.ndarray, ...] | None = None
 
@@ -342,9 +343,10 @@ def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool =
     variances = [(w * sd) ** 2 / len(s) for w, sd, s in zip(weights, sds, samples)]
     df = sum(variances) ** 2 / sum(v ** 2 / (len(s) - 1) for v, s in zip(variances, samples))
     floored = (sign * samples[0], sign * samples[1]) if any(s.std(ddof=1) < SD_FLOOR for s in samples) else None
+    pairs = tuple(sign * (samples[i].mean() - samples[i + 1].mean()) for i in range(0, len(samples), 2)) if further else ()
     return Difference(sign * sum(w * s.mean() for w, s in zip(weights, samples)), math.sqrt(sum(variances)), df,
                       len(samples[0]), len(samples[1]), math.sqrt(sum(sd ** 2 for sd in sds) / len(sds)),
-                      tuple(len(s) for s in samples[2:]), floored)
+                      tuple(len(s) for s in samples[2:]), pairs, floored)
 
 
 def test_pair(check: Check, diff: Difference) -> tuple[float, float]:
@@ -389,7 +391,7 @@ def seeds_needed(check: Check, diff: Difference, alpha: float) -> int | None:
     z = special.ndtri(1 - alpha) + special.ndtri(POWER)
     groups = sum(w * w for w in check.weights)  # the difference's variance in units of one sample's
     # never fewer than one more seed than these runs have: they did not settle it
-    seeds = max(min(diff.n_better, diff.n_worse or diff.n_better) + 1, math.ceil(groups * (z * diff.sd_pooled / distance) ** 2))
+    seeds = max(min(diff.n_better, diff.n_worse or diff.n_better, *diff.n_further) + 1, math.ceil(groups * (z * diff.sd_pooled / distance) ** 2))
     if diff.floored is not None and not diff.n_further:  # nor fewer than the exact test's smallest p allows
         # the bound first: a tiny observed difference asks for ~1e17 seeds, whose C(2n, n) never finishes
         while seeds <= MAX_SEEDS_SHOWN and 1 / arrangement_count([seeds] * (1 if diff.n_worse == 0 else 2)) >= alpha:
@@ -457,6 +459,9 @@ class Outcome:
                      f" (a spread below {SD_FLOOR:g}: p is the larger of Welch's and an exact randomization test's, "
                      f"which cannot go below 1/{arrangement_count([len(s) for s in self.diff.floored]):,} "
                      f"with these seeds)")
+        if c.pairs:  # a mean can hide pairs that disagree: each pair's own advantage beside it
+            text += (f" (the pairs' own advantages: {', '.join(f'{x:+.2g}' for x in self.diff.components)}; "
+                     "a contrast rests on the normal model: no exact test backs it)")
         if self.dropped:
             text += f" ({self.dropped} non-finite value{'s' if self.dropped > 1 else ''} left out: diverged runs)"
         if self.exact_p_adjusted is not None and self.exact_floor:
