@@ -189,6 +189,8 @@ def build_report(results_dir: Path) -> str:
     for name in order:  # an experiment that fixes every setting the protocols differ in runs once
         if settings.protocols_identical(name):
             outcomes[(name, "modern")] = None
+    # each study's verdict as shown, and why it may not stand: once (it reads git and the experiment file)
+    shown_as = {(name, protocol): judged(outcome, name) for (name, protocol), outcome in outcomes.items() if outcome}
 
     lines = ["# lecture-claims: the report", "",
              "Each claim of the lectures' *tips for training deep networks* that this suite covers, tested on real "
@@ -256,7 +258,7 @@ def build_report(results_dir: Path) -> str:
                 same = protocol == "modern" and settings.protocols_identical(name)
                 cells.append("same runs as the lecture protocol" if same else "not run")
                 continue
-            shown, _ = judged(outcome, name)
+            shown, _ = shown_as[(name, protocol)]
             key_metrics = {c["metric"] for c in outcome["verdict"].get("checks", []) if c["key"]}
             # a count the architecture fixes is arithmetic: its seeds are not a sample of it
             seeds = ("arithmetic on the nets' layers" if key_metrics and key_metrics <= FIXED_METRICS
@@ -306,7 +308,7 @@ def build_report(results_dir: Path) -> str:
                     lines += [f"**{protocol.capitalize()} protocol: not run** — `{command(name, protocol)}`", ""]
                 continue
             verdict, study = outcome["verdict"], outcome["study"]
-            shown, why = judged(outcome, name)
+            shown, why = shown_as[(name, protocol)]
             lines += [f"#### {settings.study_label(study)[0].upper()}{settings.study_label(study)[1:]}", "",
                       *settings.settings_markdown(study),
                       *table_markdown(outcome["summary"], study["experiment"]["verdict"]["metric"],
