@@ -187,6 +187,20 @@ def test_the_checked_metrics_figure_leaves_out_a_non_finite_seed_and_says_so(tmp
     assert shown == [["a (1 not finite)", "b"]]
 
 
+def test_the_checked_metrics_figure_of_a_grid_study_shows_every_variant_a_check_names(tmp_path, monkeypatch):
+    from experiments import plots
+
+    runs = make_runs({name: [0.5, 0.6] for name in ("a_tuned", "b_tuned", "c_tuned", "d_tuned", "e_tuned")})
+    shown = []
+    monkeypatch.setattr(plots, "finish", lambda fig, axes, title, **kw: shown.append(
+        [tick.get_text() for tick in axes[0].get_xticklabels()]) or b"png")
+    experiment = {**STUDY["experiment"], "variants": {name: {} for name in ("a_tuned", "b_tuned", "c_tuned", "d_tuned", "e_tuned")},
+                  "grid": {"optimizer.lr": [0.1, 1.0]},
+                  "verdict": {"metric": "test_acc", "checks": [{"better": "a", "worse": "b", "metric": "", "pairs": [["c", "d"]]}]}}
+    plots.plot_checked_metrics(runs, STUDY | {"experiment": experiment}, tmp_path)
+    assert shown == [["a_tuned", "b_tuned", "c_tuned", "d_tuned"]]  # e is named by no check
+
+
 def test_the_checked_metrics_figure_draws_a_checks_bar_with_its_margin(tmp_path, monkeypatch):
     from experiments import plots
 

@@ -254,6 +254,9 @@ def test_headline_of_a_check_on_another_metric_gives_its_own_numbers():
     study["experiment"]["verdict"]["checks"] = study["experiment"]["verdict"]["checks"][2:]
     outcome["verdict"]["checks"] = tested[2:]
     assert report.headline(outcome) == "mean_train_loss: b vs a, advantage +1.2 [1.1, 1.3]"
+    # a contrast of several pairs, even on a metric the architecture fixes: its mean advantage and interval
+    study["experiment"]["verdict"]["checks"] = [{"better": "b", "worse": "a", "metric": "parameters", "pairs": [["d", "c"]]}]
+    assert report.headline(outcome) == "parameters: mean of 2 pairs' advantages (b vs a, …), +1.2 [1.1, 1.3]"
 
 
 def test_a_headline_names_what_its_check_needs_beyond_a_direction():

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments import caveats, plots
-from experiments.config import CONFIG_DIR, ExperimentConfig, grid_runs, protocol_names
+from experiments.config import CONFIG_DIR, ExperimentConfig, grid_for, grid_runs, protocol_names
 from experiments.errors import UserError, one_line
 from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide, rule_metrics
 from experiments.metrics import add_log10_losses, known_metrics, per_run, summarise
@@ -197,7 +197,7 @@ def current_rule_study(study_dir: Path) -> dict:
     with contextlib.suppress(OmegaConfBaseException):  # settings not recorded: compared as written
         spec["variants"] = OmegaConf.to_container(OmegaConf.create({**ran, "variants": spec["variants"]}), resolve=True)["variants"]
     # the grid as the study's protocol gets it (as the entry point gives it: apply_protocol_grid)
-    spec["grid"] = spec["protocol_grids"].get(study["protocol"], spec["grid"])
+    spec["grid"] = grid_for(spec, study["protocol"])
     for key in ("variants", "grid", "probes"):
         if spec.get(key, {} if key != "probes" else []) != study["experiment"].get(key, {} if key != "probes" else []):
             raise UserError(f"the experiment file's {key} changed since these runs: re-run the study instead")

@@ -181,8 +181,9 @@ class CheckKind(str, Enum):
 
 @dataclass
 class CheckConfig:
-    """One statement of a claim, tested on the difference of two variants' means over seeds
-    (or of one variant's mean and the number `value`); see experiments/verdicts.py."""
+    """One statement of a claim, tested on the difference of two variants' means over seeds (or of
+    one variant's mean and the number `value`, or a contrast of more variants: `versus`, `pairs`);
+    see experiments/verdicts.py."""
     better: str = MISSING
     worse: str = ""  # the other variant; empty when `value` is given
     value: Optional[float] = None  # compare `better` with this fixed number instead of a variant
@@ -371,12 +372,17 @@ def grid_runs(variants: dict, grid: dict) -> dict[str, tuple[str, dict]]:
 def apply_protocol_grid(cfg: DictConfig, protocol: str) -> None:
     """Make the experiment's grid the one it names for this protocol, if it names one."""
     spec = cfg.experiment
-    unknown = sorted(set(spec.protocol_grids) - set(protocol_names()))
+    spec.grid = grid_for(spec, protocol)
+
+
+def grid_for(spec, protocol: str):
+    """The grid an experiment block (a config or its dict) runs under `protocol`: the one
+    `protocol_grids` names for it, else `grid`."""
+    unknown = sorted(set(spec["protocol_grids"]) - set(protocol_names()))
     if unknown:  # a misspelt protocol's grid would be skipped without a word
-        raise UserError(f"experiment {spec.name!r}: protocol_grids names no protocol {', '.join(map(repr, unknown))} "
+        raise UserError(f"experiment {spec['name']!r}: protocol_grids names no protocol {', '.join(map(repr, unknown))} "
                         f"(known: {', '.join(protocol_names())})")
-    if protocol in spec.protocol_grids:
-        spec.grid = spec.protocol_grids[protocol]
+    return spec["protocol_grids"].get(protocol, spec["grid"])
 
 
 def protocol_settings(protocol: str) -> dict:

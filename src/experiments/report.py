@@ -62,7 +62,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def judged(outcome: dict, name: str) -> tuple[str, str]:
     """The verdict to show and why it may not stand: a study judged by the rule before the verdict
-    engine, or run before its experiment file last changed, shows as 'pending re-run'."""
+    engine, or run before its experiment file last changed, shows as 'pending re-run'. (The
+    experiment's `grid` does not apply to a study whose protocol has its own in `protocol_grids`.)"""
     verdict = outcome["verdict"]
     if verdict["verdict"] != "incomplete" and "checks" not in verdict:
         return PENDING, ("these runs were judged by the previous rule (non-overlapping 95% CIs of the two means), "
@@ -70,10 +71,12 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
     commits = verdict.get("git_commits", [])
     if len(commits) == 1:
         protocol = outcome["study"].get("protocol", "lecture")
+        own_grid = protocol in experiment_spec(name).get("protocol_grids", {})
         changed = [k for k in revisions.stale_keys(REPO, f"configs/name/{name}.yaml", commits[0]) or []
                    if not k.startswith(tuple(f"experiment.{key}" for key in judge.RULE_KEYS))
                    and not (k.startswith("experiment.protocol_grids.")  # another protocol's grid
-                            and not k.startswith(f"experiment.protocol_grids.{protocol}."))]
+                            and not k.startswith(f"experiment.protocol_grids.{protocol}."))
+                   and not (own_grid and k.startswith("experiment.grid."))]
         if changed:
             return PENDING, ("the experiment file changed what these runs ran (" + ", ".join(f"`{k}`" for k in changed[:6])
                              + (" …" if len(changed) > 6 else "") + "); re-run the study for a verdict")
@@ -145,7 +148,7 @@ def headline_numbers(outcome: dict, rule: dict, index: int, key) -> str:
     tested = outcome.get("verdict", {}).get("checks") or []
     if (key.metric != rule["metric"] or key.contrast) and len(tested) > index and tested[index]["difference"] is not None:
         advantage, (low, high) = tested[index]["difference"], tested[index]["ci90"]
-        if key.metric in FIXED_METRICS:  # exact: no interval
+        if key.metric in FIXED_METRICS and not key.contrast:  # exact: no interval
             sign = -1 if key.lower_is_better else 1
             other = f"{key.value:,.10g}" if key.value is not None else key.worse
             mine = f" {key.value + sign * advantage:,.10g}" if key.value is not None else ""
@@ -170,10 +173,19 @@ def headline_numbers(outcome: dict, rule: dict, index: int, key) -> str:
     return f"{rule['metric']}: " + " vs ".join(cells)
 
 
-def build_report(results_dir: Path) -> str:
+def judge_all(results_dir: Path) -> dict[tuple[str, str], tuple[dict, tuple[str, str]]]:
+    """Every study folder's outcome, with the verdict to show and why it may not stand (judged():
+    it reads git and the experiment file, so once per build)."""
+    return {(name, protocol): (outcome, judged(outcome, name)) for name in experiment_names() for protocol in PROTOCOLS
+            if (outcome := load_outcome(Path(results_dir) / name / protocol)) is not None}
+
+
+def build_report(results_dir: Path, judgments: dict | None = None) -> str:
+    """REPORT.md's text; `judgments` as judge_all gives them (made here when not given)."""
     from experiments.probes import probe_metrics  # torch comes with it: only when the report is built
 
     results_dir = Path(results_dir)
+    judgments = judge_all(results_dir) if judgments is None else judgments
     specs = {name: experiment_spec(name) for name in experiment_names()}
     for name, spec in specs.items():  # a caveat is wording, edited without a run: checked here too
         try:
@@ -185,19 +197,18 @@ def build_report(results_dir: Path) -> str:
     order = sorted(specs, key=lambda name: (specs[name].get("section", ""), name))
     every_claim = {**specs, **not_covered}
     listed = sorted(every_claim, key=lambda name: (every_claim[name].get("section", ""), name))
-    outcomes = {(name, p): load_outcome(results_dir / name / p) for name in order for p in PROTOCOLS}
+    outcomes = {(name, p): judgments[(name, p)][0] if (name, p) in judgments else None for name in order for p in PROTOCOLS}
     for name in order:  # an experiment that fixes every setting the protocols differ in runs once
         if settings.protocols_identical(name):
             outcomes[(name, "modern")] = None
-    # each study's verdict as shown, and why it may not stand: once (it reads git and the experiment file)
-    shown_as = {(name, protocol): judged(outcome, name) for (name, protocol), outcome in outcomes.items() if outcome}
+    shown_as = {key: judgments[key][1] for key, outcome in outcomes.items() if outcome}
 
     lines = ["# lecture-claims: the report", "",
              "Each claim of the lectures' *tips for training deep networks* that this suite covers, tested on real "
              "MNIST with several seeds. Tables give each variant's mean over seeds with a Student-t 95% confidence "
              "interval, min–max and n. Verdicts come from the verdict engine (`src/experiments/verdicts.py`, rules in "
-             "the README): each statement of a claim is a one-sided Welch test on the difference of two variants' means "
-             "(margins for non-inferiority, equivalence and 'far' stated in the experiment file; where a variant's seeds all "
+             "the README): each statement of a claim is a one-sided Welch test on the difference of two variants' means, "
+             "or of a contrast of several such differences (margins for non-inferiority, equivalence and 'far' stated in the experiment file; where a variant's seeds all "
              "agree, an exact randomization test too; a count the architecture fixes is compared by arithmetic), "
              "Holm-corrected within the claim's key checks and within its side checks; every key check holds and no side check fails → *reproduced*, every key check fails "
              "→ *not reproduced*, otherwise *partly*; *inconclusive* when open key checks could still tip it, or when "
@@ -352,21 +363,17 @@ def seeds_table(study_dir: Path) -> pd.DataFrame | None:
         return None
 
 
-def refresh_study_pages(results_dir: Path) -> None:
+def refresh_study_pages(results_dir: Path, judgments: dict) -> None:
     """Each study's own summary.md, made again from its committed files as the analysis makes it, with
-    the verdict the report shows: a study judged by a rule since replaced says so on its own page too."""
-    for name in experiment_names():
-        for protocol in PROTOCOLS:
-            study_dir = results_dir / name / protocol
-            outcome = load_outcome(study_dir)
-            if outcome is None:
-                continue
-            shown, why = judged(outcome, name)
-            verdict = {"verdict": shown, "reason": why + "."} if why else outcome["verdict"]
-            grid = study_dir / "grid.md"
-            page = markdown_table(outcome["summary"], outcome["study"], verdict) + (grid.read_text() if grid.exists() else "")
-            if not (study_dir / "summary.md").exists() or (study_dir / "summary.md").read_text() != page:
-                write_atomic(study_dir / "summary.md", page)
+    the verdict the report shows (`judgments`, as judge_all gives them): a study judged by a rule
+    since replaced says so on its own page too."""
+    for (name, protocol), (outcome, (shown, why)) in judgments.items():
+        study_dir = results_dir / name / protocol
+        verdict = {"verdict": shown, "reason": why + "."} if why else outcome["verdict"]
+        grid = study_dir / "grid.md"
+        page = markdown_table(outcome["summary"], outcome["study"], verdict) + (grid.read_text() if grid.exists() else "")
+        if not (study_dir / "summary.md").exists() or (study_dir / "summary.md").read_text() != page:
+            write_atomic(study_dir / "summary.md", page)
 
 
 def main(argv: list[str]) -> int:
@@ -378,8 +385,9 @@ def main(argv: list[str]) -> int:
         print(f"error: no results folder {results_dir}", file=sys.stderr)
         return 1
     try:
-        write_atomic(results_dir / "REPORT.md", build_report(results_dir))
-        refresh_study_pages(results_dir)
+        judgments = judge_all(results_dir)
+        write_atomic(results_dir / "REPORT.md", build_report(results_dir, judgments))
+        refresh_study_pages(results_dir, judgments)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -149,9 +149,10 @@ def shared_runs(studies: dict[tuple[str, str], dict]) -> list[str]:
 
 
 def protocols_identical(name: str) -> bool:
-    """True when the experiment file itself sets every key in which the protocols differ, so
-    `protocol=modern` runs exactly the lecture-protocol study again."""
+    """True when the experiment file itself sets every key in which the protocols differ, and gives
+    no protocol its own grid, so `protocol=modern` runs exactly the lecture-protocol study again."""
     lecture, modern = flatten(protocol_settings("lecture")), flatten(protocol_settings("modern"))
     differing = [key for key in lecture if lecture[key] != modern.get(key)]
     own = OmegaConf.load(CONFIG_DIR / "name" / f"{name}.yaml")
-    return all(OmegaConf.select(own, key) is not None for key in differing)
+    return (all(OmegaConf.select(own, key) is not None for key in differing)
+            and not OmegaConf.select(own, "experiment.protocol_grids"))

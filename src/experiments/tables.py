@@ -11,7 +11,7 @@ import pandas as pd
 TIMING_NOTE = ("s / epoch, s / run: wall time of a run on its device; runs made while other processes shared the cores "
                "ran slower, so timings compare only between runs made alone.")
 INTERVAL_NOTE = ("Each check: the advantage of the first variant over the second (difference of means over seeds, "
-                 "oriented so that > 0 favours the first), [its 90% Welch interval, unadjusted: each end a one-sided 95% bound], "
+                 "oriented so that > 0 favours the first; for a contrast, its combination of several such differences), [its 90% Welch interval, unadjusted: each end a one-sided 95% bound], "
                  "the one-sided p-value of the decision shown and its Holm-adjusted value over the claim's key checks "
                  "(a side check: over the side checks). The status follows Holm's p (and, where a spread is floored, the larger "
                  "p of an exact test), so an interval clear of 0 or of the margin can still leave a check open; a decision an exact "

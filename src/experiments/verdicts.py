@@ -328,8 +328,8 @@ def _share_beyond(statistics: np.ndarray, observed: float, upper: bool, sampled:
 def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool = False,
           further: tuple[np.ndarray, ...] = (), weights: list[float] | None = None) -> Difference:
     """The difference of means, oriented so that a positive estimate favours `better`; with
-    `further` samples, the contrast of all of them with `weights` (by default better - worse -
-    further[0] + further[1]: a difference of differences), Welch-Satterthwaite over all."""
+    `further` samples, the contrast of all of them with `weights` (one per sample, in order:
+    Check.weights), Welch-Satterthwaite over all."""
     sign = -1.0 if lower_is_better else 1.0
     if np.ndim(worse) == 0:  # one sample against a fixed number
         a = np.asarray(better, dtype=float)
@@ -338,15 +338,17 @@ def welch(better: np.ndarray, worse: np.ndarray | float, lower_is_better: bool =
         return Difference(sign * (a.mean() - float(worse)), sd_a / math.sqrt(len(a)), len(a) - 1, len(a), 0, sd_a,
                           floored=floored)
     samples = [np.asarray(s, dtype=float) for s in (better, worse, *further)]
-    weights = weights or [1.0, -1.0, -1.0, 1.0][:len(samples)]
+    weights = weights or [1.0, -1.0]
+    if len(weights) != len(samples):
+        raise ValueError(f"a contrast of {len(samples)} samples needs as many weights, got {len(weights)}")
     sds = [max(float(s.std(ddof=1)), SD_FLOOR) for s in samples]
     variances = [(w * sd) ** 2 / len(s) for w, sd, s in zip(weights, sds, samples)]
     df = sum(variances) ** 2 / sum(v ** 2 / (len(s) - 1) for v, s in zip(variances, samples))
     floored = (sign * samples[0], sign * samples[1]) if any(s.std(ddof=1) < SD_FLOOR for s in samples) else None
-    pairs = tuple(sign * (samples[i].mean() - samples[i + 1].mean()) for i in range(0, len(samples), 2)) if further else ()
+    components = tuple(sign * (samples[i].mean() - samples[i + 1].mean()) for i in range(0, len(samples), 2)) if further else ()
     return Difference(sign * sum(w * s.mean() for w, s in zip(weights, samples)), math.sqrt(sum(variances)), df,
                       len(samples[0]), len(samples[1]), math.sqrt(sum(sd ** 2 for sd in sds) / len(sds)),
-                      tuple(len(s) for s in samples[2:]), pairs, floored)
+                      tuple(len(s) for s in samples[2:]), components, floored)
 
 
 def test_pair(check: Check, diff: Difference) -> tuple[float, float]:
