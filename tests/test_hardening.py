@@ -118,10 +118,10 @@ def test_analysis_of_a_committed_study_without_its_runs_says_how_to_store_them_a
     from experiments import analysis
 
     study_dir = tmp_path / "lecture"
-    # what a fresh clone has of a study that kept no seeds.csv: the committed files, not a local
-    # run's runs/, .hydra/ or lock
+    # what a fresh clone has of a study that kept no seeds.csv (as studies analysed before it existed
+    # did): the committed files, not a local run's runs/, .hydra/ or lock
     shutil.copytree(Path(__file__).resolve().parents[1] / "results" / "cnn_vs_mlp" / "lecture", study_dir,
-                    ignore=shutil.ignore_patterns("runs", ".hydra", ".lock", "*.log", "multirun.yaml"))
+                    ignore=shutil.ignore_patterns("runs", ".hydra", ".lock", "*.log", "multirun.yaml", "seeds.csv"))
     seeds = ",".join(map(str, json.loads((study_dir / store.STUDY_FILE).read_text())["seeds"]))
     before = {path.name: path.read_bytes() for path in study_dir.iterdir() if path.is_file()}
     assert analysis.main([str(study_dir), "--current-rule"]) == 1
