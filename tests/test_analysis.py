@@ -132,6 +132,18 @@ def test_budget_caveat_when_a_lead_is_closing(a, b, caveat):
         assert "*Budget caveat*" in "\n".join(tables.verdict_lines({"verdict": "partly", "reason": "r", "closing_gaps": notes}))
 
 
+def test_grid_edge_caveat_shown_where_computed_and_said_missing_where_not():
+    checks = [{"text": "a vs b", "key": True}]
+    def shown(verdict, grid):
+        return "\n".join(tables.verdict_lines({"verdict": "partly", "headline": "h", "checks": checks, **verdict}, grid))
+
+    assert "*Grid-edge caveat* (computed from the grid): a vs b on m holds, and b" in shown(
+        {"grid_edges": ["a vs b on m holds, and b does best at an end of its grid (lr=1)"]}, True)
+    assert "Grid-edge" not in shown({"grid_edges": []}, True)  # computed: no decision an edge may have made
+    assert "*Grid-edge caveat*: not computed" in shown({}, True)  # judged before the caveat existed
+    assert "Grid-edge" not in shown({}, False)  # no grid, nothing to say
+
+
 def test_no_budget_caveat_for_not_worse_checks_or_metrics_measured_once():
     closing = curves({"a": [0.1, 0.80, 0.90, 0.93, 0.95], "b": [0.1, 0.95, 0.98, 0.99, 0.99]})
     for check in ({"better": "b", "worse": "a", "kind": "not_worse", "margin": 0.01},

@@ -261,9 +261,10 @@ def test_a_tuned_value_at_the_grid_edge_is_flagged():
     rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
              "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
             for label, val in (("sgd_lr0.01", 0.5), ("sgd_lr0.1", 0.6), ("sgd_lr1.0", 0.7))]
-    _, _, grid_md = resolve(pd.DataFrame(rows), study)
+    _, resolved, grid_md = resolve(pd.DataFrame(rows), study)
     assert "edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
     assert "| 0.1 |" in grid_md  # the lead: .2g, so that one validation image's lead is not shown as 0
+    assert resolved["grid_edges"] == {"sgd_tuned": "lr=1"}  # for the verdict's grid-edge caveat
 
 
 def test_tied_grid_points_are_named_the_first_is_taken_and_a_tie_at_the_edge_is_flagged():
@@ -276,15 +277,17 @@ def test_tied_grid_points_are_named_the_first_is_taken_and_a_tie_at_the_edge_is_
         rows = [{"variant": label, "seed": 0, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
                  "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
                 for label, val in zip(("sgd_lr0.01", "sgd_lr0.1", "sgd_lr1.0"), scores)]
-        runs, _, grid_md = resolve(pd.DataFrame(rows), study)
-        return runs.groupby("variant")["grid_run"].first()["sgd_tuned"], grid_md
+        runs, study_resolved, grid_md = resolve(pd.DataFrame(rows), study)
+        return runs.groupby("variant")["grid_run"].first()["sgd_tuned"], grid_md, study_resolved["grid_edges"]
 
-    tuned, grid_md = resolved((0.1, 0.2, 0.2 + 1e-15))
+    tuned, grid_md, edges = resolved((0.1, 0.2, 0.2 + 1e-15))
     assert tuned == "sgd_lr0.1"
     assert "| 0.1 | 0: 2 points tie for best, the first in grid order is taken | 0.1 |" in grid_md
     assert "(alone or tied) at the edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
-    tuned, grid_md = resolved((0.1, 0.2 + 1 / 25_000, 0.2))  # one validation image of 5,000, over 5 seeds
+    assert edges == {"sgd_tuned": "lr=1"}  # the edge point it ties with, not the point taken
+    tuned, grid_md, edges = resolved((0.1, 0.2 + 1 / 25_000, 0.2))  # one validation image of 5,000, over 5 seeds
     assert tuned == "sgd_lr0.1" and "| 0.1 | 4e-05 | 0.1 |" in grid_md and "edge of the grid" not in grid_md
+    assert edges == {}
 
 
 def test_a_variant_whose_own_value_is_off_the_grid_waits_for_no_default_run():

@@ -533,3 +533,30 @@ def test_intervals_match_scipy_stats():
 def test_no_command_pays_for_importing_scipy_stats():
     code = "import sys, experiments.analysis, experiments.__main__; print('scipy.stats' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+
+@pytest.mark.parametrize("check,means,at_edge,flagged", [
+    # a holding check rests on its worse side's shortfall: an under-tuned worse side may have made it
+    (Check("a", "m", worse="b"), {"a": 0.9, "b": 0.8}, ["b"], ["b"]),
+    (Check("a", "m", worse="b"), {"a": 0.9, "b": 0.8}, ["a"], []),
+    # a failing check rests on its better side's shortfall
+    (Check("a", "m", worse="b"), {"a": 0.8, "b": 0.9}, ["a"], ["a"]),
+    (Check("a", "m", worse="b"), {"a": 0.8, "b": 0.9}, ["b"], []),
+    (Check("a", "m", worse="b", kind="not_worse", margin=0.01), {"a": 0.9, "b": 0.9}, ["b"], ["b"]),
+    (Check("a", "m", value=0.5), {"a": 0.4}, ["a"], ["a"]),
+    # an open check was decided by nothing; an equivalence has no side whose shortfall favours it
+    (Check("a", "m", worse="b"), {"a": 0.9, "b": 0.8995}, ["a", "b"], []),
+    (Check("a", "m", worse="b", kind="equivalent", margin=0.05), {"a": 0.9, "b": 0.9}, ["a", "b"], []),
+    # a difference of differences, (a - b) - (c - d): c's shortfall raises it as b's does
+    (Check("a", "m", worse="b", versus=("c", "d")), {"a": 0.9, "b": 0.5, "c": 0.6, "d": 0.5}, ["b", "c", "d"],
+     ["b", "c"]),
+    # the mean of (a - b) and (c - d): every worse side
+    (Check("a", "m", worse="b", pairs=(("c", "d"),)), {"a": 0.9, "b": 0.5, "c": 0.9, "d": 0.5}, ["a", "d"], ["d"]),
+])
+def test_a_decision_a_grid_edge_may_have_made_is_named(check, means, at_edge, flagged):
+    from experiments.judge import edge_caveats
+
+    notes = edge_caveats([outcome(check, **means)], {v: "lr=0.1" for v in at_edge})
+    assert len(notes) == (1 if flagged else 0)
+    assert [v for v in "abcd" if any(f"{v} does best at an end of its grid (lr=0.1)" in n for n in notes)] == flagged

@@ -62,7 +62,31 @@ def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
     return {"verdict": result.verdict, "headline": f"n = {n} seeds per variant; {result.headline()}",
             "reason": f"n = {n} seeds per variant; " + result.reason(),
             "checks": [o.as_dict() for o in result.outcomes], "possible": result.possible,
-            **({"premise": result.premise} if result.premise else {})}
+            **({"premise": result.premise} if result.premise else {}),
+            **({"grid_edges": edge_caveats(result.outcomes, study["grid_edges"])} if "grid_edges" in study else {})}
+
+
+def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str]) -> list[str]:
+    """Decided checks that the reach of a grid may have decided. A variant that does best at an end
+    of its grid might do better beyond it, so its tuning may be incomplete; where it is the side whose
+    shortfall a decision rests on (a worse side of a check that holds, a better side of one that
+    fails), that decision may owe something to the grid rather than to the claim. `edges`: each such
+    `_tuned` variant with its grid point (tuning.resolve_grid)."""
+    notes = []
+    for o in outcomes:
+        c = o.check
+        if o.status not in (verdicts.HOLDS, verdicts.FAILS) or c.kind == "equivalent" or isinstance(o.diff, verdicts.Fact):
+            continue
+        # a better score of these raises the check's advantage; of the others, lowers it
+        raising = [c.better, *(c.versus[1:] if c.versus else ()), *(better for better, _ in c.pairs or ())]
+        lowering = [*([c.worse] if c.worse else []), *(c.versus[:1] if c.versus else ()), *(worse for _, worse in c.pairs or ())]
+        under = [v for v in (lowering if o.status == verdicts.HOLDS else raising) if v in edges]
+        if under:
+            notes.append(f"{c.better} vs {c.other} on {c.metric} {o.status}, and "
+                         + " and ".join(f"{v} does best at an end of its grid ({edges[v]})" for v in under)
+                         + ": a value beyond the grid might improve " + ("it" if len(under) == 1 else "them")
+                         + " and weaken that decision")
+    return notes
 
 
 def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:

@@ -324,7 +324,7 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
                       *settings.settings_markdown(study),
                       *table_markdown(outcome["summary"], study["experiment"]["verdict"]["metric"],
                                       study["experiment"].get("lecture_label", "")), "",
-                      *([f"**Verdict: {shown}** — {why}.", ""] if why else verdict_lines(verdict)),
+                      *([f"**Verdict: {shown}** — {why}.", ""] if why else verdict_lines(verdict, bool(study["experiment"].get("grid")))),
                       *(line for text in spec.get("protocol_caveats", {}).get(protocol, [])
                         for line in (f"*Caveat* (stated with the study): {caveats.fill(text, protocol, tables, per_run, views)}", "")),
                       *([(results_dir / name / protocol / "grid.md").read_text()]

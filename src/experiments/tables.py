@@ -18,8 +18,9 @@ INTERVAL_NOTE = ("Each check: the advantage of the first variant over the second
                  "randomization test of the same seeds would leave open says that it rests on the normal model.")
 
 
-def verdict_lines(verdict: dict) -> list[str]:
-    """The verdict, one line per check, then any caveat about the training budget."""
+def verdict_lines(verdict: dict, grid: bool = False) -> list[str]:
+    """The verdict, one line per check, then any caveat about the training budget and, for a study
+    tuned on a `grid`, about decisions that the grid's reach may have made."""
     if not verdict.get("checks"):
         lines = [f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", ""]
     else:
@@ -30,6 +31,11 @@ def verdict_lines(verdict: dict) -> list[str]:
     if verdict.get("closing_gaps"):
         lines += ["*Budget caveat* (computed from the curves): " + "; ".join(verdict["closing_gaps"]) + ". "
                   "Where a gap is still closing, the run measures convergence speed as much as the end state.", ""]
+    if verdict.get("grid_edges"):
+        lines += ["*Grid-edge caveat* (computed from the grid): " + "; ".join(verdict["grid_edges"]) + ".", ""]
+    elif grid and "grid_edges" not in verdict and verdict.get("checks"):
+        lines += ["*Grid-edge caveat*: not computed, as this study was judged before the check existed; its grid table "
+                  "names the variants that do best at an end of the grid.", ""]
     return lines
 
 
@@ -81,7 +87,7 @@ def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
     spec = study["experiment"]
     lines = [f"## {spec['title']} ({study['protocol']} protocol)", "", spec["claim"], "",
              *table_markdown(summary, spec["verdict"]["metric"], spec.get("lecture_label", "")),
-             "", *verdict_lines(verdict),
+             "", *verdict_lines(verdict, bool(spec.get("grid"))),
              (f"Lecture: {spec['lecture_ref']}" if study["protocol"] == "lecture" else
               f"Lecture (its numbers are the lecture protocol's, never compared with these runs): {spec['lecture_ref']}"), ""]
     return "\n".join(lines)

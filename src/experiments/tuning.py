@@ -14,6 +14,11 @@ from experiments.config import grid_runs
 from experiments.tables import pipe_table
 
 
+def _shown(value) -> str:
+    """A grid value as the tables show it: 1.0 as 1, 0.0001 as 0.0001."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple[pd.DataFrame, dict, str]:
     """For a grid experiment: each variant at its own configured value (<variant>_default) and at
     the grid value with the best mean validation score (<variant>_tuned), plus the grid table.
@@ -34,6 +39,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned",
               "its lead over the runner-up (val)", "default"]
     rows, off_grid = [], []
+    edges = {}  # a _tuned variant whose best grid point is an end of its grid: that point
     for base, partial in spec["variants"].items():
         mine = [label for label, (b, _) in labels.items() if b == base]
         scored = [label for label in mine if label in val.index and pd.notna(val[label])]
@@ -48,7 +54,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
                       own.get(key) == value for key, value in labels[label][1].items())), None)}
         if chosen["default"] is None:
             off_grid.append(base)
-        point = {kind: ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in labels[label][1].values())
+        point = {kind: ", ".join(map(_shown, labels[label][1].values()))
                  if label else "–" for kind, label in chosen.items()}
         runner_up = max((val[label] for label in scored if label not in tied), default=math.nan)
         lead = ("–" if len(scored) < 2 or not math.isfinite(best - runner_up) else
@@ -60,6 +66,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
         on_edge = [label for label in tied if label in (mine[0], mine[-1])]  # a tie reaching the edge counts too
         if on_edge and len(mine) > 2:
             at_edge.append(f"{base} ({', '.join(on_edge)})")
+            edges[f"{base}_tuned"] = ", ".join(f"{k.rsplit('.', 1)[-1]}={_shown(v)}" for k, v in labels[on_edge[0]][1].items())
         for kind, label in chosen.items():
             if label is not None:
                 views.append(runs[runs["variant"] == label].assign(variant=f"{base}_{kind}", grid_run=label))
@@ -67,7 +74,8 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     # a variant whose own value is not on the grid has no `_default` run, and none is waited for
     view_names = [f"{b}_{kind}" for kind in ("default", "tuned") for b in spec["variants"]
                   if kind == "tuned" or b not in off_grid]
-    resolved = {**study, "experiment": {**spec, "variants": {name: {} for name in view_names}}, "view_runs": view_runs}
+    resolved = {**study, "experiment": {**spec, "variants": {name: {} for name in view_names}}, "view_runs": view_runs,
+                "grid_edges": edges}
     edge_note = ([f"Best value (alone or tied) at the edge of the grid, so tuning may be incomplete for: {', '.join(at_edge)}.", ""]
                  if at_edge else [])
     edge_note += ([f"Own value not on the grid, so no `_default` run: {', '.join(off_grid)}.", ""] if off_grid else [])
