@@ -74,6 +74,17 @@ def test_runs_older_than_the_experiment_file_are_stale(repo):
     assert revisions.stale_keys(repo, "configs/name/x.yaml", "unknown") is None
 
 
+def test_runs_made_at_several_commits_are_stale_after_the_newest(repo):
+    # seeds added later: the study's runs were made at two commits; a change after both reached none
+    first = commit(repo, experiment(lr=0.1), "experiment")
+    added = commit(repo, experiment(lr=0.1, title="Reworded"), "seeds added")
+    assert revisions.newest_commit(repo, [added[:12], first[:12]]) == added[:12]
+    assert revisions.newest_commit(repo, [first[:12] + "-dirty", added[:12] + "-dirty"]) == added[:12] + "-dirty"
+    assert revisions.newest_commit(repo, []) is None and revisions.newest_commit(repo, ["unknown", first]) is None
+    commit(repo, experiment(lr=0.2), "rate")
+    assert revisions.stale_keys(repo, "configs/name/x.yaml", revisions.newest_commit(repo, [first, added])) == ["optimizer.lr"]
+
+
 def test_without_git_history_the_report_says_so(tmp_path):
     assert revisions.revisions(tmp_path, ["configs/name/x.yaml"], "results/x") is None
     assert "git history unavailable" in revisions.revision_lines(tmp_path, ["configs/name/x.yaml"], "results/x", [])[0]

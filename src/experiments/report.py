@@ -68,11 +68,13 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
     if verdict["verdict"] != "incomplete" and "checks" not in verdict:
         return PENDING, ("these runs were judged by the previous rule (non-overlapping 95% CIs of the two means), "
                          "which the verdict engine replaced; re-run the study for a verdict")
-    commits = verdict.get("git_commits", [])
-    if len(commits) == 1:
+    # a change after the last commit its runs were made at reached none of them (one between two
+    # such commits may have reached some, and a re-run redoes just those)
+    newest = revisions.newest_commit(REPO, verdict.get("git_commits", []))
+    if newest:
         protocol = outcome["study"].get("protocol", "lecture")
         own_grid = protocol in experiment_spec(name).get("protocol_grids", {})
-        changed = [k for k in revisions.stale_keys(REPO, f"configs/name/{name}.yaml", commits[0]) or []
+        changed = [k for k in revisions.stale_keys(REPO, f"configs/name/{name}.yaml", newest) or []
                    if not k.startswith(tuple(f"experiment.{key}" for key in judge.RULE_KEYS))
                    and not (k.startswith("experiment.protocol_grids.")  # another protocol's grid
                             and not k.startswith(f"experiment.protocol_grids.{protocol}."))

@@ -93,6 +93,13 @@ def is_ancestor(repo: Path, older: str, newer: str) -> bool:
     return done.returncode == 0
 
 
+def newest_commit(repo: Path, commits: list[str]) -> str | None:
+    """The commit of `commits` that every other one precedes: the last code the runs were made with
+    (runs of one study made at several commits, e.g. seeds added later). None where git cannot tell."""
+    bare = [c.removesuffix("-dirty") for c in commits]
+    return next((c for c, b in zip(commits, bare) if all(is_ancestor(repo, other, b) for other in bare)), None)
+
+
 def revisions(repo: Path, paths: list[str], results_path: str) -> list[Change] | None:
     """Settings changes to `paths` committed after the results under `results_path` were first
     committed, oldest first; None without git history."""
