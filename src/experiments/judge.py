@@ -82,7 +82,7 @@ def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str]) -> lis
         lowering = [*([c.worse] if c.worse else []), *(c.versus[:1] if c.versus else ()), *(worse for _, worse in c.pairs or ())]
         under = [v for v in (lowering if o.status == verdicts.HOLDS else raising) if v in edges]
         if under:
-            notes.append(f"{c.better} vs {c.other} on {c.metric} {o.status}, and "
+            notes.append(f"{c.compared} on {c.metric} ({c.kind.replace('_', ' ')}) {o.status}, and "
                          + " and ".join(f"{v} does best at an end of its grid ({edges[v]})" for v in under)
                          + ": a value beyond the grid might improve " + ("it" if len(under) == 1 else "them")
                          + " and weaken that decision")

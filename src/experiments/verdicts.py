@@ -152,6 +152,15 @@ class Check:
             return [1 / count, -1 / count] * count
         return [1.0, -1.0, -1.0, 1.0][:len(self.variants)]
 
+    @property
+    def compared(self) -> str:
+        """What the check compares, in short: 'relu vs sigmoid', '(a − b) vs (c − d)', 'mean of 2 pairs: …'."""
+        if self.versus:
+            return f"({self.better} − {self.worse}) vs ({self.versus[0]} − {self.versus[1]})"
+        if self.pairs:
+            return f"mean of {len(self.pairs) + 1} pairs: " + ", ".join(f"{b} − {w}" for b, w in [(self.better, self.worse), *self.pairs])
+        return f"{self.better} vs {self.other}"
+
     def statement(self) -> str:
         direction = "lower" if self.lower_is_better else "higher"
         if self.versus is not None:
@@ -431,18 +440,13 @@ class Outcome:
         direction = f" ({'lower' if c.lower_is_better else 'higher'} is better)" if oriented else ""
         n = "/".join(map(str, [self.diff.n_better, *([self.diff.n_worse] if c.worse is not None else []),
                                *self.diff.n_further]))
-        if c.versus:
-            compared = f"({c.better} − {c.worse}) vs ({c.versus[0]} − {c.versus[1]})"
-        elif c.pairs:
-            compared = f"mean of {len(c.pairs) + 1} pairs: " + ", ".join(f"{b} − {w}" for b, w in [(c.better, c.worse), *c.pairs])
-        elif c.value is not None:  # the variant's own mean beside the number, not only the difference from it
+        compared = c.compared
+        if c.value is not None:  # the variant's own mean beside the number, not only the difference from it
             mean = c.value + (-1 if c.lower_is_better else 1) * self.diff.estimate
             # the mean first rounded as summary.csv stores it (6 digits), as the table's is: the two never
             # round one mean apart (0.11349999 to 0.113 here, 0.1135 to 0.114 there); the table may show fewer digits
             compared = (f"{c.better} {mean:,.10g} vs {c.value:,.10g}" if isinstance(self.diff, Fact)
                         else f"{c.better} {float(f'{mean:.6g}'):.3g} vs {c.other}")
-        else:
-            compared = f"{c.better} vs {c.other}"
         if isinstance(self.diff, Fact):  # no interval, no p: the same in every seed
             text = (f"{compared}, {c.metric}{direction}: {'advantage' if oriented else 'difference'} "
                     f"{self.diff.estimate:+.6g}, fixed by the architecture (every seed alike)")
