@@ -137,8 +137,10 @@ def test_grid_edge_caveat_shown_where_computed_and_said_missing_where_not():
     def shown(verdict, grid):
         return "\n".join(tables.verdict_lines({"verdict": "partly", "headline": "h", "checks": checks, **verdict}, grid))
 
+    edge = "a vs b on m holds, and b does best at an end of its grid (lr=1)"
     assert "*Grid-edge caveat* (computed from the grid): a vs b on m holds, and b" in shown(
-        {"grid_edges": ["a vs b on m holds, and b does best at an end of its grid (lr=1)"]}, True)
+        {"grid_edges": [{"key": True, "text": edge}]}, True)
+    assert "(computed from the grid): (not a key check) a vs b" in shown({"grid_edges": [{"key": False, "text": edge}]}, True)
     assert "Grid-edge" not in shown({"grid_edges": []}, True)  # computed: no decision an edge may have made
     assert "*Grid-edge caveat*: not computed" in shown({}, True)  # judged before the caveat existed
     assert "Grid-edge" not in shown({}, False)  # no grid, nothing to say

@@ -282,6 +282,14 @@ def test_an_inconclusive_summary_cell_says_what_it_can_still_become():
         == ": a premise is open; if it holds, not reproduced (key checks 0 hold, 2 fail, 1 open)"
 
 
+def test_a_summary_cell_counts_the_key_decisions_a_grid_edge_may_have_made():
+    edges = [{"key": True, "text": "t"}, {"key": True, "text": "t"}, {"key": False, "text": "t"}]
+    assert report.at_grid_edge({"grid_edges": edges}, "reproduced") == "; 2 key decisions may rest on a grid edge"
+    assert report.at_grid_edge({"grid_edges": edges[1:]}, "partly") == "; 1 key decision may rest on a grid edge"
+    assert report.at_grid_edge({"grid_edges": edges[2:]}, "reproduced") == ""  # a side check's alone
+    assert report.at_grid_edge({}, "reproduced") == "" and report.at_grid_edge({"grid_edges": edges}, report.PENDING) == ""
+
+
 def test_every_metric_an_experiment_checks_has_a_meaning_for_the_glossary():
     from experiments.metrics import meaning
     from experiments.probes import SCALAR_MEANINGS

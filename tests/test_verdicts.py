@@ -559,4 +559,5 @@ def test_a_decision_a_grid_edge_may_have_made_is_named(check, means, at_edge, fl
 
     notes = edge_caveats([outcome(check, **means)], {v: "lr=0.1" for v in at_edge})
     assert len(notes) == (1 if flagged else 0)
-    assert [v for v in "abcd" if any(f"{v} does best at an end of its grid (lr=0.1)" in n for n in notes)] == flagged
+    assert [v for v in "abcd" if any(f"{v} does best at an end of its grid (lr=0.1)" in n["text"] for n in notes)] == flagged
+    assert all(n["key"] for n in notes)  # the check's own rank: a key check here

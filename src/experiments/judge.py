@@ -66,12 +66,13 @@ def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
             **({"grid_edges": edge_caveats(result.outcomes, study["grid_edges"])} if "grid_edges" in study else {})}
 
 
-def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str]) -> list[str]:
+def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str]) -> list[dict]:
     """Decided checks that the reach of a grid may have decided. A variant that does best at an end
     of its grid might do better beyond it, so its tuning may be incomplete; where it is the side whose
     shortfall a decision rests on (a worse side of a check that holds, a better side of one that
     fails), that decision may owe something to the grid rather than to the claim. `edges`: each such
-    `_tuned` variant with its grid point (tuning.resolve_grid)."""
+    `_tuned` variant with its grid point (tuning.resolve_grid). Each caveat: its text, and whether
+    its check is a key check."""
     notes = []
     for o in outcomes:
         c = o.check
@@ -82,10 +83,10 @@ def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str]) -> lis
         lowering = [*([c.worse] if c.worse else []), *(c.versus[:1] if c.versus else ()), *(worse for _, worse in c.pairs or ())]
         under = [v for v in (lowering if o.status == verdicts.HOLDS else raising) if v in edges]
         if under:
-            notes.append(f"{c.compared} on {c.metric} ({c.kind.replace('_', ' ')}) {o.status}, and "
-                         + " and ".join(f"{v} does best at an end of its grid ({edges[v]})" for v in under)
-                         + ": a value beyond the grid might improve " + ("it" if len(under) == 1 else "them")
-                         + " and weaken that decision")
+            notes.append({"key": c.key, "text": f"{c.compared} on {c.metric} ({c.kind.replace('_', ' ')}) {o.status}, and "
+                          + " and ".join(f"{v} does best at an end of its grid ({edges[v]})" for v in under)
+                          + ": a value beyond the grid might improve " + ("it" if len(under) == 1 else "them")
+                          + " and weaken that decision"})
     return notes
 
 

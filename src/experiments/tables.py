@@ -32,7 +32,9 @@ def verdict_lines(verdict: dict, grid: bool = False) -> list[str]:
         lines += ["*Budget caveat* (computed from the curves): " + "; ".join(verdict["closing_gaps"]) + ". "
                   "Where a gap is still closing, the run measures convergence speed as much as the end state.", ""]
     if verdict.get("grid_edges"):
-        lines += ["*Grid-edge caveat* (computed from the grid): " + "; ".join(verdict["grid_edges"]) + ".", ""]
+        lines += ["*Grid-edge caveat* (computed from the grid): "
+                  + "; ".join(("" if note["key"] else "(not a key check) ") + note["text"] for note in verdict["grid_edges"])
+                  + ".", ""]
     elif grid and "grid_edges" not in verdict and verdict.get("checks"):
         lines += ["*Grid-edge caveat*: not computed, as this study was judged before the check existed; its grid table "
                   "names the variants that do best at an end of the grid.", ""]
