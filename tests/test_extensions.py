@@ -264,7 +264,7 @@ def test_a_tuned_value_at_the_grid_edge_is_flagged():
     _, resolved, grid_md = resolve(pd.DataFrame(rows), study)
     assert "edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
     assert "| 0.1 |" in grid_md  # the lead: .2g, so that one validation image's lead is not shown as 0
-    assert resolved["grid_edges"] == {"sgd_tuned": "lr=1"}  # for the verdict's grid-edge caveat
+    assert resolved["grid_edges"] == {"sgd_tuned": "lr=1, the grid's highest lr"}  # for the verdict's grid-edge caveat
 
 
 def test_tied_grid_points_are_named_the_first_is_taken_and_a_tie_at_the_edge_is_flagged():
@@ -284,10 +284,20 @@ def test_tied_grid_points_are_named_the_first_is_taken_and_a_tie_at_the_edge_is_
     assert tuned == "sgd_lr0.1"
     assert "| 0.1 | 0: 2 points tie for best, the first in grid order is taken | 0.1 |" in grid_md
     assert "(alone or tied) at the edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
-    assert edges == {"sgd_tuned": "lr=1"}  # the edge point it ties with, not the point taken
+    assert edges == {"sgd_tuned": "lr=0.1, tied with 1, the grid's highest lr"}  # the point taken, and the edge it ties with
+    _, _, edges = resolved((0.2, 0.2, 0.2))  # a net at chance at every rate
+    assert edges == {"sgd_tuned": "lr=0.01: every grid point scores alike on validation"}
     tuned, grid_md, edges = resolved((0.1, 0.2 + 1 / 25_000, 0.2))  # one validation image of 5,000, over 5 seeds
     assert tuned == "sgd_lr0.1" and "| 0.1 | 4e-05 | 0.1 |" in grid_md and "edge of the grid" not in grid_md
     assert edges == {}
+
+
+def test_every_point_of_a_two_point_grid_and_each_key_of_a_two_key_grid_has_ends():
+    grid = {"optimizer.lr": [0.003, 0.001], "optimizer.name": ["sgd", "adam", "rmsprop"]}
+    assert tuning._ends({"optimizer.lr": 0.003, "optimizer.name": "adam"}, grid) == ["the grid's highest lr"]
+    assert tuning._ends({"optimizer.lr": 0.001, "optimizer.name": "rmsprop"}, grid) == [
+        "the grid's lowest lr", "the grid's last name"]
+    assert tuning._ends({"optimizer.lr": 0.1}, {"optimizer.lr": [0.1]}) == []  # one value: no grid to widen
 
 
 def test_a_variant_whose_own_value_is_off_the_grid_waits_for_no_default_run():

@@ -282,12 +282,18 @@ def test_an_inconclusive_summary_cell_says_what_it_can_still_become():
         == ": a premise is open; if it holds, not reproduced (key checks 0 hold, 2 fail, 1 open)"
 
 
-def test_a_summary_cell_counts_the_key_decisions_a_grid_edge_may_have_made():
-    edges = [{"key": True, "text": "t"}, {"key": True, "text": "t"}, {"key": False, "text": "t"}]
-    assert report.at_grid_edge({"grid_edges": edges}, "reproduced") == "; 2 key decisions may rest on a grid edge"
-    assert report.at_grid_edge({"grid_edges": edges[1:]}, "partly") == "; 1 key decision may rest on a grid edge"
-    assert report.at_grid_edge({"grid_edges": edges[2:]}, "reproduced") == ""  # a side check's alone
-    assert report.at_grid_edge({}, "reproduced") == "" and report.at_grid_edge({"grid_edges": edges}, report.PENDING) == ""
+def test_a_summary_cell_counts_the_decisions_a_grid_edge_may_have_made():
+    edges = [{"key": True, "decides": True, "text": "t"}, {"key": False, "decides": True, "text": "t"},
+             {"key": False, "decides": False, "text": "t"}]
+    grid = {"study": {"experiment": {"grid": {"optimizer.lr": [0.1, 1.0]}}}}
+    assert report.at_grid_edge({**grid, "verdict": {"grid_edges": edges}}, "partly") \
+        == "; 2 decisions it rests on could change with a wider grid"
+    assert report.at_grid_edge({**grid, "verdict": {"grid_edges": edges[1:]}}, "partly") \
+        == "; 1 decision it rests on could change with a wider grid"
+    assert report.at_grid_edge({**grid, "verdict": {"grid_edges": edges[2:]}}, "reproduced") == ""
+    assert report.at_grid_edge({**grid, "verdict": {}}, "reproduced") == "; grid-edge caveat not computed"
+    assert report.at_grid_edge({**grid, "verdict": {"grid_edges": edges}}, report.PENDING) == ""
+    assert report.at_grid_edge({"study": {"experiment": {}}, "verdict": {}}, "reproduced") == ""  # no grid
 
 
 def test_every_metric_an_experiment_checks_has_a_meaning_for_the_glossary():

@@ -537,27 +537,47 @@ def test_no_command_pays_for_importing_scipy_stats():
 
 
 @pytest.mark.parametrize("check,means,at_edge,flagged", [
-    # a holding check rests on its worse side's shortfall: an under-tuned worse side may have made it
-    (Check("a", "m", worse="b"), {"a": 0.9, "b": 0.8}, ["b"], ["b"]),
-    (Check("a", "m", worse="b"), {"a": 0.9, "b": 0.8}, ["a"], []),
+    # on a metric of fit a holding check rests on its worse side's shortfall: an under-tuned worse side may have made it
+    (Check("a", "test_acc", worse="b"), {"a": 0.9, "b": 0.8}, ["b"], ["b"]),
+    (Check("a", "test_acc", worse="b"), {"a": 0.9, "b": 0.8}, ["a"], []),
+    (Check("a", "test_error", worse="b", lower_is_better=True), {"a": 0.1, "b": 0.2}, ["a", "b"], ["b"]),
     # a failing check rests on its better side's shortfall
-    (Check("a", "m", worse="b"), {"a": 0.8, "b": 0.9}, ["a"], ["a"]),
-    (Check("a", "m", worse="b"), {"a": 0.8, "b": 0.9}, ["b"], []),
-    (Check("a", "m", worse="b", kind="not_worse", margin=0.01), {"a": 0.9, "b": 0.9}, ["b"], ["b"]),
-    (Check("a", "m", value=0.5), {"a": 0.4}, ["a"], ["a"]),
-    # an open check was decided by nothing; an equivalence has no side whose shortfall favours it
-    (Check("a", "m", worse="b"), {"a": 0.9, "b": 0.8995}, ["a", "b"], []),
-    (Check("a", "m", worse="b", kind="equivalent", margin=0.05), {"a": 0.9, "b": 0.9}, ["a", "b"], []),
+    (Check("a", "test_acc", worse="b"), {"a": 0.8, "b": 0.9}, ["a"], ["a"]),
+    (Check("a", "test_acc", worse="b"), {"a": 0.8, "b": 0.9}, ["b"], []),
+    (Check("a", "test_acc", worse="b", kind="not_worse", margin=0.01), {"a": 0.9, "b": 0.9}, ["b"], ["b"]),
+    (Check("a", "test_acc", value=0.5), {"a": 0.4}, ["a"], ["a"]),
+    # an open check was decided by nothing
+    (Check("a", "test_acc", worse="b"), {"a": 0.9, "b": 0.8995}, ["a", "b"], []),
+    # an equivalence can break on either side; another metric, or a fit metric read against its
+    # direction, moves with the rate in no known way: every variant at an edge
+    (Check("a", "test_acc", worse="b", kind="equivalent", margin=0.05), {"a": 0.9, "b": 0.9}, ["a", "b"], ["a", "b"]),
+    (Check("a", "weight_norm", worse="b"), {"a": 0.9, "b": 0.8}, ["a"], ["a"]),
+    (Check("a", "test_acc", worse="b", lower_is_better=True), {"a": 0.1, "b": 0.2}, ["a"], ["a"]),
     # a difference of differences, (a - b) - (c - d): c's shortfall raises it as b's does
-    (Check("a", "m", worse="b", versus=("c", "d")), {"a": 0.9, "b": 0.5, "c": 0.6, "d": 0.5}, ["b", "c", "d"],
+    (Check("a", "test_acc", worse="b", versus=("c", "d")), {"a": 0.9, "b": 0.5, "c": 0.6, "d": 0.5}, ["b", "c", "d"],
      ["b", "c"]),
     # the mean of (a - b) and (c - d): every worse side
-    (Check("a", "m", worse="b", pairs=(("c", "d"),)), {"a": 0.9, "b": 0.5, "c": 0.9, "d": 0.5}, ["a", "d"], ["d"]),
+    (Check("a", "test_acc", worse="b", pairs=(("c", "d"),)), {"a": 0.9, "b": 0.5, "c": 0.9, "d": 0.5}, ["a", "d"], ["d"]),
 ])
 def test_a_decision_a_grid_edge_may_have_made_is_named(check, means, at_edge, flagged):
     from experiments.judge import edge_caveats
 
-    notes = edge_caveats([outcome(check, **means)], {v: "lr=0.1" for v in at_edge})
+    notes = edge_caveats([outcome(check, **means)], {v: "lr=0.1, the grid's lowest lr" for v in at_edge})
     assert len(notes) == (1 if flagged else 0)
-    assert [v for v in "abcd" if any(f"{v} does best at an end of its grid (lr=0.1)" in n["text"] for n in notes)] == flagged
-    assert all(n["key"] for n in notes)  # the check's own rank: a key check here
+    assert [v for v in "abcd" if any(f"{v} does best at lr=0.1, the grid's lowest lr" in n["text"] for n in notes)] == flagged
+    assert all(n["key"] and n["decides"] for n in notes)  # a key check: the verdict rests on it
+
+
+def test_a_grid_edge_caveat_says_whether_the_verdict_rests_on_its_decision():
+    from experiments.judge import edge_caveats
+
+    values = {(v, "test_acc"): seeds(m) for v, m in {"a": 0.9, "b": 0.8, "c": 0.7}.items()}
+    def decides(*checks):
+        return [n["decides"] for n in edge_caveats(verdicts.run_checks(list(checks), values), {"b": "lr=1", "a": "lr=1"})]
+
+    key = Check("a", "test_acc", worse="c")
+    assert decides(key, Check("a", "test_acc", worse="b", key=False)) == [False]  # a side check that holds
+    # a side check that fails where every key check holds makes the claim 'partly'
+    assert decides(key, Check("b", "test_acc", worse="a", key=False)) == [True]
+    assert decides(Check("c", "test_acc", worse="a"), Check("b", "test_acc", worse="a", key=False)) == [False]
+    assert decides(key, Check("a", "test_acc", worse="b", key=False, premise=True)) == [True]

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from experiments import verdicts
 from experiments.config import CONFIG_DIR
-from experiments.metrics import BINARY_METRICS, FIXED_METRICS, per_epoch
+from experiments.metrics import BINARY_METRICS, FIT_METRICS, FIXED_METRICS, per_epoch
 
 
 def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
@@ -68,25 +68,35 @@ def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
 
 def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str]) -> list[dict]:
     """Decided checks that the reach of a grid may have decided. A variant that does best at an end
-    of its grid might do better beyond it, so its tuning may be incomplete; where it is the side whose
-    shortfall a decision rests on (a worse side of a check that holds, a better side of one that
-    fails), that decision may owe something to the grid rather than to the claim. `edges`: each such
-    `_tuned` variant with its grid point (tuning.resolve_grid). Each caveat: its text, and whether
-    its check is a key check."""
+    of its grid might do better beyond it, so its tuning may be incomplete. On a metric of fit
+    (FIT_METRICS, read in its own direction) a decision rests on one side's shortfall: the worse
+    side of a check that holds, the better side of one that fails, and only those are named; an
+    equivalence can break on either side, and how the rate moves any other metric is not known, so
+    there every variant at an edge is named. `edges`: each such `_tuned` variant with where it does
+    best (tuning.resolve_grid). Each caveat: its text, whether its check is a key check, and whether
+    the verdict rests on the decision (a key check, a premise, or a side check that fails where
+    every key check holds, making the claim 'partly')."""
+    every_key_holds = all(o.status == verdicts.HOLDS for o in outcomes if o.check.key)
     notes = []
     for o in outcomes:
         c = o.check
-        if o.status not in (verdicts.HOLDS, verdicts.FAILS) or c.kind == "equivalent" or isinstance(o.diff, verdicts.Fact):
+        if o.status not in (verdicts.HOLDS, verdicts.FAILS) or isinstance(o.diff, verdicts.Fact):
             continue
         # a better score of these raises the check's advantage; of the others, lowers it
         raising = [c.better, *(c.versus[1:] if c.versus else ()), *(better for better, _ in c.pairs or ())]
         lowering = [*([c.worse] if c.worse else []), *(c.versus[:1] if c.versus else ()), *(worse for _, worse in c.pairs or ())]
-        under = [v for v in (lowering if o.status == verdicts.HOLDS else raising) if v in edges]
-        if under:
-            notes.append({"key": c.key, "text": f"{c.compared} on {c.metric} ({c.kind.replace('_', ' ')}) {o.status}, and "
-                          + " and ".join(f"{v} does best at an end of its grid ({edges[v]})" for v in under)
-                          + ": a value beyond the grid might improve " + ("it" if len(under) == 1 else "them")
-                          + " and weaken that decision"})
+        of_fit = FIT_METRICS.get(c.metric) == c.lower_is_better
+        sides = (lowering if o.status == verdicts.HOLDS else raising) if of_fit and c.kind != "equivalent" else c.variants
+        under = [v for v in sides if v in edges]
+        if not under:
+            continue
+        them = "it" if len(under) == 1 else "them"
+        notes.append({"key": c.key, "decides": c.key or c.premise or (o.status == verdicts.FAILS and every_key_holds),
+                      "text": f"{c.compared} on {c.metric} ({c.kind.replace('_', ' ')}) {o.status}, and "
+                              + " and ".join(f"{v} does best at {edges[v]}" for v in under) + ": "
+                              + (f"a value beyond the grid might improve {them}, and this decision could then change" if of_fit else
+                                 f"how a value beyond the grid would move {c.metric} is not known, so this decision "
+                                 "could change either way")})
     return notes
 
 

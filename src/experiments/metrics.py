@@ -14,6 +14,10 @@ SOLVED_BELOW = 0.01
 BINARY_METRICS = frozenset({"failed_to_learn", "solved"})  # 0/1 per run: tested against a share exactly (verdicts.share_test)
 # set by the architecture, the same in every seed: compared by arithmetic (verdicts.Fact)
 FIXED_METRICS = frozenset({"parameters", "receptive_field", "block_parameters", "block_weights_at_256"})
+# how well a net fits or generalises, each with whether lower is better: a grid point that scores
+# better on validation is expected to score better on these too (judge.edge_caveats)
+FIT_METRICS = {"test_acc": False, "train_acc": False, "test_error": True, "train_error": True,
+               "test_loss": True, "train_loss": True, "mean_train_loss": True, "log10_test_loss": True}
 
 
 def ci95_half_width(values: pd.Series) -> float:

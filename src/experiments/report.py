@@ -136,11 +136,16 @@ def still_open(verdict: dict, shown: str) -> str:
     return f": {' or '.join(verdict['possible'])}; {standing}" if verdict.get("possible") else ""
 
 
-def at_grid_edge(verdict: dict, shown: str) -> str:
-    """How many key decisions may owe something to the reach of a grid (the grid-edge caveat), so
-    that the summary row does not read firmer than its section."""
-    count = sum(note["key"] for note in verdict.get("grid_edges", [])) if shown not in (PENDING, PENDING_ANALYSIS) else 0
-    return f"; {count} key decision{'s' if count > 1 else ''} may rest on a grid edge" if count else ""
+def at_grid_edge(outcome: dict, shown: str) -> str:
+    """How many decisions the verdict rests on may owe something to the reach of a grid (the
+    grid-edge caveat), so that the summary row does not read firmer than its section."""
+    verdict = outcome["verdict"]
+    if shown in (PENDING, PENDING_ANALYSIS) or not outcome["study"]["experiment"].get("grid"):
+        return ""
+    if "grid_edges" not in verdict:
+        return "; grid-edge caveat not computed"
+    count = sum(note["decides"] for note in verdict["grid_edges"])
+    return (f"; {count} decision{'s' if count > 1 else ''} it rests on could change with a wider grid" if count else "")
 
 
 def needs(check) -> str:
@@ -283,7 +288,7 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
             # a count the architecture fixes is arithmetic: its seeds are not a sample of it
             seeds = ("arithmetic on the nets' layers" if key_metrics and key_metrics <= FIXED_METRICS
                      else f"n = {int(outcome['summary']['n'].min())}")
-            cells.append(f"**{shown}** ({seeds})" + still_open(outcome["verdict"], shown) + at_grid_edge(outcome["verdict"], shown))
+            cells.append(f"**{shown}** ({seeds})" + still_open(outcome["verdict"], shown) + at_grid_edge(outcome, shown))
         lecture = outcomes[(name, "lecture")]
         rows.append([f"[{name}](#{name})", lecture_numbers, headline(lecture) if lecture else "–", *cells])
     lines += [*pipe_table(["claim", "lecture's numbers", "lecture protocol: headline", "verdict",

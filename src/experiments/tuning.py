@@ -19,6 +19,19 @@ def _shown(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _ends(point: dict, grid: dict) -> list[str]:
+    """Where a grid point is an end of its grid, key by key: 'the grid's lowest lr' (for values that
+    are not numbers, its first or last in the file's order). Every point of a 2-value key is an end."""
+    found = []
+    for key, value in point.items():
+        values, short = grid[key], key.rsplit(".", 1)[-1]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        low, high = (min(values), max(values)) if numeric else (values[0], values[-1])
+        if len(values) > 1 and value in (low, high):
+            found.append(f"the grid's {('lowest' if numeric else 'first') if value == low else ('highest' if numeric else 'last')} {short}")
+    return found
+
+
 def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple[pd.DataFrame, dict, str]:
     """For a grid experiment: each variant at its own configured value (<variant>_default) and at
     the grid value with the best mean validation score (<variant>_tuned), plus the grid table.
@@ -39,7 +52,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned",
               "its lead over the runner-up (val)", "default"]
     rows, off_grid = [], []
-    edges = {}  # a _tuned variant whose best grid point is an end of its grid: that point
+    edges = {}  # a _tuned variant whose best grid point (alone or tied) is an end of its grid: where, in words
     for base, partial in spec["variants"].items():
         mine = [label for label, (b, _) in labels.items() if b == base]
         scored = [label for label in mine if label in val.index and pd.notna(val[label])]
@@ -63,10 +76,15 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
         rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})" if label in val.index and math.isfinite(val[label])
                              else "not finite (a seed diverged)" if label in val.index and pd.notna(val[label])
                              else "–" for label in mine), point["tuned"], lead, point["default"]])
-        on_edge = [label for label in tied if label in (mine[0], mine[-1])]  # a tie reaching the edge counts too
-        if on_edge and len(mine) > 2:
+        on_edge = [label for label in tied if _ends(labels[label][1], spec["grid"])]  # a tie reaching the edge counts too
+        if on_edge:
             at_edge.append(f"{base} ({', '.join(on_edge)})")
-            edges[f"{base}_tuned"] = ", ".join(f"{k.rsplit('.', 1)[-1]}={_shown(v)}" for k, v in labels[on_edge[0]][1].items())
+            taken = ", ".join(f"{k.rsplit('.', 1)[-1]}={_shown(v)}" for k, v in labels[tied[0]][1].items())
+            edges[f"{base}_tuned"] = (
+                f"{taken}: every grid point scores alike on validation" if len(tied) == len(scored) > 1 else
+                f"{taken}, {' and '.join(_ends(labels[tied[0]][1], spec['grid']))}" if on_edge[0] == tied[0] else
+                f"{taken}, tied with {', '.join(map(_shown, labels[on_edge[0]][1].values()))}, "
+                f"{' and '.join(_ends(labels[on_edge[0]][1], spec['grid']))}")
         for kind, label in chosen.items():
             if label is not None:
                 views.append(runs[runs["variant"] == label].assign(variant=f"{base}_{kind}", grid_run=label))
