@@ -562,7 +562,8 @@ def test_no_command_pays_for_importing_scipy_stats():
 def test_a_decision_a_grid_edge_may_have_made_is_named(check, means, at_edge, flagged):
     from experiments.judge import edge_caveats
 
-    notes = edge_caveats([outcome(check, **means)], {v: "lr=0.1, the grid's lowest lr" for v in at_edge})
+    values = {(variant, check.metric): seeds(mean) for variant, mean in means.items()}
+    notes = edge_caveats(verdicts.run_checks([check], values), {v: "lr=0.1, the grid's lowest lr" for v in at_edge}, values)
     assert len(notes) == (1 if flagged else 0)
     assert [v for v in "abcd" if any(f"{v} does best at lr=0.1, the grid's lowest lr" in n["text"] for n in notes)] == flagged
     assert all(n["key"] and n["decides"] for n in notes)  # a key check: the verdict rests on it
@@ -573,7 +574,7 @@ def test_a_grid_edge_caveat_says_whether_the_verdict_rests_on_its_decision():
 
     values = {(v, "test_acc"): seeds(m) for v, m in {"a": 0.9, "b": 0.8, "c": 0.7}.items()}
     def decides(*checks):
-        return [n["decides"] for n in edge_caveats(verdicts.run_checks(list(checks), values), {"b": "lr=1", "a": "lr=1"})]
+        return [n["decides"] for n in edge_caveats(verdicts.run_checks(list(checks), values), {"b": "lr=1", "a": "lr=1"}, values)]
 
     key = Check("a", "test_acc", worse="c")
     assert decides(key, Check("a", "test_acc", worse="b", key=False)) == [False]  # a side check that holds
@@ -581,3 +582,14 @@ def test_a_grid_edge_caveat_says_whether_the_verdict_rests_on_its_decision():
     assert decides(key, Check("b", "test_acc", worse="a", key=False)) == [True]
     assert decides(Check("c", "test_acc", worse="a"), Check("b", "test_acc", worse="a", key=False)) == [False]
     assert decides(key, Check("a", "test_acc", worse="b", key=False, premise=True)) == [True]
+
+
+def test_no_grid_edge_caveat_for_a_side_already_at_its_metrics_best_value():
+    from experiments.judge import edge_caveats
+
+    # a training error of 0 in every seed: no rate beyond the grid can lower it
+    check = Check("a", "train_error", worse="b", kind="not_worse", margin=0.005, lower_is_better=True)
+    for worse, named in ((np.zeros(5), False), (np.array([0.0, 0.0, 0.0, 0.0, 0.0001]), True)):
+        values = {("a", "train_error"): np.zeros(5), ("b", "train_error"): worse}
+        notes = edge_caveats(verdicts.run_checks([check], values), {"b": "lr=0.16, the grid's highest lr"}, values)
+        assert bool(notes) == named

@@ -3,6 +3,7 @@ from the per-run values, and whether the experiment file's rule changed since.""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
@@ -63,17 +64,19 @@ def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
             "reason": f"n = {n} seeds per variant; " + result.reason(),
             "checks": [o.as_dict() for o in result.outcomes], "possible": result.possible,
             **({"premise": result.premise} if result.premise else {}),
-            **({"grid_edges": edge_caveats(result.outcomes, study["grid_edges"])} if "grid_edges" in study else {})}
+            **({"grid_edges": edge_caveats(result.outcomes, study["grid_edges"], values)} if "grid_edges" in study else {})}
 
 
-def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str]) -> list[dict]:
+def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str],
+                 values: dict[tuple[str, str], np.ndarray]) -> list[dict]:
     """Decided checks that the reach of a grid may have decided. A variant that does best at an end
     of its grid might do better beyond it, so its tuning may be incomplete. On a metric of fit
     (FIT_METRICS, read in its own direction) a decision rests on one side's shortfall: the worse
     side of a check that holds, the better side of one that fails, and only those are named; an
     equivalence can break on either side, and how the rate moves any other metric is not known, so
-    there every variant at an edge is named. `edges`: each such `_tuned` variant with where it does
-    best (tuning.resolve_grid). Each caveat: its text, whether its check is a key check, and whether
+    there every variant at an edge is named; a side whose every seed is already at the metric's best
+    value (a training error of 0) cannot improve and is not. `edges`: each such `_tuned` variant with
+    where it does best (tuning.resolve_grid); `values`: the per-seed values the checks read. Each caveat: its text, whether its check is a key check, and whether
     the verdict rests on the decision (a key check, a premise, or a side check that fails where
     every key check holds, making the claim 'partly')."""
     every_key_holds = all(o.status == verdicts.HOLDS for o in outcomes if o.check.key)
@@ -85,9 +88,14 @@ def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str]) -> lis
         # a better score of these raises the check's advantage; of the others, lowers it
         raising = [c.better, *(c.versus[1:] if c.versus else ()), *(better for better, _ in c.pairs or ())]
         lowering = [*([c.worse] if c.worse else []), *(c.versus[:1] if c.versus else ()), *(worse for _, worse in c.pairs or ())]
-        of_fit = FIT_METRICS.get(c.metric) == c.lower_is_better
+        lower_is_better, perfect = FIT_METRICS.get(c.metric, (None, None))
+        of_fit = lower_is_better == c.lower_is_better
         sides = (lowering if o.status == verdicts.HOLDS else raising) if of_fit and c.kind != "equivalent" else c.variants
-        under = [v for v in sides if v in edges]
+        def at_best(variant: str) -> bool:  # every seed at the metric's best value: no rate can improve it
+            seen = values.get((variant, c.metric), np.array([]))
+            return of_fit and perfect is not None and len(seen) > 0 and bool(np.all(seen == perfect))
+
+        under = [v for v in sides if v in edges and not at_best(v)]
         if not under:
             continue
         them = "it" if len(under) == 1 else "them"

@@ -14,10 +14,11 @@ SOLVED_BELOW = 0.01
 BINARY_METRICS = frozenset({"failed_to_learn", "solved"})  # 0/1 per run: tested against a share exactly (verdicts.share_test)
 # set by the architecture, the same in every seed: compared by arithmetic (verdicts.Fact)
 FIXED_METRICS = frozenset({"parameters", "receptive_field", "block_parameters", "block_weights_at_256"})
-# how well a net fits or generalises, each with whether lower is better: a grid point that scores
-# better on validation is expected to score better on these too (judge.edge_caveats)
-FIT_METRICS = {"test_acc": False, "train_acc": False, "test_error": True, "train_error": True,
-               "test_loss": True, "train_loss": True, "mean_train_loss": True, "log10_test_loss": True}
+# how well a net fits or generalises: (whether lower is better, the best value it can take or None);
+# a grid point that scores better on validation is expected to score better on these too (judge.edge_caveats)
+FIT_METRICS = {"test_acc": (False, 1.0), "train_acc": (False, 1.0), "test_error": (True, 0.0), "train_error": (True, 0.0),
+               "test_loss": (True, None), "train_loss": (True, None), "mean_train_loss": (True, None),
+               "log10_test_loss": (True, None)}
 
 
 def ci95_half_width(values: pd.Series) -> float:
