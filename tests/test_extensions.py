@@ -284,7 +284,7 @@ def test_tied_grid_points_are_named_the_first_is_taken_and_a_tie_at_the_edge_is_
     assert tuned == "sgd_lr0.1"
     assert "| 0.1 | 0: 2 points tie for best, the first in grid order is taken | 0.1 |" in grid_md
     assert "(alone or tied) at the edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
-    assert edges == {"sgd_tuned": "lr=0.1, tied with 1, the grid's highest lr"}  # the point taken, and the edge it ties with
+    assert edges == {"sgd_tuned": "lr=0.1, tied with lr=1, the grid's highest lr"}  # the point taken, and the edge it ties with
     _, _, edges = resolved((0.2, 0.2, 0.2))  # a net at chance at every rate
     assert edges == {"sgd_tuned": "lr=0.01: every grid point scores alike on validation"}
     tuned, grid_md, edges = resolved((0.1, 0.2 + 1 / 25_000, 0.2))  # one validation image of 5,000, over 5 seeds

@@ -84,6 +84,16 @@ def test_report_has_every_claim_the_right_verdicts_and_is_deterministic(tmp_path
             assert f"### {name}\n\n**Not run:**" in first
 
 
+def test_a_study_run_at_several_commits_is_pending_after_a_change_since_the_newest():
+    # resnet_vs_plain's first lecture runs were made at two commits; its grid widened after both (acb94b5)
+    outcome = report.load_outcome(report.REPO / "results" / "resnet_vs_plain" / "lecture")
+    assert report.judged(outcome, "resnet_vs_plain")[0] != report.PENDING  # its runs now: after the change
+    for commits in (["610e0fa024b1", "f4b8bef43be6"], ["unknown", "610e0fa024b1"]):  # the second: git cannot order them
+        outcome["verdict"]["git_commits"] = commits
+        shown, why = report.judged(outcome, "resnet_vs_plain")
+        assert shown == report.PENDING and "`experiment.grid.optimizer.lr`" in why
+
+
 def test_a_changed_rule_is_pending_re_analysis_only_where_the_per_run_table_can_re_judge_it(tmp_path, monkeypatch):
     results = make_results(tmp_path, monkeypatch)
     study_dir = results / "relu_vs_sigmoid" / "lecture"

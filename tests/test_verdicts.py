@@ -537,7 +537,8 @@ def test_no_command_pays_for_importing_scipy_stats():
 
 
 @pytest.mark.parametrize("check,means,at_edge,flagged", [
-    # on a metric of fit a holding check rests on its worse side's shortfall: an under-tuned worse side may have made it
+    # on the test score that follows the tuning score, a holding check rests on its worse side's
+    # shortfall: an under-tuned worse side may have made it
     (Check("a", "test_acc", worse="b"), {"a": 0.9, "b": 0.8}, ["b"], ["b"]),
     (Check("a", "test_acc", worse="b"), {"a": 0.9, "b": 0.8}, ["a"], []),
     (Check("a", "test_error", worse="b", lower_is_better=True), {"a": 0.1, "b": 0.2}, ["a", "b"], ["b"]),
@@ -548,10 +549,11 @@ def test_no_command_pays_for_importing_scipy_stats():
     (Check("a", "test_acc", value=0.5), {"a": 0.4}, ["a"], ["a"]),
     # an open check was decided by nothing
     (Check("a", "test_acc", worse="b"), {"a": 0.9, "b": 0.8995}, ["a", "b"], []),
-    # an equivalence can break on either side; another metric, or a fit metric read against its
-    # direction, moves with the rate in no known way: every variant at an edge
+    # an equivalence can break on either side; how the rate moves another metric (a training error,
+    # a weight norm), or a test score read against its direction, is not known: every variant at an edge
     (Check("a", "test_acc", worse="b", kind="equivalent", margin=0.05), {"a": 0.9, "b": 0.9}, ["a", "b"], ["a", "b"]),
     (Check("a", "weight_norm", worse="b"), {"a": 0.9, "b": 0.8}, ["a"], ["a"]),
+    (Check("a", "train_error", worse="b", lower_is_better=True), {"a": 0.1, "b": 0.2}, ["a"], ["a"]),
     (Check("a", "test_acc", worse="b", lower_is_better=True), {"a": 0.1, "b": 0.2}, ["a"], ["a"]),
     # a difference of differences, (a - b) - (c - d): c's shortfall raises it as b's does
     (Check("a", "test_acc", worse="b", versus=("c", "d")), {"a": 0.9, "b": 0.5, "c": 0.6, "d": 0.5}, ["b", "c", "d"],
@@ -569,6 +571,21 @@ def test_a_decision_a_grid_edge_may_have_made_is_named(check, means, at_edge, fl
     assert all(n["key"] and n["decides"] for n in notes)  # a key check: the verdict rests on it
 
 
+def test_a_grid_edge_caveat_weighs_the_decision_by_its_distance_from_the_boundary():
+    from experiments.judge import edge_caveats
+
+    values = {("a", "test_acc"): seeds(0.9), ("b", "test_acc"): seeds(0.8)}
+    for check, distance in ((Check("a", "test_acc", worse="b"), "0.1"), (Check("a", "test_acc", worse="b", margin=0.05), "0.05"),
+                            (Check("a", "test_acc", worse="b", kind="not_worse", margin=0.01), "0.11")):
+        [note] = edge_caveats(verdicts.run_checks([check], values), {"b": "lr=1"}, values)
+        assert f"its advantage +0.1 lying {distance} from the decision's boundary" in note["text"]
+    # the score a grid tuned on decides which test score follows it
+    loss = {("a", "log10_test_loss"): seeds(-3.0), ("b", "log10_test_loss"): seeds(-1.0)}
+    check = Check("a", "log10_test_loss", worse="b", lower_is_better=True)
+    assert edge_caveats(verdicts.run_checks([check], loss), {"a": "lr=1"}, loss, "log10_val_loss") == []
+    assert "is not known" in edge_caveats(verdicts.run_checks([check], loss), {"a": "lr=1"}, loss, "val_acc")[0]["text"]
+
+
 def test_a_grid_edge_caveat_says_whether_the_verdict_rests_on_its_decision():
     from experiments.judge import edge_caveats
 
@@ -577,19 +594,27 @@ def test_a_grid_edge_caveat_says_whether_the_verdict_rests_on_its_decision():
         return [n["decides"] for n in edge_caveats(verdicts.run_checks(list(checks), values), {"b": "lr=1", "a": "lr=1"}, values)]
 
     key = Check("a", "test_acc", worse="c")
+    side_fails = Check("b", "test_acc", worse="a", key=False)
     assert decides(key, Check("a", "test_acc", worse="b", key=False)) == [False]  # a side check that holds
-    # a side check that fails where every key check holds makes the claim 'partly'
-    assert decides(key, Check("b", "test_acc", worse="a", key=False)) == [True]
-    assert decides(Check("c", "test_acc", worse="a"), Check("b", "test_acc", worse="a", key=False)) == [False]
+    # a side check that fails where every key check holds makes the claim 'partly', unless another fails too
+    assert decides(key, side_fails) == [True]
+    assert decides(key, side_fails, Check("c", "test_acc", worse="a", key=False)) == [False]
+    assert decides(Check("c", "test_acc", worse="a"), side_fails) == [False]
     assert decides(key, Check("a", "test_acc", worse="b", key=False, premise=True)) == [True]
+    # where a premise fails the verdict is inconclusive whatever the key checks say
+    assert decides(Check("a", "test_acc", worse="b"), Check("b", "test_acc", worse="a", key=False, premise=True)) == [False, True]
 
 
 def test_no_grid_edge_caveat_for_a_side_already_at_its_metrics_best_value():
     from experiments.judge import edge_caveats
 
-    # a training error of 0 in every seed: no rate beyond the grid can lower it
+    # the side a holding non-inferiority rests on has a training error of 0 in every seed: nothing does better
     check = Check("a", "train_error", worse="b", kind="not_worse", margin=0.005, lower_is_better=True)
-    for worse, named in ((np.zeros(5), False), (np.array([0.0, 0.0, 0.0, 0.0, 0.0001]), True)):
+    for worse, named in ((np.zeros(5), False), (np.array([0.0, 0.0, 0.0, 0.0, 0.0001]), True),
+                         (np.array([0.0, 0.0, 0.0, 0.0, np.nan]), True)):  # a diverged seed: not at its best
         values = {("a", "train_error"): np.zeros(5), ("b", "train_error"): worse}
         notes = edge_caveats(verdicts.run_checks([check], values), {"b": "lr=0.16, the grid's highest lr"}, values)
         assert bool(notes) == named
+    # the other side at its best could still do worse at a rate that scores better on validation
+    values = {("a", "train_error"): np.zeros(5), ("b", "train_error"): np.zeros(5)}
+    assert edge_caveats(verdicts.run_checks([check], values), {"a": "lr=0.16"}, values)

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from experiments import verdicts
 from experiments.config import CONFIG_DIR
-from experiments.metrics import BINARY_METRICS, FIT_METRICS, FIXED_METRICS, per_epoch
+from experiments.metrics import BEST_VALUE, BINARY_METRICS, FIXED_METRICS, FOLLOWS_TUNING, per_epoch
 
 
 def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
@@ -64,22 +64,29 @@ def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
             "reason": f"n = {n} seeds per variant; " + result.reason(),
             "checks": [o.as_dict() for o in result.outcomes], "possible": result.possible,
             **({"premise": result.premise} if result.premise else {}),
-            **({"grid_edges": edge_caveats(result.outcomes, study["grid_edges"], values)} if "grid_edges" in study else {})}
+            **({"grid_edges": edge_caveats(result.outcomes, study["grid_edges"], values,
+                                           study["experiment"].get("tune_on", "val_acc"))}
+               if "grid_edges" in study else {})}
 
 
 def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str],
-                 values: dict[tuple[str, str], np.ndarray]) -> list[dict]:
+                 values: dict[tuple[str, str], np.ndarray], tune_on: str = "val_acc") -> list[dict]:
     """Decided checks that the reach of a grid may have decided. A variant that does best at an end
-    of its grid might do better beyond it, so its tuning may be incomplete. On a metric of fit
-    (FIT_METRICS, read in its own direction) a decision rests on one side's shortfall: the worse
-    side of a check that holds, the better side of one that fails, and only those are named; an
-    equivalence can break on either side, and how the rate moves any other metric is not known, so
-    there every variant at an edge is named; a side whose every seed is already at the metric's best
-    value (a training error of 0) cannot improve and is not. `edges`: each such `_tuned` variant with
-    where it does best (tuning.resolve_grid); `values`: the per-seed values the checks read. Each caveat: its text, whether its check is a key check, and whether
-    the verdict rests on the decision (a key check, a premise, or a side check that fails where
-    every key check holds, making the claim 'partly')."""
+    of its grid might do better beyond it, so its tuning may be incomplete. On the test score that
+    follows the tuning score (FOLLOWS_TUNING, read in its own direction) a decision rests on one
+    side's shortfall, the worse side of a check that holds or the better side of one that fails, and
+    only that side is named; an equivalence can break on either side, and how a rate that scores
+    better on validation moves any other metric (a training error, a weight norm) is not known, so
+    there every variant at an edge is named. A variant on the side a decision rests on that is at its
+    metric's best value in every seed (a training error of 0) cannot do better and is not named.
+    `edges`: each `_tuned` variant at an edge, with where it does best (tuning.resolve_grid);
+    `values`: the per-seed values the checks read. Each caveat: its text, whether its check is a key
+    check, and whether the verdict rests on the decision alone: a key check or a premise, or the one
+    side check that fails where every key check holds (making the claim 'partly'); where a premise
+    fails, only the premises."""
     every_key_holds = all(o.status == verdicts.HOLDS for o in outcomes if o.check.key)
+    premise_failed = any(o.check.premise and o.status == verdicts.FAILS for o in outcomes)
+    side_failures = sum(not o.check.key and not o.check.premise and o.status == verdicts.FAILS for o in outcomes)
     notes = []
     for o in outcomes:
         c = o.check
@@ -88,23 +95,30 @@ def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str],
         # a better score of these raises the check's advantage; of the others, lowers it
         raising = [c.better, *(c.versus[1:] if c.versus else ()), *(better for better, _ in c.pairs or ())]
         lowering = [*([c.worse] if c.worse else []), *(c.versus[:1] if c.versus else ()), *(worse for _, worse in c.pairs or ())]
-        lower_is_better, perfect = FIT_METRICS.get(c.metric, (None, None))
-        of_fit = lower_is_better == c.lower_is_better
-        sides = (lowering if o.status == verdicts.HOLDS else raising) if of_fit and c.kind != "equivalent" else c.variants
-        def at_best(variant: str) -> bool:  # every seed at the metric's best value: no rate can improve it
-            seen = values.get((variant, c.metric), np.array([]))
-            return of_fit and perfect is not None and len(seen) > 0 and bool(np.all(seen == perfect))
+        rests_on = [] if c.kind == "equivalent" else lowering if o.status == verdicts.HOLDS else raising
+        follows = rests_on and FOLLOWS_TUNING.get(tune_on, {}).get(c.metric) == c.lower_is_better
+        best = BEST_VALUE.get(c.metric)
 
-        under = [v for v in sides if v in edges and not at_best(v)]
+        def at_best(variant: str) -> bool:  # every seed at the metric's best value: nothing does better
+            seen = values.get((variant, c.metric), np.array([]))
+            return (variant in rests_on and best is not None and (best == 0.0) == c.lower_is_better
+                    and len(seen) > 0 and bool(np.all(seen == best)))
+
+        under = [v for v in (rests_on if follows else c.variants) if v in edges and not at_best(v)]
         if not under:
             continue
-        them = "it" if len(under) == 1 else "them"
-        notes.append({"key": c.key, "decides": c.key or c.premise or (o.status == verdicts.FAILS and every_key_holds),
-                      "text": f"{c.compared} on {c.metric} ({c.kind.replace('_', ' ')}) {o.status}, and "
+        boundary = {"beats": c.margin, "not_worse": -c.margin}.get(c.kind)
+        distance = abs(o.diff.estimate - boundary) if boundary is not None else abs(c.margin - abs(o.diff.estimate))
+        decides = c.premise if premise_failed else (
+            c.key or c.premise or (o.status == verdicts.FAILS and every_key_holds and side_failures == 1))
+        notes.append({"key": c.key, "decides": decides,
+                      "text": f"{c.compared} on {c.metric} ({c.kind.replace('_', ' ')}) {o.status}, "
+                              f"{'its difference' if boundary is None else 'its advantage'} {o.diff.estimate:+.3g} lying "
+                              f"{distance:.3g} from the decision's boundary, and "
                               + " and ".join(f"{v} does best at {edges[v]}" for v in under) + ": "
-                              + (f"a value beyond the grid might improve {them}, and this decision could then change" if of_fit else
-                                 f"how a value beyond the grid would move {c.metric} is not known, so this decision "
-                                 "could change either way")})
+                              + ("a value beyond the grid might improve " + ("it" if len(under) == 1 else "them")
+                                 + " and narrow that distance" if follows else
+                                 f"how a value beyond the grid would move {c.metric} is not known")})
     return notes
 
 

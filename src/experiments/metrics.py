@@ -14,11 +14,12 @@ SOLVED_BELOW = 0.01
 BINARY_METRICS = frozenset({"failed_to_learn", "solved"})  # 0/1 per run: tested against a share exactly (verdicts.share_test)
 # set by the architecture, the same in every seed: compared by arithmetic (verdicts.Fact)
 FIXED_METRICS = frozenset({"parameters", "receptive_field", "block_parameters", "block_weights_at_256"})
-# how well a net fits or generalises: (whether lower is better, the best value it can take or None);
-# a grid point that scores better on validation is expected to score better on these too (judge.edge_caveats)
-FIT_METRICS = {"test_acc": (False, 1.0), "train_acc": (False, 1.0), "test_error": (True, 0.0), "train_error": (True, 0.0),
-               "test_loss": (True, None), "train_loss": (True, None), "mean_train_loss": (True, None),
-               "log10_test_loss": (True, None)}
+# the test score that follows each score a grid is tuned on, with whether lower is better: a grid
+# point that scores better on validation is expected to score better on it too (judge.edge_caveats)
+FOLLOWS_TUNING = {"val_acc": {"test_acc": False, "test_error": True}, "val_loss": {"test_loss": True},
+                  "log10_val_loss": {"log10_test_loss": True}}
+# the best value a bounded metric can take: a variant at it in every seed cannot do better
+BEST_VALUE = {"test_acc": 1.0, "train_acc": 1.0, "test_error": 0.0, "train_error": 0.0}
 
 
 def ci95_half_width(values: pd.Series) -> float:

@@ -69,12 +69,16 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
         return PENDING, ("these runs were judged by the previous rule (non-overlapping 95% CIs of the two means), "
                          "which the verdict engine replaced; re-run the study for a verdict")
     # a change after the last commit its runs were made at reached none of them (one between two
-    # such commits may have reached some, and a re-run redoes just those)
-    newest = revisions.newest_commit(REPO, verdict.get("git_commits", []))
-    if newest:
+    # such commits may have reached some, and a re-run redoes just those); where git cannot order
+    # the commits, a change after any of them counts
+    commits = verdict.get("git_commits", [])
+    newest = revisions.newest_commit(REPO, commits)
+    if commits:
         protocol = outcome["study"].get("protocol", "lecture")
         own_grid = protocol in experiment_spec(name).get("protocol_grids", {})
-        changed = [k for k in revisions.stale_keys(REPO, f"configs/name/{name}.yaml", newest) or []
+        since = {k: None for commit in ([newest] if newest else commits)
+                 for k in revisions.stale_keys(REPO, f"configs/name/{name}.yaml", commit) or []}
+        changed = [k for k in since
                    if not k.startswith(tuple(f"experiment.{key}" for key in judge.RULE_KEYS))
                    and not (k.startswith("experiment.protocol_grids.")  # another protocol's grid
                             and not k.startswith(f"experiment.protocol_grids.{protocol}."))

@@ -19,6 +19,11 @@ def _shown(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _point(point: dict) -> str:
+    """A grid point as a caveat names it: 'lr=0.016'."""
+    return ", ".join(f"{key.rsplit('.', 1)[-1]}={_shown(value)}" for key, value in point.items())
+
+
 def _ends(point: dict, grid: dict) -> list[str]:
     """Where a grid point is an end of its grid, key by key: 'the grid's lowest lr' (for values that
     are not numbers, its first or last in the file's order). Every point of a 2-value key is an end."""
@@ -79,11 +84,11 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
         on_edge = [label for label in tied if _ends(labels[label][1], spec["grid"])]  # a tie reaching the edge counts too
         if on_edge:
             at_edge.append(f"{base} ({', '.join(on_edge)})")
-            taken = ", ".join(f"{k.rsplit('.', 1)[-1]}={_shown(v)}" for k, v in labels[tied[0]][1].items())
+            taken = _point(labels[tied[0]][1])
             edges[f"{base}_tuned"] = (
                 f"{taken}: every grid point scores alike on validation" if len(tied) == len(scored) > 1 else
                 f"{taken}, {' and '.join(_ends(labels[tied[0]][1], spec['grid']))}" if on_edge[0] == tied[0] else
-                f"{taken}, tied with {', '.join(map(_shown, labels[on_edge[0]][1].values()))}, "
+                f"{taken}, tied with {_point(labels[on_edge[0]][1])}, "
                 f"{' and '.join(_ends(labels[on_edge[0]][1], spec['grid']))}")
         for kind, label in chosen.items():
             if label is not None:
