@@ -292,6 +292,17 @@ def test_tied_grid_points_are_named_the_first_is_taken_and_a_tie_at_the_edge_is_
     assert edges == {}
 
 
+def test_a_grid_cell_says_how_many_of_its_seeds_diverged():
+    study = {"experiment": {**GRID_STUDY["experiment"], "variants": {"sgd": {"optimizer": {"lr": 0.1}}},
+                            "grid": {"optimizer.lr": [0.1, 1.0]}}, "seeds": [0, 1]}
+    rows = [{"variant": label, "seed": seed, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
+             "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": status}
+            for label, seed, val, status in (("sgd_lr0.1", 0, 0.9, "complete"), ("sgd_lr0.1", 1, 0.9, "complete"),
+                                             ("sgd_lr1.0", 0, 0.96, "complete"), ("sgd_lr1.0", 1, 0.1, "diverged"))]
+    _, _, grid_md = resolve(pd.DataFrame(rows), study)
+    assert "| 0.900 (0.900) | 0.530 (0.530); 1 of 2 diverged |" in grid_md
+
+
 def test_every_point_of_a_two_point_grid_and_each_key_of_a_two_key_grid_has_ends():
     grid = {"optimizer.lr": [0.003, 0.001], "optimizer.name": ["sgd", "adam", "rmsprop"]}
     assert tuning._ends({"optimizer.lr": 0.003, "optimizer.name": "adam"}, grid) == ["the grid's highest lr"]

@@ -53,6 +53,9 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     scores = sign * finals[tune_on]
     val = scores.where(np.isfinite(scores), -np.inf).groupby(finals["variant"]).mean()
     test = finals.groupby("variant")[shown_on].mean()
+    runs_of = finals.groupby("variant").size()
+    # a mean over seeds of which some diverged hides a split (two seeds at 0.96, three at chance: 0.44)
+    diverged = (finals["status"] == "diverged").groupby(finals["variant"]).sum() if "status" in finals else pd.Series(dtype=int)
     views, keys, at_edge, view_runs = [], list(spec["grid"]), [], {}
     header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned",
               "its lead over the runner-up (val)", "default"]
@@ -78,7 +81,9 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
         lead = ("–" if len(scored) < 2 or not math.isfinite(best - runner_up) else
                 f"0: {len(tied)} points tie for best, the first in grid order is taken" if len(tied) > 1 else
                 f"{best - runner_up:.2g}")  # .2g: a lead of one validation image is not shown as 0
-        rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})" if label in val.index and math.isfinite(val[label])
+        rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})"
+                             + (f"; {diverged[label]} of {runs_of[label]} diverged" if diverged.get(label, 0) else "")
+                             if label in val.index and math.isfinite(val[label])
                              else "not finite (a seed diverged)" if label in val.index and pd.notna(val[label])
                              else "–" for label in mine), point["tuned"], lead, point["default"]])
         on_edge = [label for label in tied if _ends(labels[label][1], spec["grid"])]  # a tie reaching the edge counts too
