@@ -96,7 +96,7 @@ def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str],
         raising = [c.better, *(c.versus[1:] if c.versus else ()), *(better for better, _ in c.pairs or ())]
         lowering = [*([c.worse] if c.worse else []), *(c.versus[:1] if c.versus else ()), *(worse for _, worse in c.pairs or ())]
         rests_on = [] if c.kind == "equivalent" else lowering if o.status == verdicts.HOLDS else raising
-        follows = rests_on and FOLLOWS_TUNING.get(tune_on, {}).get(c.metric) == c.lower_is_better
+        follows = bool(rests_on) and FOLLOWS_TUNING.get(tune_on, {}).get(c.metric) == c.lower_is_better
         best = BEST_VALUE.get(c.metric)
 
         def at_best(variant: str) -> bool:  # every seed at the metric's best value: nothing does better

@@ -89,12 +89,11 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
         on_edge = [label for label in tied if _ends(labels[label][1], spec["grid"])]  # a tie reaching the edge counts too
         if on_edge:
             at_edge.append(f"{base} ({', '.join(on_edge)})")
-            taken = _point(labels[tied[0]][1])
-            edges[f"{base}_tuned"] = (
-                f"{taken}: every grid point scores alike on validation" if len(tied) == len(scored) > 1 else
-                f"{taken}, {' and '.join(_ends(labels[tied[0]][1], spec['grid']))}" if on_edge[0] == tied[0] else
-                f"{taken}, tied with {_point(labels[on_edge[0]][1])}, "
-                f"{' and '.join(_ends(labels[on_edge[0]][1], spec['grid']))}")
+            taken, edge = _point(labels[tied[0]][1]), labels[on_edge[0]][1]
+            where = " and ".join(_ends(edge, spec["grid"]))
+            edges[f"{base}_tuned"] = (f"{taken}: every grid point scores alike on validation" if len(tied) == len(scored) > 1
+                                      else f"{taken}, {where}" if on_edge[0] == tied[0]
+                                      else f"{taken}, tied with {_point(edge)}, {where}")
         for kind, label in chosen.items():
             if label is not None:
                 views.append(runs[runs["variant"] == label].assign(variant=f"{base}_{kind}", grid_run=label))
