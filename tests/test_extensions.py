@@ -294,6 +294,18 @@ def test_tied_grid_points_are_named_the_first_is_taken_and_a_tie_at_the_edge_is_
     assert edges == {}
 
 
+def test_the_lead_over_the_runner_up_says_in_how_many_seeds_the_chosen_point_is_ahead():
+    study = {"experiment": {**GRID_STUDY["experiment"], "variants": {"sgd": {"optimizer": {"lr": 0.1}}},
+                            "grid": {"optimizer.lr": [0.01, 0.1, 1.0]}}, "seeds": [0, 1, 2, 3]}
+    # lr 0.1 has the best mean (0.7) but beats lr 1.0 (mean 0.65) in seeds 0 and 1 only, and ties in seed 2
+    scores = {"sgd_lr0.01": [0.1, 0.1, 0.1, 0.1], "sgd_lr0.1": [0.9, 0.9, 0.5, 0.5], "sgd_lr1.0": [0.6, 0.6, 0.5, 0.9]}
+    rows = [{"variant": label, "seed": seed, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
+             "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
+            for label, vals in scores.items() for seed, val in enumerate(vals)]
+    _, _, grid_md = resolve(pd.DataFrame(rows), study)
+    assert "| 0.1 | 0.05; ahead in 2, level in 1, of 4 seeds | 0.1 |" in grid_md
+
+
 def test_a_grid_cell_says_how_many_of_its_seeds_diverged():
     study = {"experiment": {**GRID_STUDY["experiment"], "variants": {"sgd": {"optimizer": {"lr": 0.1}}},
                             "grid": {"optimizer.lr": [0.1, 1.0]}}, "seeds": [0, 1]}

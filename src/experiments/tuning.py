@@ -37,6 +37,17 @@ def _ends(point: dict, grid: dict) -> list[str]:
     return found
 
 
+def _seeds_ahead(by_seed: pd.DataFrame, chosen: str, runner_up: str) -> str:
+    """How often the chosen point beats the runner-up seed by seed, so that a reader can tell a lead
+    within the seeds' noise from a steady one: '; ahead in 3 of 5 seeds' ('; ahead in 2, level in 1, of 5 seeds')."""
+    if chosen not in by_seed or runner_up not in by_seed:
+        return ""
+    pair = by_seed[[chosen, runner_up]].dropna()
+    level = int((pair[chosen] == pair[runner_up]).sum())
+    return (f"; ahead in {int((pair[chosen] > pair[runner_up]).sum())}{f', level in {level},' if level else ''} "
+            f"of {len(pair)} seeds") if len(pair) > 1 else ""
+
+
 def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple[pd.DataFrame, dict, str]:
     """For a grid experiment: each variant at its own configured value (<variant>_default) and at
     the grid value with the best mean validation score (<variant>_tuned), plus the grid table.
@@ -51,7 +62,12 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     # a seed without a finite score (a diverged run's loss) makes its grid point the worst: a mean
     # over the seeds that survived would score a point where most diverged on its lucky ones
     scores = sign * finals[tune_on]
-    val = scores.where(np.isfinite(scores), -np.inf).groupby(finals["variant"]).mean()
+    finite_scores = scores.where(np.isfinite(scores), -np.inf)
+    val = finite_scores.groupby(finals["variant"]).mean()
+    # every grid point runs the same seeds: seed -> score, one column per point, to read a lead seed by seed
+    by_seed = (pd.DataFrame({"variant": finals["variant"], "seed": finals["seed"], "score": finite_scores})
+               .pivot_table(index="seed", columns="variant", values="score", aggfunc="first")
+               if "seed" in finals else pd.DataFrame())
     test = finals.groupby("variant")[shown_on].mean()
     runs_of = finals.groupby("variant").size()
     # a mean over seeds of which some diverged hides a split (two seeds at 0.96, three at chance: 0.44)
@@ -77,10 +93,11 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
             off_grid.append(base)
         point = {kind: ", ".join(map(_shown, labels[label][1].values()))
                  if label else "–" for kind, label in chosen.items()}
-        runner_up = max((val[label] for label in scored if label not in tied), default=math.nan)
-        lead = ("–" if len(scored) < 2 or not math.isfinite(best - runner_up) else
+        runner_up = max((label for label in scored if label not in tied), key=lambda label: val[label], default=None)
+        gap = best - val[runner_up] if runner_up else math.nan
+        lead = ("–" if len(scored) < 2 or not math.isfinite(gap) else
                 f"0: {len(tied)} points tie for best, the first in grid order is taken" if len(tied) > 1 else
-                f"{best - runner_up:.2g}")  # .2g: a lead of one validation image is not shown as 0
+                f"{gap:.2g}{_seeds_ahead(by_seed, tied[0], runner_up)}")  # .2g: a lead of one validation image is not shown as 0
         rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})"
                              + (f"; {diverged[label]} of {runs_of[label]} diverged" if diverged.get(label, 0) else "")
                              if label in val.index and math.isfinite(val[label])
