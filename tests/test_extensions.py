@@ -303,7 +303,7 @@ def test_the_lead_over_the_runner_up_says_in_how_many_seeds_the_chosen_point_is_
              "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
             for label, vals in scores.items() for seed, val in enumerate(vals)]
     _, _, grid_md = resolve(pd.DataFrame(rows), study)
-    assert "| 0.1 | 0.05; ahead in 2, level in 1, of 4 seeds | 0.1 |" in grid_md
+    assert "| 0.1 | 0.05 (per seed: ahead in 2, behind in 1, level in 1 of 4, from -0.4 to +0.3) | 0.1 |" in grid_md
 
 
 def test_a_grid_cell_says_how_many_of_its_seeds_diverged():

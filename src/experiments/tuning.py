@@ -38,14 +38,20 @@ def _ends(point: dict, grid: dict) -> list[str]:
 
 
 def _seeds_ahead(by_seed: pd.DataFrame, chosen: str, runner_up: str) -> str:
-    """How often the chosen point beats the runner-up seed by seed, so that a reader can tell a lead
-    within the seeds' noise from a steady one: '; ahead in 3 of 5 seeds' ('; ahead in 2, level in 1, of 5 seeds')."""
+    """The chosen point's lead over the runner-up seed by seed (every grid point runs the same seeds),
+    so that a mean lead carried by one seed shows as one: ' (per seed: ahead in 2 of 5, from -0.0045
+    to +0.024)'. Both runs diverged in a seed: level there. Empty with fewer than 2 seeds."""
     if chosen not in by_seed or runner_up not in by_seed:
         return ""
     pair = by_seed[[chosen, runner_up]].dropna()
-    level = int((pair[chosen] == pair[runner_up]).sum())
-    return (f"; ahead in {int((pair[chosen] > pair[runner_up]).sum())}{f', level in {level},' if level else ''} "
-            f"of {len(pair)} seeds") if len(pair) > 1 else ""
+    if len(pair) < 2:
+        return ""
+    both_diverged = np.isneginf(pair[chosen]) & np.isneginf(pair[runner_up])
+    lead = (pair[chosen] - pair[runner_up]).where(~both_diverged, 0.0)
+    ahead, behind = int((lead > 0).sum()), int((lead < 0).sum())
+    level = len(lead) - ahead - behind
+    counts = f"ahead in {ahead}{f', behind in {behind}' if behind else ''}{f', level in {level}' if level else ''} of {len(lead)}"
+    return f" (per seed: {counts}, from {lead.min():+.2g} to {lead.max():+.2g})"
 
 
 def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple[pd.DataFrame, dict, str]:
@@ -95,8 +101,9 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
                  if label else "–" for kind, label in chosen.items()}
         runner_up = max((label for label in scored if label not in tied), key=lambda label: val[label], default=None)
         gap = best - val[runner_up] if runner_up else math.nan
-        lead = ("–" if len(scored) < 2 or not math.isfinite(gap) else
+        lead = ("–" if len(scored) < 2 or not math.isfinite(best) else
                 f"0: {len(tied)} points tie for best, the first in grid order is taken" if len(tied) > 1 else
+                "each other point has a diverged seed" if gap == math.inf else
                 f"{gap:.2g}{_seeds_ahead(by_seed, tied[0], runner_up)}")  # .2g: a lead of one validation image is not shown as 0
         rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})"
                              + (f"; {diverged[label]} of {runs_of[label]} diverged" if diverged.get(label, 0) else "")
