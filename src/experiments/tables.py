@@ -87,7 +87,9 @@ def table_markdown(summary: pd.DataFrame, metric: str, lecture_label: str = "") 
 
 def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
     spec = study["experiment"]
-    lines = [f"## {spec['title']} ({study['protocol']} protocol)", "", spec["claim"], "",
+    # the title states the claim, not a finding: a slide of this file must not read as one
+    lines = [f"## Claim tested: {spec['title']} ({study['protocol']} protocol)", "", f"Claim: {spec['claim']}", "",
+             "The caveats stated with the study, and its settings, are in the report (results/REPORT.md).", "",
              *table_markdown(summary, spec["verdict"]["metric"], spec.get("lecture_label", "")),
              "", *verdict_lines(verdict, bool(spec.get("grid"))),
              (f"Lecture: {spec['lecture_ref']}" if study["protocol"] == "lecture" else
