@@ -52,7 +52,7 @@ def test_tuned_takes_the_best_validation_accuracy_and_default_the_configured_val
     assert chosen == {"sgd_tuned": "sgd_lr0.01", "sgd_default": "sgd_lr0.1",
                       "adam_tuned": "adam_lr0.1", "adam_default": "adam_lr0.01"}
     assert list(study["experiment"]["variants"]) == ["sgd_default", "adam_default", "sgd_tuned", "adam_tuned"]
-    assert "| sgd | 0.900 (0.100) | 0.500 (0.990) | 0.01 | 0.4 | 0.1 |" in grid_md
+    assert "| sgd | 0.900 (0.100) | 0.500 (0.990) | 0.01 | 0.4 (per seed: ahead in 2 of 2, from +0.4 to +0.4) | 0.1 |" in grid_md
     # a two-point grid has no inside: whichever point is best is an end of it
     assert "at the edge of the grid, so tuning may be incomplete for: sgd (sgd_lr0.01), adam (adam_lr0.1)." in grid_md
     assert study["grid_edges"] == {"sgd_tuned": "lr=0.01, the grid's lowest lr", "adam_tuned": "lr=0.1, the grid's highest lr"}
