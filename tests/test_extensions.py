@@ -28,7 +28,7 @@ def test_grid_crosses_every_variant_with_every_value():
     assert labels == {"sgd_lr0.01": ("sgd", {"optimizer.lr": 0.01}), "sgd_lr0.1": ("sgd", {"optimizer.lr": 0.1}),
                       "adam_lr0.01": ("adam", {"optimizer.lr": 0.01}), "adam_lr0.1": ("adam", {"optimizer.lr": 0.1})}
     runs = runs_of("name=optimizers")
-    assert len(runs) == 9 * 9  # 9 optimizers, each on a 9-point rate grid
+    assert len(runs) == 9 * 10  # 9 optimizers, each on a 10-point rate grid
     assert runs["adadelta_lr0.1"]["optimizer"] == {"name": "adadelta", "lr": 0.1, "momentum": 0.0,
                                                        "nesterov": False, "weight_decay": 0.0, "schedule": "constant"}
     assert runs["nesterov_lr1.0"]["optimizer"]["nesterov"] is True
