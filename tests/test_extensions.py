@@ -304,6 +304,14 @@ def test_the_lead_over_the_runner_up_says_in_how_many_seeds_the_chosen_point_is_
             for label, vals in scores.items() for seed, val in enumerate(vals)]
     _, _, grid_md = resolve(pd.DataFrame(rows), study)
     assert "| 0.1 | 0.05 (per seed: ahead in 2, behind in 1, level in 1 of 4, from -0.4 to +0.3) | 0.1 |" in grid_md
+    # a seed diverged (no finite score) at every other point: their means are minus infinity, and the lead is said so
+    scores = {"sgd_lr0.01": [0.5, 0.6, 0.5, 0.6], "sgd_lr0.1": [float("nan"), 0.9, 0.9, 0.9],
+              "sgd_lr1.0": [0.9, float("nan"), 0.9, 0.9]}
+    rows = [{"variant": label, "seed": seed, "epoch": 1, "val_acc": val, "test_acc": val, "train_acc": val,
+             "train_loss": 1.0, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
+            for label, vals in scores.items() for seed, val in enumerate(vals)]
+    _, _, grid_md = resolve(pd.DataFrame(rows), study)
+    assert "| 0.01 | each other point has a diverged seed | 0.1 |" in grid_md
 
 
 def test_a_grid_cell_says_how_many_of_its_seeds_diverged():

@@ -40,14 +40,13 @@ def _ends(point: dict, grid: dict) -> list[str]:
 def _seeds_ahead(by_seed: pd.DataFrame, chosen: str, runner_up: str) -> str:
     """The chosen point's lead over the runner-up seed by seed (every grid point runs the same seeds),
     so that a mean lead carried by one seed shows as one: ' (per seed: ahead in 2 of 5, from -0.0045
-    to +0.024)'. Both runs diverged in a seed: level there. Empty with fewer than 2 seeds."""
+    to +0.024)'. Both points' means are finite, so every seed's score is. Empty with fewer than 2 seeds."""
     if chosen not in by_seed or runner_up not in by_seed:
         return ""
     pair = by_seed[[chosen, runner_up]].dropna()
     if len(pair) < 2:
         return ""
-    both_diverged = np.isneginf(pair[chosen]) & np.isneginf(pair[runner_up])
-    lead = (pair[chosen] - pair[runner_up]).where(~both_diverged, 0.0)
+    lead = pair[chosen] - pair[runner_up]
     ahead, behind = int((lead > 0).sum()), int((lead < 0).sum())
     level = len(lead) - ahead - behind
     counts = f"ahead in {ahead}{f', behind in {behind}' if behind else ''}{f', level in {level}' if level else ''} of {len(lead)}"
