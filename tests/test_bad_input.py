@@ -2,6 +2,7 @@
 
 import errno
 import json
+import re
 import shutil
 import sys
 
@@ -44,6 +45,7 @@ from experiments.runner import Member, Where, train_group
     ("model.arch=rnn", "model.arch rnn and data.dataset adding go together"),
     ("model.init=identity", "model.init identity is not for this net"),
     ("train.clip_grad_norm=0", "train.clip_grad_norm must be a finite number > 0"),
+    ("model.recurrent_gain=2", "model.recurrent_gain scales a recurrent net's recurrent weights: it needs model.arch rnn"),
     ("data.teeth=0", "data.teeth must be >= 1"),
     ("experiment.grid={optimizer.lr:[0.1]}", "to tune optimizer.lr, add it to the file's experiment.grid"),
 ])
@@ -204,7 +206,7 @@ def test_a_setting_that_would_change_no_run_is_refused(exit_message, override, e
 
 def test_an_error_of_a_variant_names_it_even_when_only_picks_others(exit_message):
     message = exit_message("name=rnn_long_memory", "only=[lstm_10]", "model.cell=gru")
-    assert "variant 'irnn_10_lr0.001' of rnn_long_memory: model.init identity" in message
+    assert re.search(r"variant 'irnn_10_lr[0-9.]+' of rnn_long_memory: model.init identity", message)
 
 
 def test_function_data_need_no_mnist_files():

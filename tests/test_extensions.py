@@ -462,6 +462,7 @@ def test_block_at_256_counts_the_lectures_bottleneck_numbers(tiny):
 
 def recurrent_run(**model):
     return {"model": {"arch": "rnn", "cell": "rnn", "depth": 1, "width": 16, "activation": "tanh", "init": "torch_default",
+                      "recurrent_gain": 1.0,
                       **model},
             "data": {"dataset": "adding", "seq_len": 30, "train_size": 100, "val_size": 0, "test_size": 100},
             "train": {"loss": "squared_error"}}
@@ -481,6 +482,13 @@ def test_the_gradient_through_time_vanishes_for_a_tanh_rnn_and_is_kept_by_the_ir
     irnn = recurrent_run(activation="relu", init="identity")
     _, kept = gradient_through_time(build_model(irnn["model"], 2, 1), splits, irnn, seed=0)
     assert abs(kept["log10_memory_gradient_initial"]) < 1  # the identity carries it back
+    # the same tanh net with its recurrent weights x 4 (spectral radius about 2.3): the gradient grows instead
+    exploding = recurrent_run(recurrent_gain=4.0)
+    torch.manual_seed(0)
+    grown = build_model(exploding["model"], *splits["train"].shape)
+    assert torch.equal(grown.recurrent.weight, 4 * tanh_net.recurrent.weight)  # the gain scales the same draw
+    _, scalars = gradient_through_time(grown, splits, exploding, seed=0)
+    assert scalars["log10_memory_gradient_initial"] > 1
 
 
 def test_the_recurrent_scale_line_passes_through_the_trained_net_and_restores_it():

@@ -239,7 +239,8 @@ def test_augmentation_leaves_the_seeds_data_order_alone(mnist_root, splits, monk
 
 def adding_cfg(**train):
     return {
-        "model": {"arch": "rnn", "cell": "rnn", "depth": 1, "width": 16, "activation": "tanh", "init": "torch_default"},
+        "model": {"arch": "rnn", "cell": "rnn", "depth": 1, "width": 16, "activation": "tanh", "init": "torch_default",
+                  "recurrent_gain": 1.0},
         "data": {"dataset": "adding", "seq_len": 12, "train_size": 200, "val_size": 100, "test_size": 100},
         "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant"},
         "train": {"loss": "squared_error", "batch_size": 50, "epochs": 2, "eval_batch_size": 10000, "eval_every": 1,

@@ -116,6 +116,9 @@ class ModelConfig:
     pool: int = 2
     conv_dropout: float = 0.0
     cell: Cell = Cell.rnn  # rnn: the recurrent cell; `width` is its hidden size, `activation` the plain cell's
+    # rnn: the initial recurrent weights multiplied by this (after `init`); above about 3 PyTorch's default
+    # puts a tanh RNN's recurrent map past a spectral radius of 1.5, where its gradient can explode
+    recurrent_gain: float = 1.0
 
 
 @dataclass
@@ -284,6 +287,7 @@ MAX_DEPTH, MAX_WIDTH = 1000, 65536
 # that large diverges at once anyway, and is recorded as diverged below this bound)
 MAX_RATE = 1e6
 MAX_SEQ_LEN = 10000
+MAX_RECURRENT_GAIN = 100.0  # far past where a tanh RNN saturates; guards against a mistyped value
 IMAGE_ARCHITECTURES = ("cnn", "rescnn")
 
 
@@ -334,6 +338,12 @@ def check_run(run: dict) -> None:
     if (model["arch"] == "rnn") != (data["dataset"] == "adding"):
         problems.append(f"model.arch rnn and data.dataset adding go together: a recurrent net reads sequences, and only "
                         f"it does (got model.arch {model['arch']}, data.dataset {data['dataset']})")
+    if model["recurrent_gain"] != 1.0 and model["arch"] != "rnn":
+        problems.append(f"model.recurrent_gain scales a recurrent net's recurrent weights: it needs model.arch rnn "
+                        f"(got model.arch {model['arch']})")
+    if not 0 < model["recurrent_gain"] <= MAX_RECURRENT_GAIN:
+        problems.append(f"model.recurrent_gain must be a number > 0 and at most {MAX_RECURRENT_GAIN} "
+                        f"(got {model['recurrent_gain']})")
     if not 2 <= data["seq_len"] <= MAX_SEQ_LEN:
         problems.append(f"data.seq_len must be in 2..{MAX_SEQ_LEN} (got {data['seq_len']})")
     clip = train["clip_grad_norm"]

@@ -39,7 +39,8 @@ KEY_DEFAULTS_ADDED = {("data", "test_size"): 10000, ("train", "max_updates"): No
                       ("model", "batch_norm"): False, ("data", "dataset"): "mnist", ("data", "teeth"): 16,
                       ("model", "kernels"): [3, 3], ("model", "channels"): [32, 64], ("model", "pool"): 2,
                       ("model", "conv_dropout"): 0.0, ("train", "rotate_degrees"): 0.0, ("train", "shift_pixels"): 0.0,
-                      ("model", "cell"): "rnn", ("data", "seq_len"): 100, ("train", "clip_grad_norm"): None}
+                      ("model", "cell"): "rnn", ("data", "seq_len"): 100, ("train", "clip_grad_norm"): None,
+                      ("model", "recurrent_gain"): 1.0}
 
 
 def run_key(run_cfg: dict, seed: int, probes: list[str] = ()) -> str:

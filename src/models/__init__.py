@@ -38,5 +38,5 @@ def build_model(model: dict, in_features: int, out_features: int) -> nn.Module:
                    conv_dropout=model["conv_dropout"], dropout=model["dropout"])
     if model["arch"] == "rnn":
         return RNN(in_features, out_features, cell=model["cell"], width=model["width"], activation=model["activation"],
-                   init=model["init"])
+                   init=model["init"], recurrent_gain=model["recurrent_gain"])
     raise ValueError(f"unknown model.arch {model['arch']!r} (known: {', '.join(ARCHITECTURES)})")

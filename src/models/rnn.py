@@ -20,7 +20,7 @@ LSTM_FORGET_BIAS = 1.0  # Keras' unit_forget_bias and Jozefowicz et al. 2015: th
 
 class RNN(nn.Module):
     def __init__(self, in_features: int, out_features: int, cell: str, width: int, activation: str = "tanh",
-                 init: str = "torch_default"):
+                 init: str = "torch_default", recurrent_gain: float = 1.0):
         super().__init__()
         if cell not in GATES:
             raise ValueError(f"unknown model.cell {cell!r} (known: {', '.join(GATES)})")
@@ -41,6 +41,8 @@ class RNN(nn.Module):
                 nn.init.zeros_(self.head.bias)
         else:
             initialise(self.weight_layers, init)
+        with torch.no_grad():
+            self.recurrent.weight.mul_(recurrent_gain)
         if cell == "lstm":
             with torch.no_grad():
                 self.input.bias[width:2 * width] = LSTM_FORGET_BIAS  # gate order: input, forget, cell, output
