@@ -355,3 +355,14 @@ def test_runs_two_studies_train_alike_are_listed_as_shared():
     adding = {"model__arch": "rnn", "data__dataset": "adding"}
     assert shared_runs({("g", "lecture"): study(["x"], {"x": run(**adding)}),
                         ("h", "lecture"): study(["y"], {"y": run(**adding, data__val_size=500)})}) == []
+
+
+def test_training_time_is_added_up_per_protocol_and_the_lecture_one_without_conv_nets():
+    def outcome(seconds):
+        return {"verdict": {"train_seconds": seconds}}
+
+    outcomes = {("relu_vs_sigmoid", "lecture"): outcome(600.0), ("cnn_vs_mlp", "lecture"): outcome(1200.0),
+                ("relu_vs_sigmoid", "modern"): outcome(90.0), ("cnn_vs_mlp", "modern"): None}
+    line = report.training_time_line(outcomes)
+    assert "31.5 min (lecture protocol 30.0 min, modern protocol 1.5 min)" in line
+    assert "without conv nets add up to 10.0 min (those with conv nets: cnn_vs_mlp)" in line

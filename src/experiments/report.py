@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from experiments import caveats, judge, revisions, settings
 from experiments.tables import markdown_table, pipe_table, table_markdown, verdict_lines
-from experiments.config import CONFIG_DIR, experiment_names
+from experiments.config import CONFIG_DIR, IMAGE_ARCHITECTURES, experiment_names
 from experiments.metrics import FIXED_METRICS, add_log10_losses, known_metrics, meaning
 from experiments.errors import UserError
 from experiments.store import SEEDS_FILE, write_atomic
@@ -102,6 +102,29 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
 
 
 PENDING, PENDING_ANALYSIS = "pending re-run", "pending re-analysis"
+
+
+def trains_conv_nets(name: str) -> bool:
+    """Whether an experiment file trains a conv net (its base model or any variant's)."""
+    experiment = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "name" / f"{name}.yaml"))
+    models = [experiment.get("model") or {}] + [v.get("model") or {} for v in experiment["experiment"]["variants"].values()]
+    return any(model.get("arch") in IMAGE_ARCHITECTURES for model in models)
+
+
+def training_time_line(outcomes: dict) -> str:
+    """Each protocol's training time added up, the lecture protocol's also without the conv nets (the
+    full lecture reproduction's cost on a CPU is judged without them)."""
+    seconds = {protocol: {name: o["verdict"].get("train_seconds", 0.0) for (name, p), o in outcomes.items()
+                          if o and p == protocol} for protocol in PROTOCOLS}
+    total = sum(sum(by_name.values()) for by_name in seconds.values())
+    conv = sorted(name for name in seconds["lecture"] if trains_conv_nets(name))
+    parts = [f"{protocol} protocol {minutes(sum(by_name.values()))}" for protocol, by_name in seconds.items()]
+    without = sum(s for name, s in seconds["lecture"].items() if name not in conv)
+    return (f"Training time of every study below, added up: {minutes(total)} ({', '.join(parts)}); each run's own "
+            f"training time on its device, which the study's section names. Under the lecture protocol the studies "
+            f"without conv nets add up to {minutes(without)} (those with conv nets: {', '.join(conv)}): a full lecture "
+            f"reproduction without the conv nets trains for about half that on a 2-core CPU running two one-thread "
+            f"runs at a time.")
 
 
 def pending_reruns(results_dir: Path) -> list[tuple[str, str]]:
@@ -262,8 +285,7 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
               f"optimizer) after the first results were committed; reasons from `{revisions.SHARED_RECORD}`:", "",
               *(revisions.revision_lines(REPO, revisions.SHARED_FILES, "results", revisions.shared_recorded(REPO))
                 or ["- none"]), ""]
-    trained = sum(o["verdict"].get("train_seconds", 0.0) for o in outcomes.values() if o)
-    lines += [f"Training time of every study below, added up: {minutes(trained)}.", ""]
+    lines += [training_time_line(outcomes), ""]
     lines += ["## Summary", "",
               "One line per claim: the two numbers its first key check compares under the lecture protocol (each "
               "variant's mean ± 95% CI in the table's metric; for a check on another metric, the variant's mean or the "
