@@ -12,10 +12,11 @@ from helpers import composed, runs_of
 
 def test_lecture_protocol_is_the_claims_md_demo():
     run = runs_of("name=mse_vs_ce")["cross_entropy"]
-    # (kernels, channels, pool and conv_dropout shape model.arch cnn only, cell model.arch rnn)
+    # (kernels, channels, pool and conv_dropout shape model.arch cnn only, cell and recurrent_gain model.arch rnn)
     assert run["model"] == {"arch": "mlp", "depth": 3, "width": 500, "activation": "sigmoid",
                               "init": "glorot_uniform", "dropout": 0.0, "residual": False, "pieces": 2, "batch_norm": False,
-                              "kernels": [3, 3], "channels": [32, 64], "pool": 2, "conv_dropout": 0.0, "cell": "rnn"}
+                              "kernels": [3, 3], "channels": [32, 64], "pool": 2, "conv_dropout": 0.0, "cell": "rnn",
+                              "recurrent_gain": 1.0}
     assert run["data"]["train_size"] == 10000 and run["data"]["val_size"] == 0 and run["data"]["dataset"] == "mnist"
     assert run["train"]["rotate_degrees"] == 0 and run["train"]["shift_pixels"] == 0 and run["train"]["loss"] == "cross_entropy"
     assert run["optimizer"]["name"] == "sgd" and run["optimizer"]["lr"] == 0.1

@@ -349,7 +349,7 @@ FUNCTION_DATA = {"dataset": "sawtooth", "teeth": 4, "seq_len": 100, "train_size"
 def function_cfg(**model):
     return {"model": {"arch": "mlp", "depth": 1, "width": 64, "activation": "relu", "init": "he", "dropout": 0.0,
                       "residual": False, "pieces": 2, "batch_norm": False, "conv_dropout": 0.0,
-                      "kernels": [3, 3], "channels": [32, 64], "pool": 2, "cell": "rnn", **model},
+                      "kernels": [3, 3], "channels": [32, 64], "pool": 2, "cell": "rnn", "recurrent_gain": 1.0, **model},
             "data": {**FUNCTION_DATA, "root": "unused", "download": False},
             "optimizer": {"name": "adam", "lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
                           "schedule": "constant"},
