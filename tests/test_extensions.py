@@ -506,3 +506,11 @@ def test_the_recurrent_scale_line_passes_through_the_trained_net_and_restores_it
         at_one = (net(x).squeeze(-1) - y).square().mean().item()
     assert table.set_index("scale").loc[1.0, "train_loss"] == pytest.approx(at_one, rel=1e-5)
     assert table["scale"].min() == 0 and table["scale"].max() == 2 and set(table["sequences"]) == {100}
+
+
+def test_a_recurrent_variants_family_is_its_name_before_the_sequence_length():
+    from experiments.plots import family
+
+    # the exploding tanh RNN gets its own line in the figures, not the default tanh RNN's
+    assert [family(v) for v in ("lstm_100_tuned", "tanh_30", "tanh_gain4_100_tuned", "tanh_gain4+clip_30")] == \
+        ["lstm", "tanh", "tanh_gain4", "tanh_gain4+clip"]

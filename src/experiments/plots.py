@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -81,7 +82,12 @@ def finish(fig, axes, title: str, shared_legend: bool = False, legend_outside: b
     fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 10)))  # ~10 characters of 12-pt text an inch
     fig.tight_layout()
     if shared_legend:
-        handles, labels = axes[0].get_legend_handles_labels()
+        # every panel's entries, each label once: a line may be drawn in some panels only
+        by_label = {}
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                by_label.setdefault(label, handle)
+        handles, labels = list(by_label.values()), list(by_label)
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8, frameon=False)
         fig.subplots_adjust(bottom=0.14 + 0.045 * math.ceil(len(labels) / 7))
     png = io.BytesIO()
@@ -153,8 +159,10 @@ def plot_metric_vs_depth(runs: pd.DataFrame, study: dict, study_dir: Path) -> by
 
 
 def family(variant: str) -> str:
-    """A variant's family: its name before the first '_' (rnn_long_memory: the cell, 'lstm' of 'lstm_100')."""
-    return variant.split("_")[0]
+    """A recurrent variant's family: its name before the sequence length ('lstm' of 'lstm_100_tuned',
+    'tanh_gain4+clip' of 'tanh_gain4+clip_30')."""
+    named = re.match(r"(.+?)_\d+(?:_|$)", variant)
+    return named[1] if named else variant
 
 
 def families(variants) -> list[str]:
@@ -164,7 +172,7 @@ def families(variants) -> list[str]:
 
 def plot_metric_vs_length(runs: pd.DataFrame, study: dict, study_dir: Path) -> bytes | None:
     """A recurrent study: the verdict metric and the share of solved runs against the sequence length,
-    one line per cell (the variant's name before '_'); of a grid experiment, the tuned runs."""
+    one line per family (the variant's name before its length); of a grid experiment, the tuned runs."""
     runs, study = compared(runs, study)
     metric = study["experiment"]["verdict"]["metric"]
     finals = per_run(runs)

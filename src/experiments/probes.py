@@ -340,8 +340,8 @@ SCALES = [round(0.05 * i, 2) for i in range(41)]  # recurrent_scale's factors, 0
 
 def sequence_panels(study: dict, study_dir: Path, probe: str, draw, xlabel: str, ylabel: str, what: str,
                     **axes_style) -> bytes | None:
-    """A figure of a recurrent study's probe: one panel per sequence length, one colour per cell (the
-    variant's name before '_'); `draw(ax, table, color, cell)`."""
+    """A figure of a recurrent study's probe: one panel per sequence length, one colour per family (the
+    variant's name before its length, plots.family); `draw(ax, table, color, cell)`."""
     tables = probe_tables(study, study_dir, probe)
     if tables.empty:
         return None
