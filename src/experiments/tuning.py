@@ -69,6 +69,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     scores = sign * finals[tune_on]
     finite_scores = scores.where(np.isfinite(scores), -np.inf)
     val = finite_scores.groupby(finals["variant"]).mean()
+    unscored = (~np.isfinite(scores)).groupby(finals["variant"]).sum()
     # every grid point runs the same seeds: seed -> score, one column per point, to read a lead seed by seed
     by_seed = (pd.DataFrame({"variant": finals["variant"], "seed": finals["seed"], "score": finite_scores})
                .pivot_table(index="seed", columns="variant", values="score", aggfunc="first")
@@ -107,7 +108,8 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
         rows.append([base, *(f"{sign * val[label]:{shown}} ({test[label]:{shown}})"
                              + (f"; {diverged[label]} of {runs_of[label]} diverged" if diverged.get(label, 0) else "")
                              if label in val.index and math.isfinite(val[label])
-                             else "not finite (a seed diverged)" if label in val.index and pd.notna(val[label])
+                             else f"not finite (no finite score in {unscored[label]} of {runs_of[label]} seeds)"
+                             if label in val.index and pd.notna(val[label])
                              else "–" for label in mine), point["tuned"], lead, point["default"]])
         on_edge = [label for label in tied if _ends(labels[label][1], spec["grid"])]  # a tie reaching the edge counts too
         if on_edge:
