@@ -103,6 +103,8 @@ def test_a_changed_rule_is_pending_re_analysis_only_where_the_per_run_table_can_
     # the stored rule checks another metric than the file does now: the file's test_acc check is new
     study["experiment"]["verdict"]["checks"] = [{"better": "relu", "worse": "sigmoid", "metric": "train_acc"}]
     (study_dir / "study.json").write_text(json.dumps(study))
+    verdict = json.loads((study_dir / "verdict.json").read_text())  # as if its analysis had judged that rule
+    (study_dir / "verdict.json").write_text(json.dumps({**verdict, "study_digest": store.study_digest(json.dumps(study))}))
     outcome = report.load_outcome(study_dir)
     assert report.judged(outcome, "relu_vs_sigmoid")[0] == report.PENDING_ANALYSIS  # seeds.csv has test_acc
     seeds = pd.read_csv(study_dir / store.SEEDS_FILE)
@@ -366,3 +368,16 @@ def test_training_time_is_added_up_per_protocol_and_the_lecture_one_without_conv
     line = report.training_time_line(outcomes)
     assert "31.5 min (lecture protocol 30.0 min, modern protocol 1.5 min)" in line
     assert "without conv nets add up to 10.0 min (those with conv nets: cnn_vs_mlp)" in line
+
+
+def test_a_study_whose_runs_are_under_way_is_pending_and_stops_the_report(tmp_path, monkeypatch):
+    results = make_results(tmp_path, monkeypatch)
+    study_dir = results / "relu_vs_sigmoid" / "lecture"
+    assert not report.load_outcome(study_dir)["unanalysed"]
+    # a re-run writes its study.json first (here: two more seeds) and its verdict only at the end
+    study = json.loads((study_dir / "study.json").read_text())
+    (study_dir / "study.json").write_text(json.dumps({**study, "seeds": [*study["seeds"], 5, 6]}, indent=2) + "\n")
+    shown, why = report.judged(report.load_outcome(study_dir), "relu_vs_sigmoid")
+    assert shown == report.PENDING and "run of the study is under way" in why
+    with pytest.raises(UserError, match=r"study.json of relu_vs_sigmoid \(lecture\) was rewritten after its verdict"):
+        report.build_report(results)

@@ -23,7 +23,7 @@ from experiments.errors import UserError, one_line
 from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide, rule_metrics
 from experiments.metrics import add_log10_losses, known_metrics, per_run, summarise
 from experiments.probes import PROBES, probe_metrics
-from experiments.store import SEEDS_FILE, STUDY_FILE, UNRECORDED, load_study, locked, write_atomic
+from experiments.store import SEEDS_FILE, STUDY_FILE, UNRECORDED, load_study, locked, study_digest, write_atomic
 from experiments.tables import markdown_table
 from experiments.tuning import resolve_grid
 
@@ -165,9 +165,11 @@ def write_tables(study_dir: Path, summary: pd.DataFrame, study: dict, verdict: d
     write_atomic(study_dir / "summary.md", markdown_table(shown, study, verdict) + grid_md)
     if grid_md:
         write_atomic(study_dir / "grid.md", grid_md)
+    study_json = (json.dumps(adopted, indent=2) + "\n") if adopted is not None else (study_dir / STUDY_FILE).read_text()
+    verdict["study_digest"] = study_digest(study_json)
     write_atomic(study_dir / "verdict.json", json.dumps(verdict, indent=2) + "\n")
     if adopted is not None:
-        write_atomic(study_dir / STUDY_FILE, json.dumps(adopted, indent=2) + "\n")
+        write_atomic(study_dir / STUDY_FILE, study_json)
 
 
 def seed_table(finals: pd.DataFrame, study: dict) -> str:

@@ -15,7 +15,7 @@ from experiments.tables import markdown_table, pipe_table, table_markdown, verdi
 from experiments.config import CONFIG_DIR, IMAGE_ARCHITECTURES, experiment_names
 from experiments.metrics import FIXED_METRICS, add_log10_losses, known_metrics, meaning
 from experiments.errors import UserError
-from experiments.store import SEEDS_FILE, write_atomic
+from experiments.store import SEEDS_FILE, study_digest, write_atomic
 
 PROTOCOLS = ("lecture", "modern")
 REPRODUCTION_FILE = "reproduction.json"  # written by scripts/reproduce_all.py
@@ -38,7 +38,8 @@ def load_outcome(study_dir: Path) -> dict | None:
     """A study's stored verdict, summary and spec; None if it never ran."""
     try:
         verdict = json.loads((study_dir / "verdict.json").read_text())
-        study = json.loads((study_dir / "study.json").read_text())
+        study_json = (study_dir / "study.json").read_text()
+        study = json.loads(study_json)
         summary = pd.read_csv(study_dir / "summary.csv")
     except (OSError, ValueError):
         return None
@@ -46,7 +47,9 @@ def load_outcome(study_dir: Path) -> dict | None:
         seed_columns = set(add_log10_losses(pd.read_csv(study_dir / SEEDS_FILE, nrows=0)).columns)
     except (OSError, ValueError):
         seed_columns = set()
-    return {"verdict": verdict, "study": study, "summary": summary, "seed_columns": seed_columns}
+    # verdicts written before the digest was stored (2026-12-06) cannot be told apart
+    unanalysed = "study_digest" in verdict and verdict["study_digest"] != study_digest(study_json)
+    return {"verdict": verdict, "study": study, "summary": summary, "seed_columns": seed_columns, "unanalysed": unanalysed}
 
 
 def command(name: str, protocol: str) -> str:
@@ -65,6 +68,9 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
     engine, or run before its experiment file last changed, shows as 'pending re-run'. (The
     experiment's `grid` does not apply to a study whose protocol has its own in `protocol_grids`.)"""
     verdict = outcome["verdict"]
+    if outcome.get("unanalysed"):
+        return PENDING, ("its study.json was rewritten after its verdict was judged: a run of the study is under way, "
+                         "or stopped before its analysis; finish it (the same command again) for a verdict")
     if verdict["verdict"] != "incomplete" and "checks" not in verdict:
         return PENDING, ("these runs were judged by the previous rule (non-overlapping 95% CIs of the two means), "
                          "which the verdict engine replaced; re-run the study for a verdict")
@@ -227,6 +233,11 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
 
     results_dir = Path(results_dir)
     judgments = judge_all(results_dir) if judgments is None else judgments
+    # its study.json already describes the runs under way while its tables show the last analysis
+    under_way = [f"{name} ({protocol})" for (name, protocol), (outcome, _) in judgments.items() if outcome.get("unanalysed")]
+    if under_way:
+        raise UserError(f"the study.json of {', '.join(under_way)} was rewritten after its verdict (a run under way, or "
+                        "stopped before its analysis): finish it, then build the report")
     specs = {name: experiment_spec(name) for name in experiment_names()}
     for name, spec in specs.items():  # a caveat is wording, edited without a run: checked here too
         try:

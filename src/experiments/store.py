@@ -43,6 +43,12 @@ KEY_DEFAULTS_ADDED = {("data", "test_size"): 10000, ("train", "max_updates"): No
                       ("model", "recurrent_gain"): 1.0}
 
 
+def study_digest(study_json: str) -> str:
+    """A fingerprint of study.json's text, stored with the verdict judged from it: a study.json
+    rewritten since (a re-run under way, or stopped before its analysis) no longer matches."""
+    return hashlib.sha256(study_json.encode()).hexdigest()[:16]
+
+
 def run_key(run_cfg: dict, seed: int, probes: list[str] = ()) -> str:
     """Identity of a run: its resolved training config (no paths, no device), seed and probes."""
     measured = {k: run_cfg[k] for k in ("model", "data", "optimizer", "train")}
