@@ -43,8 +43,7 @@ class RNN(nn.Module):
             initialise(self.weight_layers, init)
         with torch.no_grad():
             self.recurrent.weight.mul_(recurrent_gain)
-        if cell == "lstm":
-            with torch.no_grad():
+            if cell == "lstm":
                 self.input.bias[width:2 * width] = LSTM_FORGET_BIAS  # gate order: input, forget, cell, output
 
     def states(self, x: torch.Tensor) -> list[torch.Tensor]:
