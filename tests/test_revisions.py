@@ -1,12 +1,15 @@
 """What a study ran and what changed after it had results: the settings table, and revisions
 detected in a throw-away git repository."""
 
+import dataclasses
 import os
 import subprocess
 
 import pytest
 
 from experiments import judge, revisions, settings
+from experiments.config import ModelConfig
+from models import ARCHITECTURES, build_model
 
 EXPERIMENT = """\
 # @package _global_
@@ -121,6 +124,28 @@ def test_settings_table_marks_a_key_no_net_of_the_study_reads():
     assert rows["model.activation"] == ("sigmoid", "tanh", settings.DEPARTS)  # the plain cell reads it
     assert rows["data.seq_len"] == ("100", "30", settings.DEPARTS)
     assert "model.depth" not in settings.study_label(study)
+
+
+class RecordingDict(dict):
+    """A config dict that notes every key read from it."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_the_settings_table_knows_which_model_keys_each_architecture_reads(arch):
+    # a key the builder reads but the table calls unread (or the reverse) would mislabel a study's setting
+    model = RecordingDict({**dataclasses.asdict(ModelConfig()), "arch": arch, "width": 8,
+                           "depth": 8 if arch == "rescnn" else 3})  # depths each architecture builds
+    build_model(model, 784, 10)
+    run = {"model.arch": arch}
+    assert {key for key in model if key != "arch" and settings.reads(run, f"model.{key}")} == model.read - {"arch"}
 
 
 @pytest.mark.parametrize("name,identical", [("dropout", True), ("relu_vs_sigmoid", False), ("deep_vs_fat", False)])

@@ -19,11 +19,12 @@ from experiments.tables import pipe_table
 DEPARTS, VARIES = "≠ lecture protocol", "varies (what the claim compares, or the tuning grid)"
 UNREAD = "not read by this study's nets, data or optimizer"
 
-# keys only some architectures (models/__init__.build_model) or data sets read
+# keys only some architectures (models/__init__.build_model; a test holds the two together) or data sets read
 READ_BY_ARCH = {"model.depth": {"mlp", "maxout", "resmlp", "rescnn"}, "model.activation": {"mlp", "cnn", "rnn"},
                 "model.dropout": {"mlp", "maxout", "cnn"}, "model.residual": {"resmlp", "rescnn"},
                 "model.pieces": {"maxout"}, "model.batch_norm": {"mlp"}, "model.kernels": {"cnn"},
-                "model.channels": {"cnn"}, "model.pool": {"cnn"}, "model.conv_dropout": {"cnn"}, "model.cell": {"rnn"}}
+                "model.channels": {"cnn"}, "model.pool": {"cnn"}, "model.conv_dropout": {"cnn"}, "model.cell": {"rnn"},
+                "model.recurrent_gain": {"rnn"}}
 READ_BY_DATA = {"data.teeth": {"sawtooth"}, "data.seq_len": {"adding"}}
 # optimizer keys only some optimizers read
 READ_BY_OPTIMIZER = {f"optimizer.{key}": {name for name, keys in OPTIMIZER_SETTINGS.items() if key in keys}
