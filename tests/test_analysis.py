@@ -244,6 +244,18 @@ def test_the_comparison_table_leaves_out_columns_no_variant_has():
     assert "| train_acc | test_acc |" in classification
 
 
+def test_a_table_of_means_all_below_a_hundredth_shows_two_significant_digits():
+    from experiments.tables import metric_digits, table_markdown
+
+    row = {"variant": "a", "lecture": float("nan"), "mean": 0.0034, "ci95": 0.002, "min": 0.0012, "max": 0.0051, "n": 5,
+           "n_expected": 5, "n_diverged": 0, "train_acc": 0.9966, "test_acc": 0.97, "parameters": 13, "updates": 3000,
+           "grad_ratio_init": 0.5, "grad_ratio_train": 0.4, "seconds_per_epoch": 0.01, "seconds_per_run": 3.0}
+    table = "\n".join(table_markdown(pd.DataFrame([row, row | {"variant": "b", "mean": 0.0005, "ci95": 0.0003}]), "train_error"))
+    assert "| 0.0034 ± 0.0020 | 0.0012 – 0.0051 |" in table and "| 0.0005 ± 0.0003 |" in table
+    assert metric_digits([0.26, 0.0005]) == 3 and metric_digits([-3.1]) == 3 and metric_digits([0.0, float("nan")]) == 3
+    assert metric_digits([2e-05]) == 6  # at most 6: 0.000020
+
+
 def test_summary_md_shows_the_numbers_of_summary_csv_as_the_report_does(tmp_path):
     study_dir = tmp_path / "toy" / "lecture"
     float32_accuracy = float(np.float32(0.1135))  # 0.11349999..., 0.1135 in the CSV: they round apart

@@ -11,7 +11,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from experiments import caveats, judge, revisions, settings
-from experiments.tables import markdown_table, pipe_table, table_markdown, verdict_lines
+from experiments.tables import markdown_table, metric_digits, pipe_table, table_markdown, verdict_lines
 from experiments.config import CONFIG_DIR, IMAGE_ARCHITECTURES, experiment_names
 from experiments.metrics import FIXED_METRICS, add_log10_losses, known_metrics, meaning
 from experiments.errors import UserError
@@ -211,12 +211,13 @@ def headline_numbers(outcome: dict, rule: dict, index: int, key) -> str:
         versus = f" minus {key.versus[0]} vs {key.versus[1]}" if key.versus else ""
         return f"{key.metric}: {key.better} vs {key.worse}{versus}, advantage {advantage:+.3g} [{low:.3g}, {high:.3g}]"
     summary = outcome["summary"].set_index("variant")
+    digits = metric_digits(summary["mean"])  # as the study's table shows them
     cells = []
     for variant in [key.better] + ([key.worse] if key.worse is not None else []):
         if variant in summary.index:
             row = summary.loc[variant]
-            ci = f" ± {row['ci95']:.3f}" if pd.notna(row["ci95"]) else ""
-            cells.append(f"{variant} {row['mean']:.3f}{ci}")
+            ci = f" ± {row['ci95']:.{digits}f}" if pd.notna(row["ci95"]) else ""
+            cells.append(f"{variant} {row['mean']:.{digits}f}{ci}")
     return f"{rule['metric']}: " + " vs ".join(cells)
 
 

@@ -56,6 +56,14 @@ def fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def metric_digits(means) -> int:
+    """Decimals for a table's means in its metric: 3, or as many as give its largest mean two
+    significant digits where every mean is below 0.01 (training errors of a few images in 10,000
+    would all read 0.000 to 0.003), at most 6."""
+    largest = max((abs(m) for m in means if pd.notna(m)), default=0.0)
+    return 3 if largest == 0 or largest >= 0.01 else min(6, 1 - math.floor(math.log10(largest)))
+
+
 def table_markdown(summary: pd.DataFrame, metric: str, lecture_label: str = "") -> list[str]:
     """The comparison table: a row per variant, lecture's number beside ours. A column no variant
     has a value in (accuracies of a regression) is left out."""
@@ -65,11 +73,12 @@ def table_markdown(summary: pd.DataFrame, metric: str, lecture_label: str = "") 
     def ratio(c):
         return lambda r: f"{r[c]:.2g}" if c in r and pd.notna(r[c]) else "–"
 
+    digits = metric_digits(summary["mean"])
     columns = [
         ("variant", lambda r: r["variant"]),
         (lecture_label or f"lecture {metric}", lambda r: fmt(r["lecture"], 2)),
-        (f"ours {metric} (mean ± 95% CI)", lambda r: f"{fmt(r['mean'])} ± {fmt(r['ci95'])}"),
-        ("min – max", lambda r: f"{fmt(r['min'])} – {fmt(r['max'])}"),
+        (f"ours {metric} (mean ± 95% CI)", lambda r: f"{fmt(r['mean'], digits)} ± {fmt(r['ci95'], digits)}"),
+        ("min – max", lambda r: f"{fmt(r['min'], digits)} – {fmt(r['max'], digits)}"),
         ("n", lambda r: f"{int(r['n'])}/{int(r['n_expected'])}"),
         ("diverged", lambda r: str(int(r["n_diverged"]))),
         ("train_acc", lambda r: fmt(r["train_acc"])),
