@@ -93,6 +93,18 @@ def test_a_slurm_sweep_without_slurm_is_one_line(monkeypatch, exit_message):
     monkeypatch.setattr(entry.shutil, "which", lambda command: None)
     assert "this machine has no srun" in exit_message("-m", "hydra/launcher=slurm", "name=relu_vs_sigmoid")
     assert "this machine has no srun" in exit_message("-m", "hydra/launcher='slurm'", "name=relu_vs_sigmoid")
+    assert "this machine has no srun" in exit_message("-m", "hydra/launcher=submitit_slurm", "name=relu_vs_sigmoid")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("launcher", ["slurm", "submitit_slurm"])
+def test_a_slurm_sweep_for_gpu_nodes_passes_on_a_login_node_without_one(launcher, monkeypatch, tmp_path, mnist_root):
+    """The jobs run on the cluster's nodes, so the node that submits them needs no CUDA."""
+    monkeypatch.setenv("MNIST_ROOT", mnist_root)
+    monkeypatch.setattr(entry.shutil, "which", lambda command: "/usr/bin/srun")
+    args = ["-m", f"hydra/launcher={launcher}", "device=cuda", "train.cuda_graph=true", "name=relu_vs_sigmoid",
+            "seeds=[0],[1]", f"results_dir={tmp_path / 'results'}"]
+    assert "device=cuda" in entry.precheck(args)
 
 
 def test_experiment_file_without_its_package_line_says_so(monkeypatch, tmp_path, exit_message):

@@ -37,6 +37,7 @@ FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p"}
 INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 HELP_FLAGS = {"--help", "-h"}  # print the composed config and exit: overrides are checked, nothing is written
 BARE_FLAGS = {"--hydra-help", "--version"}  # print and exit; Hydra reads no overrides with them
+SUBMITTING_LAUNCHERS = {"slurm", "submitit_slurm"}  # hydra/launcher choices that run jobs on other nodes
 CUDA_GRAPH_NEEDS_CUDA = ("train.cuda_graph=true captures training steps in CUDA graphs: it needs device=cuda "
                          "(or device=auto on a machine with a GPU)")
 
@@ -168,7 +169,7 @@ def precheck(args: list[str]) -> list[str]:
     names = experiment_names()
     sets = override_sets(overrides)
     launchers = {o.split("=", 1)[1].strip("'\"") for s in sets for o in s if o.split("=", 1)[0] == "hydra/launcher"}
-    if multirun and "slurm" in launchers and shutil.which("srun") is None:
+    if multirun and launchers & SUBMITTING_LAUNCHERS and shutil.which("srun") is None:
         raise UserError("hydra/launcher=slurm submits SLURM jobs, but this machine has no srun: run the command on the "
                         "cluster's login node, or try the sweep here with hydra/launcher=submitit_local")
     if len(sets) > 1 and not multirun:
@@ -206,7 +207,10 @@ def precheck(args: list[str]) -> list[str]:
                 analysis.check_experiment(cfg.experiment)
                 runs = build_runs(cfg)
                 check_overrides_change_runs(job_overrides, cfg, runs)
-                if resolve_device(cfg.device.value).type != "cuda" and any(run["train"]["cuda_graph"] for run in runs.values()):
+                # a launcher that submits jobs runs them on other nodes: their devices are checked there
+                submits = cfg.hydra.runtime.choices.get("hydra/launcher") in SUBMITTING_LAUNCHERS
+                if not submits and resolve_device(cfg.device.value).type != "cuda" and any(
+                        run["train"]["cuda_graph"] for run in runs.values()):
                     raise UserError(CUDA_GRAPH_NEEDS_CUDA)
                 if any(run["data"]["dataset"] == "mnist" for run in runs.values()):  # the other data need no files
                     data_roots.add((cfg.data.root, cfg.data.download))
