@@ -514,3 +514,15 @@ def test_a_recurrent_variants_family_is_its_name_before_the_sequence_length():
     # the exploding tanh RNN gets its own line in the figures, not the default tanh RNN's
     assert [family(v) for v in ("lstm_100_tuned", "tanh_30", "tanh_gain4_100_tuned", "tanh_gain4+clip_30")] == \
         ["lstm", "tanh", "tanh_gain4", "tanh_gain4+clip"]
+
+
+def test_the_readme_names_every_probe_and_figure():
+    """An experiment file picks probes and figures by name: the README's lists of them must be whole."""
+    from pathlib import Path
+
+    from experiments.plots import FIGURES
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    probes = readme.split("- `experiment.probes`:", 1)[1].split("\n- ", 1)[0]
+    figures = readme.split("- `experiment.figures`:", 1)[1].split("\n## ", 1)[0]
+    assert [name for name in PROBES if f"`{name}`" not in probes] == []
+    assert [name for name in {*FIGURES, *PROBES} if f"`{name}`" not in figures] == []
