@@ -52,7 +52,7 @@ def start(mnist_root, results, args):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def wait_for_runs(results, count, proc, timeout=120):
+def wait_for_runs(results, count, proc, timeout=300):  # generous: a loaded machine runs slowly
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         if len(list(results.glob("**/runs/*/seed*/meta.json"))) >= count:
