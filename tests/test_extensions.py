@@ -61,7 +61,7 @@ def test_tuned_takes_the_best_validation_accuracy_and_default_the_configured_val
 def test_a_protocol_grid_tunes_under_its_protocol_only():
     lecture, modern = runs_of("name=mse_vs_ce"), runs_of("name=mse_vs_ce", "protocol=modern")
     assert sorted(lecture) == ["cross_entropy", "mse"]
-    assert sorted(modern) == [f"{v}_lr{lr}" for v in ("cross_entropy", "mse") for lr in (0.03, 0.1, 0.3)]
+    assert sorted(modern) == [f"{v}_lr{lr}" for v in ("cross_entropy", "mse") for lr in (0.01, 0.03, 0.1, 0.3, 1.0)]
     assert modern["mse_lr0.3"]["optimizer"]["lr"] == 0.3 and modern["mse_lr0.3"]["train"]["loss"] == "mse"
     # a protocol's grid replaces the study's `grid` under that protocol only
     lecture_rates = {run["optimizer"]["lr"] for run in runs_of("name=deep_vs_fat").values()}
