@@ -555,6 +555,8 @@ def test_no_command_pays_for_importing_scipy_stats():
     (Check("a", "weight_norm", worse="b"), {"a": 0.9, "b": 0.8}, ["a"], ["a"]),
     (Check("a", "train_error", worse="b", lower_is_better=True), {"a": 0.1, "b": 0.2}, ["a"], ["a"]),
     (Check("a", "test_acc", worse="b", lower_is_better=True), {"a": 0.1, "b": 0.2}, ["a"], ["a"]),
+    # a metric of the untrained net: every rate starts from the same weights, so no rate moves it
+    (Check("a", "log10_grad_norm_init", worse="b"), {"a": 0.9, "b": 0.8}, ["a", "b"], []),
     # a difference of differences, (a - b) - (c - d): c's shortfall raises it as b's does
     (Check("a", "test_acc", worse="b", versus=("c", "d")), {"a": 0.9, "b": 0.5, "c": 0.6, "d": 0.5}, ["b", "c", "d"],
      ["b", "c"]),

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from experiments import verdicts
 from experiments.config import CONFIG_DIR
-from experiments.metrics import BEST_VALUE, BINARY_METRICS, FIXED_METRICS, FOLLOWS_TUNING, per_epoch
+from experiments.metrics import AT_INITIALISATION, BEST_VALUE, BINARY_METRICS, FIXED_METRICS, FOLLOWS_TUNING, per_epoch
 
 
 def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
@@ -78,7 +78,8 @@ def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str],
     only that side is named; an equivalence can break on either side, and how a rate that scores
     better on validation moves any other metric (a training error, a weight norm) is not known, so
     there every variant at an edge is named. A variant on the side a decision rests on that is at its
-    metric's best value in every seed (a training error of 0) cannot do better and is not named.
+    metric's best value in every seed (a training error of 0) cannot do better and is not named, nor
+    is a check on a metric of the untrained net (AT_INITIALISATION), which no rate can move.
     `edges`: each `_tuned` variant at an edge, with where it does best (tuning.resolve_grid);
     `values`: the per-seed values the checks read. Each caveat: its text, whether its check is a key
     check, and whether the verdict rests on the decision alone: a key check or a premise, or the one
@@ -90,7 +91,8 @@ def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str],
     notes = []
     for o in outcomes:
         c = o.check
-        if o.status not in (verdicts.HOLDS, verdicts.FAILS) or isinstance(o.diff, verdicts.Fact):
+        if (o.status not in (verdicts.HOLDS, verdicts.FAILS) or isinstance(o.diff, verdicts.Fact)
+                or c.metric in AT_INITIALISATION):
             continue
         # a better score of these raises the check's advantage; of the others, lowers it
         raising = [c.better, *(c.versus[1:] if c.versus else ()), *(better for better, _ in c.pairs or ())]

@@ -18,6 +18,10 @@ FIXED_METRICS = frozenset({"parameters", "receptive_field", "block_parameters", 
 # point that scores better on validation is expected to score better on it too (judge.edge_caveats)
 FOLLOWS_TUNING = {"val_acc": {"test_acc": False, "test_error": True}, "val_loss": {"test_loss": True},
                   "log10_val_loss": {"log10_test_loss": True}}
+# measured on the untrained net: every rate of a grid starts a seed from the same weights, so the
+# rate cannot move them (judge.edge_caveats names no check on them)
+AT_INITIALISATION = frozenset({"grad_norm_init", "log10_grad_norm_init", "grad_ratio_init", "log10_grad_ratio_init",
+                               "log10_act_ratio", "log10_memory_gradient_initial"})
 # the best value a bounded metric can take: a variant at it in every seed cannot do better
 BEST_VALUE = {"test_acc": 1.0, "train_acc": 1.0, "test_error": 0.0, "train_error": 0.0}
 
