@@ -381,3 +381,10 @@ def test_a_study_whose_runs_are_under_way_is_pending_and_stops_the_report(tmp_pa
     assert shown == report.PENDING and "run of the study is under way" in why
     with pytest.raises(UserError, match=r"study.json of relu_vs_sigmoid \(lecture\) was rewritten after its verdict"):
         report.build_report(results)
+
+
+def test_every_metric_of_the_untrained_net_is_a_metric_the_suite_measures():
+    # judge.edge_caveats leaves checks on these out: a misspelt name would silently leave one in
+    from experiments.metrics import AT_INITIALISATION, meaning
+    from experiments.probes import SCALAR_MEANINGS
+    assert [metric for metric in AT_INITIALISATION if not meaning(metric, SCALAR_MEANINGS)] == []
