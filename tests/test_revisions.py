@@ -185,7 +185,7 @@ def test_a_changed_rule_re_judges_the_stored_runs_without_a_re_run(tmp_path):
         analysis.adopt_current_rule(tmp_path)
 
 
-@pytest.mark.parametrize("protocol,grid", [("lecture", {}), ("modern", {"optimizer.lr": [0.03, 0.1, 0.3]})])
+@pytest.mark.parametrize("protocol,grid", [("lecture", {}), ("modern", {"optimizer.lr": [0.03, 0.1, 0.3, 1.0, 3.0]})])
 def test_a_rule_is_adopted_by_a_study_whose_protocol_names_its_own_grid(tmp_path, protocol, grid):
     # depth_sigmoid tunes the rate under the modern protocol only (protocol_grids): each study's grid
     # is the one its protocol got, not the file's base grid
@@ -259,7 +259,7 @@ def test_a_fresh_clone_re_judges_a_study_from_its_seeds_table_as_from_its_runs(t
     study = {"experiment": {**file_rule, "name": "relu_vs_sigmoid", "lecture_ref": "the lecture",
                             "variants": {"sigmoid": {"model": {"activation": "sigmoid"}},
                                          "relu": {"model": {"activation": "relu"}}},
-                            "grid": {"optimizer.lr": [0.03, 0.1, 0.3]}, "probes": [],
+                            "grid": {"optimizer.lr": [0.03, 0.1, 0.3, 1.0, 3.0]}, "probes": [],  # the file's
                             # stored with an older rule: no margin on the key check
                             "verdict": {**file_rule["verdict"], "checks": [{"better": "relu", "worse": "sigmoid"}]}},
              "protocol": "modern", "seeds": [0, 1, 2, 3, 4], "overrides": ["name=relu_vs_sigmoid", "protocol=modern"],
@@ -268,7 +268,7 @@ def test_a_fresh_clone_re_judges_a_study_from_its_seeds_table_as_from_its_runs(t
     folder.mkdir(parents=True)
     (folder / store.STUDY_FILE).write_text(json.dumps(study))
     level = {"sigmoid": 0.11, "relu": 0.9}
-    for lr, bonus in ((0.03, 0.0), (0.1, 0.03), (0.3, 0.01)):  # 0.1 is best on validation for both
+    for lr, bonus in ((0.03, 0.0), (0.1, 0.03), (0.3, 0.01), (1.0, 0.0), (3.0, -0.01)):  # 0.1 best on validation
         for variant in level:
             for seed in range(5):
                 value = level[variant] + bonus + 0.003 * seed + 1.2345678e-7 * (seed + 1)  # digits past %.6g
@@ -281,7 +281,7 @@ def test_a_fresh_clone_re_judges_a_study_from_its_seeds_table_as_from_its_runs(t
                                                                         "status": "complete", "key": "k", "seconds": 4.0})
     from_runs = analysis.analyse(folder, current_rule=True)[1]
     files = {name: (folder / name).read_text() for name in ("summary.csv", "summary.md", "grid.md", "verdict.json")}
-    assert len(__import__("pandas").read_csv(folder / "seeds.csv")) == 30  # every grid point's run
+    assert len(__import__("pandas").read_csv(folder / "seeds.csv")) == 50  # every grid point's run
     assert from_runs["checks"][0]["margin"] == 0.1  # the file's rule, adopted
     shutil.rmtree(folder / "runs")
     from_seeds = analysis.analyse(folder, current_rule=True)[1]
