@@ -294,6 +294,11 @@ def test_an_inconclusive_summary_cell_says_what_it_can_still_become():
         == ": a premise of the claim fails, so it was not tested (key checks 0 hold, 2 fail, 1 open)"
     assert report.still_open({**verdict, "possible": ["not reproduced"], "premise": "inconclusive"}, "inconclusive") \
         == ": a premise is open; if it holds, not reproduced (key checks 0 hold, 2 fail, 1 open)"
+    # an open check whose variants sit at the metric's best value in every seed is not "maybe true"
+    saturated = [*checks[:2], {"key": True, "status": "inconclusive", "saturated_at": 1.0}, checks[3]]
+    assert report.still_open({**verdict, "checks": saturated}, "inconclusive") == (
+        ": partly or not reproduced; key checks 0 hold, 2 fail, 1 open (1 with every seed at its metric's best value, "
+        "which more seeds are unlikely to settle)")
 
 
 def test_a_summary_cell_counts_the_decisions_a_grid_edge_may_have_made():

@@ -483,6 +483,26 @@ def test_seeds_needed_respects_the_exact_tests_smallest_p():
     assert all(o.status == INCONCLUSIVE and o.seeds == 6 for o in outcomes)
 
 
+def test_an_open_check_at_the_metrics_best_value_says_more_seeds_are_unlikely_to_settle_it():
+    # dropout: both nets fit their training set exactly in every seed, so "dropout lowers the training
+    # accuracy" is open with a difference of exactly 0, and no seeds estimate applies
+    ceiling = {"train_acc": 1.0}
+    check = Check("no_dropout", "train_acc", worse="dropout")
+    at_one = {("no_dropout", "train_acc"): np.ones(5), ("dropout", "train_acc"): np.ones(5)}
+    verdict = verdicts.decide([check], at_one, best_values=ceiling)
+    (open_,) = verdict.outcomes
+    assert open_.status == INCONCLUSIVE and open_.saturated_at == 1.0 and open_.as_dict()["saturated_at"] == 1.0
+    assert "every seed of no_dropout and dropout is at train_acc's best value, 1: the measure is saturated" in open_.describe()
+    assert verdict.headline().endswith("(the open key checks could make it reproduced or not reproduced; 1 of them with "
+                                       "every seed at its metric's best value, which more seeds are unlikely to settle)")
+    # one seed below the ceiling, or a metric without a best value: the usual estimate or boundary note
+    below = {**at_one, ("dropout", "train_acc"): np.array([1.0, 1.0, 1.0, 1.0, 0.9998])}
+    assert verdicts.decide([check], below, best_values=ceiling).outcomes[0].saturated_at is None
+    unbounded = verdicts.decide([check], at_one).outcomes[0]
+    assert unbounded.saturated_at is None and "sits on the decision boundary" in unbounded.describe()
+    assert "saturated_at" not in unbounded.as_dict() and "best value" not in verdicts.decide([check], at_one).headline()
+
+
 def test_a_quantity_the_architecture_fixes_is_compared_by_arithmetic_outside_holm():
     fixed = frozenset({"parameters"})
     checks = [Check("small", "parameters", worse="big", lower_is_better=True),

@@ -58,7 +58,7 @@ def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
     values = {(c_variant, metric): finals.loc[finals["variant"] == c_variant, metric].to_numpy()
               for check in checks for c_variant in check.variants
               for metric in [check.metric] if metric in finals}
-    result = verdicts.decide(checks, values, binary=BINARY_METRICS, fixed=FIXED_METRICS)
+    result = verdicts.decide(checks, values, binary=BINARY_METRICS, fixed=FIXED_METRICS, best_values=BEST_VALUE)
     n = int(by_variant["n"].min()) if len(by_variant) else 0
     return {"verdict": result.verdict, "headline": f"n = {n} seeds per variant; {result.headline()}",
             "reason": f"n = {n} seeds per variant; " + result.reason(),

@@ -158,6 +158,9 @@ def still_open(verdict: dict, shown: str) -> str:
     of the claim held."""
     key = [c["status"] for c in verdict.get("checks", []) if c["key"]]
     standing = f"key checks {key.count('holds')} hold, {key.count('fails')} fail, {key.count('inconclusive')} open"
+    saturated = sum("saturated_at" in c for c in verdict.get("checks", []) if c["key"])
+    if saturated:  # an open check that more seeds cannot be expected to settle: not "maybe true"
+        standing += f" ({saturated} with every seed at its metric's best value, which more seeds are unlikely to settle)"
     if shown == "partly":
         return f": {standing}"
     if shown != "inconclusive":

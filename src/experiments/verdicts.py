@@ -427,6 +427,9 @@ class Outcome:
     # a decision the exact randomization test of the same seeds would leave open: its Holm p
     exact_p_adjusted: float | None = None
     exact_floor: bool = False  # ... because no exact test of this many seeds could decide it
+    # open with every seed of every variant compared at the metric's best value (a training accuracy of
+    # 1): the measure is saturated, so more seeds are unlikely to settle it
+    saturated_at: float | None = None
 
     def describe(self) -> str:
         """'relu vs sigmoid, test_acc (higher is better), n = 5/5: advantage +0.851 [0.83, 0.87],
@@ -484,6 +487,9 @@ class Outcome:
                      f"difference were the true one)"
                      if self.seeds and self.seeds <= MAX_SEEDS_SHOWN
                      else f" (more than {MAX_SEEDS_SHOWN} seeds per variant would be needed)" if self.seeds
+                     else f" (every seed of {' and '.join(c.variants)} is at {c.metric}'s best value, "
+                          f"{self.saturated_at:g}: the measure is saturated, so more seeds are unlikely to settle it; "
+                          "a measure that still varies could)" if self.saturated_at is not None
                      else " (the observed difference sits on the decision boundary)")
         return text + (f" — {c.note}" if c.note else "")
 
@@ -497,6 +503,7 @@ class Outcome:
                 "p_holm": _finite(self.p_holds_adjusted if self.status != FAILS else self.p_fails_adjusted),
                 "n": None if self.diff is None else [self.diff.n_better, self.diff.n_worse, *self.diff.n_further],
                 "dropped": self.dropped, "seeds_needed": self.seeds,
+                **({"saturated_at": self.saturated_at} if self.saturated_at is not None else {}),
                 **({"exact_p_holm": _finite(self.exact_p_adjusted), "exact_floor": self.exact_floor}
                    if self.exact_p_adjusted is not None else {}),
                 "text": self.describe()}
@@ -514,11 +521,13 @@ def _finite(x: float) -> float | None:
 
 
 def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA,
-               binary: frozenset[str] = frozenset(), fixed: frozenset[str] = frozenset()) -> list[Outcome]:
+               binary: frozenset[str] = frozenset(), fixed: frozenset[str] = frozenset(),
+               best_values: dict[str, float] | None = None) -> list[Outcome]:
     """Test every check on `values[(variant, metric)]` (one value per seed), Holm-corrected within
     the key checks and within the other side checks, each premise on its own;
     a check of a metric in `binary` (0/1 per seed) against a fixed share by the exact binomial test;
-    a check of a metric in `fixed` (set by the architecture) by arithmetic, outside the correction."""
+    a check of a metric in `fixed` (set by the architecture) by arithmetic, outside the correction;
+    an open check of variants all at their metric's value in `best_values` in every seed says so."""
     outcomes = []
     for check in checks:
         raw = [values.get((name, check.metric)) for name in check.variants]
@@ -563,8 +572,19 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
                 o.status = FAILS
             else:
                 o.seeds = seeds_needed(o.check, o.diff, alpha / len(family))  # Holm's strictest step
+                o.saturated_at = saturation(o.check, values, best_values or {})
         flag_exact_decisions(family, alpha)
     return outcomes
+
+
+def saturation(check: Check, values: dict[tuple[str, str], np.ndarray], best_values: dict[str, float]) -> float | None:
+    """The metric's best value where every seed of every variant the check compares sits at it (no
+    variant can do better, so neither can lead), else None."""
+    best = best_values.get(check.metric)
+    if best is None or check.worse is None:
+        return None
+    samples = [values.get((name, check.metric)) for name in check.variants]
+    return best if all(s is not None and len(s) and bool(np.all(np.asarray(s) == best)) for s in samples) else None
 
 
 def flag_exact_decisions(family: list[Outcome], alpha: float) -> None:
@@ -653,12 +673,16 @@ class Verdict:
                 parts.append(f"{label}: {mine.count(HOLDS)} of {len(mine)} hold, {mine.count(FAILS)} fail, "
                              f"{mine.count(INCONCLUSIVE)} inconclusive")
         head = "; ".join(parts)
+        saturated = sum(o.saturated_at is not None for o in self.outcomes if o.check.key)
+        # an open check more seeds cannot be expected to settle: "could make it" is not "maybe true"
+        stuck = (f"; {saturated} of them with every seed at its metric's best value, which more seeds are unlikely "
+                 "to settle" if saturated else "")
         if self.premise == FAILS:
             head += " (a premise of the claim fails: the key checks did not test it)"
         elif self.premise == INCONCLUSIVE:
             head += f" (a premise of the claim is open; if it holds, the verdict is {' or '.join(self.possible)})"
         elif self.verdict == INCONCLUSIVE:
-            head += f" (the open key checks could make it {' or '.join(self.possible)})"
+            head += f" (the open key checks could make it {' or '.join(self.possible)}{stuck})"
         return head
 
     def reason(self) -> str:
@@ -666,12 +690,13 @@ class Verdict:
 
 
 def decide(checks: list[Check], values: dict[tuple[str, str], np.ndarray], alpha: float = ALPHA,
-           binary: frozenset[str] = frozenset(), fixed: frozenset[str] = frozenset()) -> Verdict:
+           binary: frozenset[str] = frozenset(), fixed: frozenset[str] = frozenset(),
+           best_values: dict[str, float] | None = None) -> Verdict:
     """Test the checks; the verdict is the one every way of settling the open key checks gives,
     provided every premise holds (a failed or open premise leaves it inconclusive)."""
     if not any(check.key for check in checks):
         raise ValueError("a claim needs at least one key check")
-    outcomes = run_checks(checks, values, alpha, binary, fixed)
+    outcomes = run_checks(checks, values, alpha, binary, fixed, best_values)
     premises = {o.status for o in outcomes if o.check.premise}
     if FAILS in premises:
         return Verdict(INCONCLUSIVE, outcomes, [], FAILS)
