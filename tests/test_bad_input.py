@@ -93,7 +93,8 @@ def test_a_slurm_sweep_without_slurm_is_one_line(monkeypatch, exit_message):
     monkeypatch.setattr(entry.shutil, "which", lambda command: None)
     assert "this machine has no srun" in exit_message("-m", "hydra/launcher=slurm", "name=relu_vs_sigmoid")
     assert "this machine has no srun" in exit_message("-m", "hydra/launcher='slurm'", "name=relu_vs_sigmoid")
-    assert "this machine has no srun" in exit_message("-m", "hydra/launcher=submitit_slurm", "name=relu_vs_sigmoid")
+    assert "hydra/launcher=submitit_slurm submits SLURM jobs, but this machine has no srun" \
+        in exit_message("-m", "hydra/launcher=submitit_slurm", "name=relu_vs_sigmoid")  # the launcher the user named
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -170,8 +170,9 @@ def precheck(args: list[str]) -> list[str]:
     sets = override_sets(overrides)
     launchers = {o.split("=", 1)[1].strip("'\"") for s in sets for o in s if o.split("=", 1)[0] == "hydra/launcher"}
     if multirun and launchers & SUBMITTING_LAUNCHERS and shutil.which("srun") is None:
-        raise UserError("hydra/launcher=slurm submits SLURM jobs, but this machine has no srun: run the command on the "
-                        "cluster's login node, or try the sweep here with hydra/launcher=submitit_local")
+        launcher = sorted(launchers & SUBMITTING_LAUNCHERS)[0]
+        raise UserError(f"hydra/launcher={launcher} submits SLURM jobs, but this machine has no srun: run the command on "
+                        "the cluster's login node, or try the sweep here with hydra/launcher=submitit_local")
     if len(sets) > 1 and not multirun:
         raise UserError("several values of one key (a,b, range() or choice()) make a sweep: add -m to run each "
                         "as its own job, e.g. python -m experiments -m name=relu_vs_sigmoid optimizer.lr=0.03,0.1")
