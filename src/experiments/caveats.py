@@ -47,11 +47,14 @@ def check(caveats: list[str], protocol_caveats: dict[str, list[str]], protocols:
 
 
 def fill(text: str, protocol: str | None, summaries: dict[str, pd.DataFrame | None],
-         seeds: dict[str, pd.DataFrame | None], views: dict[str, dict[str, str]]) -> str:
+         seeds: dict[str, pd.DataFrame | None], views: dict[str, dict[str, str]],
+         pending: frozenset[str] = frozenset()) -> str:
     """The caveat with each placeholder replaced by its number: from the protocol's summary.csv, or
     the mean over a run label's rows of its seeds.csv (a per-run metric, or a grid point; a grid
     study's `_tuned` or `_default` variant stands for the grid point it took, `views`); '(not run)'
-    where that study has no table, '(no seeds.csv)' where it was analysed before seeds.csv existed."""
+    where that study has no table, '(no seeds.csv)' where it was analysed before seeds.csv existed,
+    '(pending re-run)' where a study of a protocol in `pending` lacks the run (its experiment file
+    asks for runs its folder does not hold yet, e.g. a widened grid's new points)."""
     def number(match: re.Match) -> str:
         named, variant, column, spec = match.groups()
         chosen = named or protocol
@@ -69,6 +72,8 @@ def fill(text: str, protocol: str | None, summaries: dict[str, pd.DataFrame | No
             label = views.get(chosen, {}).get(variant, variant)
             values = per_run.loc[per_run["variant"] == label, column] if column in per_run else []
         if not len(values):
+            if chosen in pending:
+                return "(pending re-run)"
             raise UserError(f"caveat placeholder {match[0]}: the {chosen} protocol's summary.csv and seeds.csv have no "
                             f"{column} of {variant!r}")
         value = values.mean()

@@ -364,6 +364,7 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
         tables = {p: outcomes[(name, p)]["summary"] if outcomes[(name, p)] else None for p in PROTOCOLS}
         per_run = {p: seeds_table(results_dir / name / p) for p in PROTOCOLS}
         views = {p: outcomes[(name, p)]["verdict"].get("view_runs", {}) if outcomes[(name, p)] else {} for p in PROTOCOLS}
+        pending = frozenset(p for p in PROTOCOLS if outcomes[(name, p)] and shown_as[(name, p)][0] == PENDING)
         for protocol in PROTOCOLS:
             outcome = outcomes[(name, protocol)]
             if outcome is None:
@@ -381,7 +382,7 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
                                       study["experiment"].get("lecture_label", "")), "",
                       *([f"**Verdict: {shown}** — {why}.", ""] if why else verdict_lines(verdict, bool(study["experiment"].get("grid")))),
                       *(line for text in spec.get("protocol_caveats", {}).get(protocol, [])
-                        for line in (f"*Caveat* (stated with the study): {caveats.fill(text, protocol, tables, per_run, views)}", "")),
+                        for line in (f"*Caveat* (stated with the study): {caveats.fill(text, protocol, tables, per_run, views, pending)}", "")),
                       *([(results_dir / name / protocol / "grid.md").read_text()]
                         if (results_dir / name / protocol / "grid.md").exists() else []),
                       *(f"![{name}, {protocol} protocol: {figure}]({name}/{protocol}/{figure}.png)\n"
@@ -393,7 +394,7 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
                       ""]
         if spec.get("caveats") and any(table is not None for table in tables.values()):  # about runs: a claim not run yet has none to qualify
             lines += ["Caveats (stated with the study):", "",
-                      *(f"- {caveats.fill(text, None, tables, per_run, views)}" for text in spec["caveats"]), ""]
+                      *(f"- {caveats.fill(text, None, tables, per_run, views, pending)}" for text in spec["caveats"]), ""]
     return "\n".join(lines + glossary(outcomes))
 
 
