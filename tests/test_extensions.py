@@ -19,8 +19,11 @@ from helpers import runs_of
 
 
 def resolve(runs: pd.DataFrame, study: dict):
-    """The grid resolved as the analysis resolves it: scored on each run's final numbers."""
-    return tuning.resolve_grid(runs, study, per_run(runs))
+    """The grid resolved as the analysis resolves it: scored on each run's final numbers. Each run
+    starts from a higher training loss (an epoch 0 before its rows), so it counts as having learned
+    unless its test accuracy ends at or below 0.2."""
+    start = runs.sort_values("epoch").drop_duplicates(["variant", "seed"]).assign(epoch=0, train_loss=9.0)
+    return tuning.resolve_grid(runs, study, per_run(pd.concat([start, runs], ignore_index=True)))
 
 
 def test_grid_crosses_every_variant_with_every_value():
@@ -270,8 +273,7 @@ def test_a_tuned_value_at_the_grid_edge_is_flagged():
 
 
 def test_tied_grid_points_are_named_the_first_is_taken_and_a_tie_at_the_edge_is_flagged():
-    # a net at chance scores the same at every rate (depth_sigmoid's 9 layers under the modern protocol);
-    # means that differ by float rounding only tie too
+    # points that score alike tie, and means that differ by float rounding only tie too
     study = {"experiment": {**GRID_STUDY["experiment"], "variants": {"sgd": {"optimizer": {"lr": 0.1}}},
                             "grid": {"optimizer.lr": [0.01, 0.1, 1.0]}}, "seeds": [0]}
 
@@ -287,8 +289,20 @@ def test_tied_grid_points_are_named_the_first_is_taken_and_a_tie_at_the_edge_is_
     assert "| 0.1 | 0: 2 points tie for best, the first in grid order is taken | 0.1 |" in grid_md
     assert "(alone or tied) at the edge of the grid, so tuning may be incomplete for: sgd (sgd_lr1.0)" in grid_md
     assert edges == {"sgd_tuned": "lr=0.1, tied with lr=1, the grid's highest lr"}  # the point taken, and the edge it ties with
-    _, _, edges = resolved((0.2, 0.2, 0.2))  # a net at chance at every rate
+    _, _, edges = resolved((0.5, 0.5, 0.5))  # a net that learns, alike at every rate
     assert edges == {"sgd_tuned": "lr=0.01: every grid point scores alike on validation"}
+    # a net at chance at every rate (test accuracy at or below 0.2: failed to learn) learned at no grid
+    # point, wherever its argmax lies (depth_sigmoid's 9 layers: which digit each seed guesses)
+    tuned, grid_md, edges = resolved((0.1, 0.11, 0.1))
+    assert tuned == "sgd_lr0.1" and edges == {"sgd_tuned": "lr=0.1, though no grid point trains it (every run failed to learn)"}
+    assert "| none: every run at every grid point failed to learn, so the choice is arbitrary |" in grid_md
+    assert "No grid point trains sgd: every run failed to learn" in grid_md and "edge of the grid" not in grid_md
+    # a regression net has no test accuracy, so failed_to_learn (1 for it) says nothing: not flagged
+    rows = [{"variant": label, "seed": 0, "epoch": epoch, "val_acc": val, "test_acc": float("nan"), "train_acc": float("nan"),
+             "train_loss": 2.0 - epoch, "seconds": 1.0, "epoch_seconds": 1.0, "status": "complete"}
+            for label, val in zip(("sgd_lr0.01", "sgd_lr0.1", "sgd_lr1.0"), (0.1, 0.11, 0.1)) for epoch in (0, 1)]
+    _, study_resolved, grid_md = tuning.resolve_grid(pd.DataFrame(rows), study, per_run(pd.DataFrame(rows)))
+    assert study_resolved["grid_edges"] == {} and "No grid point trains" not in grid_md
     tuned, grid_md, edges = resolved((0.1, 0.2 + 1 / 25_000, 0.2))  # one validation image of 5,000, over 5 seeds
     assert tuned == "sgd_lr0.1" and "| 0.1 | 4e-05 | 0.1 |" in grid_md and "edge of the grid" not in grid_md
     assert edges == {}

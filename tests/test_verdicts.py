@@ -501,6 +501,13 @@ def test_an_open_check_at_the_metrics_best_value_says_more_seeds_are_unlikely_to
     unbounded = verdicts.decide([check], at_one).outcomes[0]
     assert unbounded.saturated_at is None and "sits on the decision boundary" in unbounded.describe()
     assert "saturated_at" not in unbounded.as_dict() and "best value" not in verdicts.decide([check], at_one).headline()
+    # with a margin the tie at the ceiling is what "not worse" predicts, and more seeds can settle it:
+    # the line gives the estimate, and neither it nor the headline says otherwise
+    few = {key: np.zeros(3) for key in (("a", "train_error"), ("b", "train_error"))}
+    margin = verdicts.decide([Check("a", "train_error", worse="b", kind="not_worse", margin=0.001, lower_is_better=True)],
+                             few, best_values={"train_error": 0.0})
+    assert margin.outcomes[0].status == INCONCLUSIVE and margin.outcomes[0].seeds and margin.outcomes[0].saturated_at is None
+    assert "best value" not in margin.headline() and "seeds per variant would settle it" in margin.outcomes[0].describe()
 
 
 def test_a_quantity_the_architecture_fixes_is_compared_by_arithmetic_outside_holm():

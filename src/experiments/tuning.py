@@ -78,7 +78,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     runs_of = finals.groupby("variant").size()
     # a mean over seeds of which some diverged hides a split (two seeds at 0.96, three at chance: 0.44)
     diverged = (finals["status"] == "diverged").groupby(finals["variant"]).sum() if "status" in finals else pd.Series(dtype=int)
-    views, keys, at_edge, view_runs = [], list(spec["grid"]), [], {}
+    views, keys, at_edge, untrained_at, view_runs = [], list(spec["grid"]), [], [], {}
     header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned",
               "its lead over the runner-up (val)", "default"]
     rows, off_grid = [], []
@@ -101,7 +101,14 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
                  if label else "–" for kind, label in chosen.items()}
         runner_up = max((label for label in scored if label not in tied), key=lambda label: val[label], default=None)
         gap = best - val[runner_up] if runner_up else math.nan
+        # a classifier that learned at no grid point (every run diverged, kept its loss or ended near
+        # chance): the argmax picks among runs that did not learn (a net at chance: which digit each
+        # seed guesses); only a value beyond the grid might train it, so it counts as at the grid's edge
+        own_runs = finals[finals["variant"].isin(mine)]
+        untrained = (len(scored) > 1 and {"failed_to_learn", "test_acc"} <= set(own_runs)
+                     and bool(own_runs["test_acc"].notna().all() and (own_runs["failed_to_learn"] == 1).all()))
         lead = ("–" if len(scored) < 2 or not math.isfinite(best) else
+                "none: every run at every grid point failed to learn, so the choice is arbitrary" if untrained else
                 f"0: {len(tied)} points tie for best, the first in grid order is taken" if len(tied) > 1 else
                 "each other point has a diverged seed" if gap == math.inf else
                 f"{gap:.2g}{_seeds_ahead(by_seed, tied[0], runner_up)}")  # .2g: a lead of one validation image is not shown as 0
@@ -112,7 +119,10 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
                              if label in val.index and pd.notna(val[label])
                              else "–" for label in mine), point["tuned"], lead, point["default"]])
         on_edge = [label for label in tied if _ends(labels[label][1], spec["grid"])]  # a tie reaching the edge counts too
-        if on_edge:
+        if untrained:
+            untrained_at.append(base)
+            edges[f"{base}_tuned"] = f"{_point(labels[tied[0]][1])}, though no grid point trains it (every run failed to learn)"
+        elif on_edge:
             at_edge.append(f"{base} ({', '.join(on_edge)})")
             taken, edge = _point(labels[tied[0]][1]), labels[on_edge[0]][1]
             where = " and ".join(_ends(edge, spec["grid"]))
@@ -130,6 +140,9 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
                 "grid_edges": edges}
     edge_note = ([f"Best value (alone or tied) at the edge of the grid, so tuning may be incomplete for: {', '.join(at_edge)}.", ""]
                  if at_edge else [])
+    edge_note += ([f"No grid point trains {', '.join(untrained_at)}: every run failed to learn, so the tuned value is "
+                   "arbitrary (a choice among runs that did not learn), and only a value beyond the grid might train "
+                   "it; the grid-edge caveat counts it as at an edge.", ""] if untrained_at else [])
     edge_note += ([f"Own value not on the grid, so no `_default` run: {', '.join(off_grid)}.", ""] if off_grid else [])
     what = {"val_acc": "accuracy", "val_loss": "loss"}.get(tune_on, "log10 loss")
     grid_md = "\n".join([f"Validation {what} (test {what}) of every grid point, mean over seeds; "

@@ -572,7 +572,9 @@ def run_checks(checks: list[Check], values: dict[tuple[str, str], np.ndarray], a
                 o.status = FAILS
             else:
                 o.seeds = seeds_needed(o.check, o.diff, alpha / len(family))  # Holm's strictest step
-                o.saturated_at = saturation(o.check, values, best_values or {})
+                # only where no seeds estimate applies: a tie at the ceiling with a margin (not worse
+                # within 0.001) is what more seeds could settle, and its line says how many
+                o.saturated_at = saturation(o.check, values, best_values or {}) if o.seeds is None else None
         flag_exact_decisions(family, alpha)
     return outcomes
 
