@@ -489,7 +489,7 @@ class Outcome:
                      else f" (more than {MAX_SEEDS_SHOWN} seeds per variant would be needed)" if self.seeds
                      else f" (every seed of {' and '.join(c.variants)} is at {c.metric}'s best value, "
                           f"{self.saturated_at:g}: the measure is saturated, so more seeds are unlikely to settle it; "
-                          "a measure that still varies could)" if self.saturated_at is not None
+                          "a setup where the metric stays off that value could)" if self.saturated_at is not None
                      else " (the observed difference sits on the decision boundary)")
         return text + (f" — {c.note}" if c.note else "")
 
