@@ -102,9 +102,8 @@ def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str],
         best = BEST_VALUE.get(c.metric)
 
         def at_best(variant: str) -> bool:  # every seed at the metric's best value: nothing does better
-            seen = values.get((variant, c.metric), np.array([]))
             return (variant in rests_on and best is not None and (best == 0.0) == c.lower_is_better
-                    and len(seen) > 0 and bool(np.all(seen == best)))
+                    and verdicts.all_at(values.get((variant, c.metric)), best))
 
         under = [v for v in (rests_on if follows else c.variants) if v in edges and not at_best(v)]
         if not under:

@@ -585,8 +585,12 @@ def saturation(check: Check, values: dict[tuple[str, str], np.ndarray], best_val
     best = best_values.get(check.metric)
     if best is None or check.worse is None:
         return None
-    samples = [values.get((name, check.metric)) for name in check.variants]
-    return best if all(s is not None and len(s) and bool(np.all(np.asarray(s) == best)) for s in samples) else None
+    return best if all(all_at(values.get((name, check.metric)), best) for name in check.variants) else None
+
+
+def all_at(sample: np.ndarray | None, value: float) -> bool:
+    """Whether there are seeds and every one of them is exactly at `value`."""
+    return sample is not None and len(sample) > 0 and bool(np.all(np.asarray(sample) == value))
 
 
 def flag_exact_decisions(family: list[Outcome], alpha: float) -> None:
