@@ -102,3 +102,44 @@ def test_keys_added_at_their_old_behaviour_keep_finished_runs_valid():
     assert store.run_key(capped, seed=0) != store.run_key(older, seed=0)
     fewer_test_images = {**newer, "data": {"train_size": 100, "test_size": 500}}
     assert store.run_key(fewer_test_images, seed=0) != store.run_key(older, seed=0)
+
+
+SHARED = ["data.train_size=300", "model.width=16", "train.epochs=1", "seeds=[0,1]"]  # sigmoid = 9_layers here
+
+
+def test_a_run_another_study_finished_is_copied_not_trained(run_in_process, tmp_path, monkeypatch):
+    from experiments import runner
+
+    assert run_in_process("name=relu_vs_sigmoid", "only=[sigmoid]", *SHARED).returncode == 0
+    (source,) = studies(tmp_path / "results")
+    done = run_in_process("name=depth_sigmoid", *SHARED)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("copied from relu_vs_sigmoid/lecture/") == 2
+    assert "9_layers | seed 0 | epoch" not in done.stdout and "3_layers | seed 0 | epoch" in done.stdout
+    (study,) = (tmp_path / "results" / "depth_sigmoid" / "lecture").iterdir()
+    for seed in (0, 1):
+        trained, copy = source / "runs" / "sigmoid" / f"seed{seed}", study / "runs" / "9_layers" / f"seed{seed}"
+        assert (copy / "metrics.csv").read_bytes() == (trained / "metrics.csv").read_bytes()
+        assert list(copy.glob("events.out.tfevents.*"))
+        was, meta = store.read_meta(trained), store.read_meta(copy)
+        assert meta["copied_from"] == str(trained.relative_to(tmp_path / "results"))
+        assert meta["variant"] == "9_layers" and meta["experiment"] == "depth_sigmoid" and meta["key"] == was["key"]
+        assert meta["seconds"] == was["seconds"] and meta["trained_at_commit"] == was["git_commit"]
+    verdict = json.loads((study / "verdict.json").read_text())
+    assert verdict["runs"] == 4 and verdict["copied_runs"] == 2
+    assert verdict["copied_seconds"] == round(sum(store.read_meta(p)["seconds"] for p in (source / "runs" / "sigmoid").iterdir()), 1)
+
+    # force=true trains afresh: a run finished before the command started is not copied
+    monkeypatch.setattr(runner, "COMMAND_STARTED", time.time())
+    forced = run_in_process("name=depth_sigmoid", "force=true", *SHARED)
+    assert forced.returncode == 0 and "copied from" not in forced.stdout and "9_layers | seed 1 | epoch" in forced.stdout
+    assert "copied_from" not in store.read_meta(study / "runs" / "9_layers" / "seed0")
+
+
+def test_a_forced_sweep_copies_what_its_earlier_jobs_trained(run_in_process, tmp_path, monkeypatch):
+    from experiments import runner
+
+    monkeypatch.setattr(runner, "COMMAND_STARTED", time.time())
+    done = run_in_process("-m", "name=relu_vs_sigmoid,depth_sigmoid", "force=true", *SHARED)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("copied from relu_vs_sigmoid/lecture/") == 2 and "9_layers | seed 0 | epoch" not in done.stdout

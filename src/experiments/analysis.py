@@ -110,7 +110,10 @@ def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
     verdict["closing_gaps"] = closing_gaps(runs, study)
     verdict["view_runs"] = study.get("view_runs", {})  # the grid point each _tuned / _default variant took
     # what the report needs about the runs, since runs/ is not committed
+    copied = [m for m in metas if m.get("copied_from")]  # trained once, by another study
     verdict |= {"runs": len(metas), "train_seconds": round(sum(m.get("seconds", 0.0) for m in metas), 1),
+                **({"copied_runs": len(copied), "copied_seconds": round(sum(m.get("seconds", 0.0) for m in copied), 1)}
+                   if copied else {}),
                 "devices": sorted({m.get("device", "unknown") for m in metas}),
                 "torch": sorted({m.get("torch", "unknown") for m in metas}),
                 "git_commits": sorted({m.get("git_commit", "unknown") for m in metas})}
@@ -148,7 +151,8 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     still = tuple(f"{b}'s lead over {w} in {m} " for b, w, m, _ in curve_checks(stored) & curve_checks(adopted))
     verdict["closing_gaps"] = [note for note in before.get("closing_gaps", []) if still and note.startswith(still)]
     verdict["view_runs"] = study.get("view_runs", {})
-    verdict |= {key: before[key] for key in ("runs", "train_seconds", "devices", "torch", "git_commits") if key in before}
+    verdict |= {key: before[key] for key in ("runs", "train_seconds", "copied_runs", "copied_seconds", "devices", "torch",
+                                             "git_commits") if key in before}
     write_tables(study_dir, summary, study, verdict, grid_md, adopted)
     return summary, verdict
 

@@ -117,17 +117,26 @@ def trains_conv_nets(name: str) -> bool:
     return any(model.get("arch") in IMAGE_ARCHITECTURES for model in models)
 
 
+def runs_and_time(verdict: dict) -> str:
+    """A study's run count and training time, naming the runs it copied from another study."""
+    copied = (f" ({verdict['copied_runs']} of them copied from another study that trained them with the same settings "
+              f"and seed: {minutes(verdict['copied_seconds'])} of the training time here)") if verdict.get("copied_runs") else ""
+    return f"{verdict.get('runs', '?')} runs{copied}, {minutes(verdict.get('train_seconds', 0.0))} of training"
+
+
 def training_time_line(outcomes: dict) -> str:
     """Each protocol's training time added up, the lecture protocol's also without the conv nets (the
     full lecture reproduction's cost on a CPU is judged without them)."""
-    seconds = {protocol: {name: o["verdict"].get("train_seconds", 0.0) for (name, p), o in outcomes.items()
-                          if o and p == protocol} for protocol in PROTOCOLS}
+    # a run copied from another study (the same settings and seed) was trained once: counted there
+    seconds = {protocol: {name: o["verdict"].get("train_seconds", 0.0) - o["verdict"].get("copied_seconds", 0.0)
+                          for (name, p), o in outcomes.items() if o and p == protocol} for protocol in PROTOCOLS}
     total = sum(sum(by_name.values()) for by_name in seconds.values())
     conv = sorted(name for name in seconds["lecture"] if trains_conv_nets(name))
     parts = [f"{protocol} protocol {minutes(sum(by_name.values()))}" for protocol, by_name in seconds.items()]
     without = sum(s for name, s in seconds["lecture"].items() if name not in conv)
     return (f"Training time of every study below, added up: {minutes(total)} ({', '.join(parts)}); each run's own "
-            f"training time on its device, which the study's section names. Under the lecture protocol the studies "
+            f"training time on its device, which the study's section names; a run copied from another study (the "
+            f"same settings and seed) counts once. Under the lecture protocol the studies "
             f"without conv nets add up to {minutes(without)} (those with conv nets: {', '.join(conv)}): a full lecture "
             f"reproduction without the conv nets trains for about half that on a 2-core CPU running two one-thread "
             f"runs at a time.")
@@ -388,8 +397,7 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
                       *(f"![{name}, {protocol} protocol: {figure}]({name}/{protocol}/{figure}.png)\n"
                         for figure in study["experiment"].get("figures", ["curves"])
                         if (results_dir / name / protocol / f"{figure}.png").exists()),
-                      f"Reproduce: `{command(name, protocol)}` — {verdict.get('runs', '?')} runs, "
-                      f"{minutes(verdict.get('train_seconds', 0.0))} of training on "
+                      f"Reproduce: `{command(name, protocol)}` — {runs_and_time(verdict)} on "
                       f"{', '.join(verdict.get('devices', ['unknown']))}, torch {', '.join(verdict.get('torch', ['?']))}.",
                       ""]
         if spec.get("caveats") and any(table is not None for table in tables.values()):  # about runs: a claim not run yet has none to qualify

@@ -24,6 +24,7 @@ from experiments.probes import PROBES
 from experiments.train import device_name, resolve_device, train_seeds
 
 log = logging.getLogger(__name__)  # to stdout through Hydra's job logging (configs/config.yaml)
+COMMAND_STARTED = time.time()  # this process's start, near enough: a sweep's jobs share it (basic launcher)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")  # one path component, no '..' tricks
 
 
@@ -165,7 +166,10 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
     name = spec["name"]
     where = Where(study_dir, name, git_commit(), device, spec["probes"], needs_step_sizes(spec))
     data, splits = None, None  # made again only when the data change: the variants mostly share theirs
-    for group, vectorise in training_groups(pending_members(cfg, study_dir, runs, spec["probes"]), device):
+    # force=true trains afresh: it copies only what this command has trained (a sweep's earlier jobs)
+    pending = copy_finished_elsewhere(where, pending_members(cfg, study_dir, runs, spec["probes"]),
+                                      Path(cfg.results_dir), since=COMMAND_STARTED if cfg.force else None)
+    for group, vectorise in training_groups(pending, device):
         if group[0].run["data"] != data:
             data, splits = group[0].run["data"], make_splits(group[0].run["data"], device)
         train_group(where, group, splits, vectorise)
@@ -190,6 +194,35 @@ def pending_members(cfg: DictConfig, study_dir: Path, runs: dict[str, dict], pro
             else:
                 pending.append(Member(label, run, seed))
     return pending
+
+
+def copy_finished_elsewhere(where: Where, pending: list[Member], results_dir: Path, since: float | None) -> list[Member]:
+    """Copy each pending run that another study under results_dir has finished (since `since`, if
+    given) with the same settings and seed (the same store.run_key), rather than train it again;
+    return the rest. The copy's meta.json names its source and the commit it was trained at; its
+    training time stays the source's, which the report counts once in its totals."""
+    if not pending:
+        return pending
+    elsewhere = store.finished_runs(results_dir, where.study_dir, since)
+    rest = []
+    for member in pending:
+        key = store.run_key(member.run, member.seed, where.probes)
+        source = elsewhere.get(key)
+        meta = store.read_meta(source) if source else None
+        if meta is None:
+            rest.append(member)
+            continue
+        origin = meta.get("copied_from") or str(source.relative_to(results_dir))
+        path = store.run_dir(where.study_dir, member.label, member.seed)
+        try:
+            store.copy_run(source, path, {**meta, "experiment": where.name, "variant": member.label, "config": member.run,
+                                          "git_commit": where.commit, "copied_from": origin,
+                                          "trained_at_commit": meta.get("trained_at_commit", meta.get("git_commit"))})
+        except OSError as exc:
+            raise UserError(f"cannot write results to {path}: {exc.strerror}") from None
+        log.info(f"{where.name} | {member.label} | seed {member.seed} | copied from {origin} (the same settings and "
+                 f"seed, finished there; force=true trains it again)")
+    return rest
 
 
 def training_groups(members: list[Member], device: torch.device) -> list[tuple[list[Member], bool]]:

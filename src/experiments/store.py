@@ -115,8 +115,26 @@ def temp_dir_for(path: Path) -> Path:
 
 def commit_run(tmp: Path, path: Path, rows: list[dict], meta: dict) -> None:
     """Write the table and metadata into `tmp`, then move it to `path` in one rename."""
+    _commit(tmp, path, meta, lambda: pd.DataFrame(rows).to_csv(tmp / "metrics.csv", index=False))
+
+
+def copy_run(source: Path, path: Path, meta: dict) -> None:
+    """Copy the files of the finished run folder `source` (its table, probes, TensorBoard events) to
+    `path` with `meta` as its metadata, in one rename."""
+    tmp = temp_dir_for(path)
+
+    def copy_files() -> None:
+        for item in source.iterdir():
+            if item.is_file() and item.name != "meta.json":
+                shutil.copy2(item, tmp / item.name)
+
+    _commit(tmp, path, meta, copy_files)
+
+
+def _commit(tmp: Path, path: Path, meta: dict, fill) -> None:
+    """Fill `tmp`, write its meta.json last, then move it to `path` in one rename."""
     try:
-        pd.DataFrame(rows).to_csv(tmp / "metrics.csv", index=False)
+        fill()
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         if path.exists():
             shutil.rmtree(path)
@@ -124,6 +142,19 @@ def commit_run(tmp: Path, path: Path, rows: list[dict], meta: dict) -> None:
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)  # a half-written run must not linger
         raise
+
+
+def finished_runs(results_dir: Path, besides: Path, since: float | None = None) -> dict[str, Path]:
+    """The finished run folders of every study under `results_dir` but `besides`, by run key; with
+    `since` (a time.time()), only those finished since then (meta.json is a run's last file written)."""
+    found: dict[str, Path] = {}
+    for meta_path in sorted(results_dir.glob("**/runs/*/seed*/meta.json")):
+        if meta_path.is_relative_to(besides / "runs") or (since is not None and meta_path.stat().st_mtime < since):
+            continue
+        meta = read_meta(meta_path.parent)
+        if meta and meta.get("status") in FINISHED and meta.get("key"):
+            found.setdefault(meta["key"], meta_path.parent)
+    return found
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
