@@ -377,12 +377,15 @@ def test_training_time_is_added_up_per_protocol_and_the_lecture_one_without_conv
     assert "31.5 min (lecture protocol 30.0 min, modern protocol 1.5 min)" in line
     assert "without conv nets add up to 10.0 min (those with conv nets: cnn_vs_mlp)" in line
     # a run copied from another study was trained once: the totals count it there only
-    outcomes[("depth_sigmoid", "lecture")] = {"verdict": {"train_seconds": 300.0, "copied_runs": 2, "copied_seconds": 240.0}}
+    copies = {"runs": 4, "train_seconds": 300.0, "copied_runs": 3,
+              "copied_seconds": {"relu_vs_sigmoid/lecture": 240.0, "relu_vs_sigmoid/lecture/model.width=16": 30.0}}
+    outcomes[("depth_sigmoid", "lecture")] = {"verdict": copies}
     line = report.training_time_line(outcomes)
+    # ... but a study the report does not show (a sweep's sub-folder) counts nowhere else, so it counts here
     assert "32.5 min (lecture protocol 31.0 min, modern protocol 1.5 min)" in line and "11.0 min" in line
-    assert report.runs_and_time({"runs": 4, "train_seconds": 300.0, "copied_runs": 2, "copied_seconds": 240.0}) == (
-        "4 runs (2 of them copied from another study that trained them with the same settings and seed: 4.0 min of "
-        "the training time here), 5.0 min of training")
+    assert report.runs_and_time(copies) == (
+        "4 runs (3 of them copied from relu_vs_sigmoid (lecture), relu_vs_sigmoid/lecture/model.width=16, which trained "
+        "them with the same settings and seeds: 4.5 min of the training time here), 5.0 min of training")
     assert report.runs_and_time({"runs": 4, "train_seconds": 300.0}) == "4 runs, 5.0 min of training"
 
 

@@ -2,12 +2,15 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from experiments import store
 
@@ -104,10 +107,11 @@ def test_keys_added_at_their_old_behaviour_keep_finished_runs_valid():
     assert store.run_key(fewer_test_images, seed=0) != store.run_key(older, seed=0)
 
 
+
 SHARED = ["data.train_size=300", "model.width=16", "train.epochs=1", "seeds=[0,1]"]  # sigmoid = 9_layers here
 
 
-def test_a_run_another_study_finished_is_copied_not_trained(run_in_process, tmp_path, monkeypatch):
+def test_a_run_another_study_trained_is_copied_not_trained_again(run_in_process, tmp_path, monkeypatch):
     from experiments import runner
 
     assert run_in_process("name=relu_vs_sigmoid", "only=[sigmoid]", *SHARED).returncode == 0
@@ -127,7 +131,13 @@ def test_a_run_another_study_finished_is_copied_not_trained(run_in_process, tmp_
         assert meta["seconds"] == was["seconds"] and meta["trained_at_commit"] == was["git_commit"]
     verdict = json.loads((study / "verdict.json").read_text())
     assert verdict["runs"] == 4 and verdict["copied_runs"] == 2
-    assert verdict["copied_seconds"] == round(sum(store.read_meta(p)["seconds"] for p in (source / "runs" / "sigmoid").iterdir()), 1)
+    seconds = round(sum(store.read_meta(p)["seconds"] for p in (source / "runs" / "sigmoid").iterdir()), 1)
+    assert verdict["copied_seconds"] == {str(source.relative_to(tmp_path / "results")): seconds}
+
+    # a copy is never a source: its own source may have gone, and the totals would count the run nowhere
+    shutil.rmtree(source / "runs")
+    again = run_in_process("name=relu_vs_sigmoid", "only=[sigmoid]", *SHARED)
+    assert again.returncode == 0 and "copied from" not in again.stdout and "sigmoid | seed 1 | epoch" in again.stdout
 
     # force=true trains afresh: a run finished before the command started is not copied
     monkeypatch.setattr(runner, "COMMAND_STARTED", time.time())
@@ -136,10 +146,35 @@ def test_a_run_another_study_finished_is_copied_not_trained(run_in_process, tmp_
     assert "copied_from" not in store.read_meta(study / "runs" / "9_layers" / "seed0")
 
 
-def test_a_forced_sweep_copies_what_its_earlier_jobs_trained(run_in_process, tmp_path, monkeypatch):
+def test_a_forced_sweep_copies_what_its_earlier_jobs_trained_and_never_a_run_of_its_own(run_in_process, tmp_path,
+                                                                                       monkeypatch):
     from experiments import runner
 
     monkeypatch.setattr(runner, "COMMAND_STARTED", time.time())
     done = run_in_process("-m", "name=relu_vs_sigmoid,depth_sigmoid", "force=true", *SHARED)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("copied from relu_vs_sigmoid/lecture/") == 2 and "9_layers | seed 0 | epoch" not in done.stdout
+    # two jobs of one study (seeds split between them), results_dir relative: the second finds seed 0
+    # in the study's own folder, which is no other study's run to copy
+    shared = [a for a in SHARED if not a.startswith("seeds")]
+    done = run_in_process("-m", "name=relu_vs_sigmoid", "only=[relu]", "seeds=[0],[0,1]", "force=true", *shared,
+                          results_dir=Path("elsewhere"))
+    assert done.returncode == 0 and "copied from" not in done.stdout and done.stdout.count("relu | seed 0 | epoch   1/1") == 2
+
+
+def test_a_run_without_the_step_sizes_a_study_reads_is_trained_not_copied(run_in_process, tmp_path):
+    assert run_in_process("name=relu_vs_sigmoid", "only=[sigmoid]", *SHARED).returncode == 0
+    done = run_in_process("name=relu_vs_sigmoid", "only=[sigmoid]", "experiment.figures=[curves,effective_lr]", *SHARED)
+    assert done.returncode == 0, done.stderr
+    assert "copied from" not in done.stdout and "sigmoid | seed 0 | epoch" in done.stdout
+
+
+def test_only_studies_that_compare_no_run_times_copy_runs():
+    from experiments.config import CONFIG_DIR
+    from experiments.metrics import reads_timings
+
+    def spec(name):
+        return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "name" / f"{name}.yaml"))["experiment"]
+
+    assert reads_timings(spec("minibatch_vs_fullbatch")) and reads_timings(spec("bottleneck"))
+    assert not reads_timings(spec("relu_vs_sigmoid")) and not reads_timings(spec("optimizers"))

@@ -35,6 +35,20 @@ OUTPUTS = ("summary.csv", "summary.md", SEEDS_FILE, "curves.png", "verdict.json"
 FIGURES = {**plots.FIGURES, **{name: probe.figure for name, probe in PROBES.items()}}
 
 
+def copied_runs(metas: list[dict]) -> dict:
+    """The runs copied from other studies, which trained them: how many, and their training time by
+    the study they came from (the report's totals count them there); empty when there are none."""
+    copied = [meta for meta in metas if meta.get("copied_from")]
+    if not copied:
+        return {}
+    seconds: dict[str, float] = {}
+    for meta in copied:
+        study = meta["copied_from"].rsplit("/runs/", 1)[0]
+        seconds[study] = seconds.get(study, 0.0) + meta.get("seconds", 0.0)
+    return {"copied_runs": len(copied), "copied_seconds": {study: round(s, 1) for study, s in sorted(seconds.items())},
+            "trained_at_commits": sorted({meta.get("trained_at_commit") or "unknown" for meta in copied})}
+
+
 def check_experiment(spec: DictConfig) -> None:
     """The experiment's checks, probes and figures name what exists: tested before any run starts."""
     container = OmegaConf.to_container(spec, resolve=True, enum_to_str=True)
@@ -110,10 +124,8 @@ def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
     verdict["closing_gaps"] = closing_gaps(runs, study)
     verdict["view_runs"] = study.get("view_runs", {})  # the grid point each _tuned / _default variant took
     # what the report needs about the runs, since runs/ is not committed
-    copied = [m for m in metas if m.get("copied_from")]  # trained once, by another study
     verdict |= {"runs": len(metas), "train_seconds": round(sum(m.get("seconds", 0.0) for m in metas), 1),
-                **({"copied_runs": len(copied), "copied_seconds": round(sum(m.get("seconds", 0.0) for m in copied), 1)}
-                   if copied else {}),
+                **copied_runs(metas),
                 "devices": sorted({m.get("device", "unknown") for m in metas}),
                 "torch": sorted({m.get("torch", "unknown") for m in metas}),
                 "git_commits": sorted({m.get("git_commit", "unknown") for m in metas})}
@@ -151,8 +163,8 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     still = tuple(f"{b}'s lead over {w} in {m} " for b, w, m, _ in curve_checks(stored) & curve_checks(adopted))
     verdict["closing_gaps"] = [note for note in before.get("closing_gaps", []) if still and note.startswith(still)]
     verdict["view_runs"] = study.get("view_runs", {})
-    verdict |= {key: before[key] for key in ("runs", "train_seconds", "copied_runs", "copied_seconds", "devices", "torch",
-                                             "git_commits") if key in before}
+    verdict |= {key: before[key] for key in ("runs", "train_seconds", "copied_runs", "copied_seconds", "trained_at_commits",
+                                             "devices", "torch", "git_commits") if key in before}
     write_tables(study_dir, summary, study, verdict, grid_md, adopted)
     return summary, verdict
 

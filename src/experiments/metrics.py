@@ -134,6 +134,12 @@ def needs_step_sizes(spec: dict) -> bool:
                                                     for check in spec["verdict"]["checks"])
 
 
+def reads_timings(spec: dict) -> bool:
+    """Whether an experiment's checks or tuning read a run's wall time (s / epoch, a probe's timing)."""
+    metrics = [spec["verdict"]["metric"], spec.get("tune_on") or "", *(check.get("metric") or "" for check in spec["verdict"]["checks"])]
+    return any("seconds" in metric for metric in metrics)
+
+
 DERIVED = {
     "mean_test_acc": "test accuracy averaged over the evaluated epochs: the area under the test curve (higher, sooner)",
     "failed_to_learn": f"1 when a run diverged, its training loss did not fall, or it ended at a test accuracy of "

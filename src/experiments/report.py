@@ -118,17 +118,21 @@ def trains_conv_nets(name: str) -> bool:
 
 
 def runs_and_time(verdict: dict) -> str:
-    """A study's run count and training time, naming the runs it copied from another study."""
-    copied = (f" ({verdict['copied_runs']} of them copied from another study that trained them with the same settings "
-              f"and seed: {minutes(verdict['copied_seconds'])} of the training time here)") if verdict.get("copied_runs") else ""
-    return f"{verdict.get('runs', '?')} runs{copied}, {minutes(verdict.get('train_seconds', 0.0))} of training"
+    """A study's run count and training time, naming the studies it copied runs from."""
+    copied = verdict.get("copied_seconds", {})
+    sources = ", ".join(f"{study.replace('/', ' (', 1)})" if study.count("/") == 1 else study for study in copied)
+    return (f"{verdict.get('runs', '?')} runs" + (f" ({verdict['copied_runs']} of them copied from {sources}, which trained "
+            f"them with the same settings and seeds: {minutes(sum(copied.values()))} of the training time here)" if copied else "")
+            + f", {minutes(verdict.get('train_seconds', 0.0))} of training")
 
 
 def training_time_line(outcomes: dict) -> str:
     """Each protocol's training time added up, the lecture protocol's also without the conv nets (the
-    full lecture reproduction's cost on a CPU is judged without them)."""
-    # a run copied from another study (the same settings and seed) was trained once: counted there
-    seconds = {protocol: {name: o["verdict"].get("train_seconds", 0.0) - o["verdict"].get("copied_seconds", 0.0)
+    full lecture reproduction's cost on a CPU is judged without them). A run copied from another
+    study counts once: there, when that study is among these."""
+    reported = {f"{name}/{protocol}" for (name, protocol), outcome in outcomes.items() if outcome}
+    seconds = {protocol: {name: o["verdict"].get("train_seconds", 0.0)
+                          - sum(s for study, s in o["verdict"].get("copied_seconds", {}).items() if study in reported)
                           for (name, p), o in outcomes.items() if o and p == protocol} for protocol in PROTOCOLS}
     total = sum(sum(by_name.values()) for by_name in seconds.values())
     conv = sorted(name for name in seconds["lecture"] if trains_conv_nets(name))

@@ -19,7 +19,7 @@ from experiments import store
 from experiments.config import IMAGE_ARCHITECTURES, check_run, grid_runs, protocol_settings
 from experiments.data import make_splits
 from experiments.errors import UserError, one_line
-from experiments.metrics import needs_step_sizes
+from experiments.metrics import needs_step_sizes, reads_timings
 from experiments.probes import PROBES
 from experiments.train import device_name, resolve_device, train_seeds
 
@@ -166,9 +166,11 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
     name = spec["name"]
     where = Where(study_dir, name, git_commit(), device, spec["probes"], needs_step_sizes(spec))
     data, splits = None, None  # made again only when the data change: the variants mostly share theirs
-    # force=true trains afresh: it copies only what this command has trained (a sweep's earlier jobs)
-    pending = copy_finished_elsewhere(where, pending_members(cfg, study_dir, runs, spec["probes"]),
-                                      Path(cfg.results_dir), since=COMMAND_STARTED if cfg.force else None)
+    pending = pending_members(cfg, study_dir, runs, spec["probes"])
+    if reads_timings(spec):  # timings compare only between runs made side by side, under one load
+        log.info(f"{name} | its checks compare run times: no run is copied from another study")
+    else:  # force=true trains afresh: it copies only what this command has trained (a sweep's earlier jobs)
+        pending = copy_finished_elsewhere(where, pending, Path(cfg.results_dir), COMMAND_STARTED if cfg.force else None)
     for group, vectorise in training_groups(pending, device):
         if group[0].run["data"] != data:
             data, splits = group[0].run["data"], make_splits(group[0].run["data"], device)
@@ -197,31 +199,35 @@ def pending_members(cfg: DictConfig, study_dir: Path, runs: dict[str, dict], pro
 
 
 def copy_finished_elsewhere(where: Where, pending: list[Member], results_dir: Path, since: float | None) -> list[Member]:
-    """Copy each pending run that another study under results_dir has finished (since `since`, if
-    given) with the same settings and seed (the same store.run_key), rather than train it again;
-    return the rest. The copy's meta.json names its source and the commit it was trained at; its
-    training time stays the source's, which the report counts once in its totals."""
+    """Copy each pending run that another study under results_dir has trained (since `since`, if
+    given) with the same settings, seed and probes (the same store.run_key), rather than train it
+    again; return the rest. The copy's meta.json names the study it came from and the commit it was
+    trained at; its time stays the source's, which the report's totals count once."""
     if not pending:
         return pending
-    elsewhere = store.finished_runs(results_dir, where.study_dir, since)
+    elsewhere, results = store.finished_runs(results_dir, where.study_dir, since), results_dir.resolve()
     rest = []
     for member in pending:
         key = store.run_key(member.run, member.seed, where.probes)
         source = elsewhere.get(key)
         meta = store.read_meta(source) if source else None
-        if meta is None:
+        path = store.run_dir(where.study_dir, member.label, member.seed)
+        # the step size is recorded only where a study reads it, which the run key leaves out
+        if meta is None or where.step_sizes and "effective_lr" not in store.recorded_columns(source):
             rest.append(member)
             continue
-        origin = meta.get("copied_from") or str(source.relative_to(results_dir))
-        path = store.run_dir(where.study_dir, member.label, member.seed)
+        origin = str(source.relative_to(results))
         try:
-            store.copy_run(source, path, {**meta, "experiment": where.name, "variant": member.label, "config": member.run,
-                                          "git_commit": where.commit, "copied_from": origin,
-                                          "trained_at_commit": meta.get("trained_at_commit", meta.get("git_commit"))})
+            copied = store.copy_run(source, path, {**meta, "experiment": where.name, "variant": member.label,
+                                                   "config": member.run, "git_commit": where.commit,
+                                                   "copied_from": origin, "trained_at_commit": meta.get("git_commit")})
         except OSError as exc:
             raise UserError(f"cannot write results to {path}: {exc.strerror}") from None
-        log.info(f"{where.name} | {member.label} | seed {member.seed} | copied from {origin} (the same settings and "
-                 f"seed, finished there; force=true trains it again)")
+        if copied:
+            log.info(f"{where.name} | {member.label} | seed {member.seed} | copied from {origin} (trained there with "
+                     f"the same settings and seed)")
+        else:
+            rest.append(member)
     return rest
 
 

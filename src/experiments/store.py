@@ -72,6 +72,15 @@ def read_meta(path: Path) -> dict | None:
         return None
 
 
+def recorded_columns(path: Path) -> list[str]:
+    """The columns of a run folder's metrics.csv (none when it cannot be read)."""
+    try:
+        with open(path / "metrics.csv") as table:
+            return table.readline().strip().split(",")
+    except OSError:
+        return []
+
+
 def is_finished(path: Path, key: str) -> bool:
     meta = read_meta(path)
     return meta is not None and meta.get("key") == key and meta.get("status") in FINISHED
@@ -118,17 +127,23 @@ def commit_run(tmp: Path, path: Path, rows: list[dict], meta: dict) -> None:
     _commit(tmp, path, meta, lambda: pd.DataFrame(rows).to_csv(tmp / "metrics.csv", index=False))
 
 
-def copy_run(source: Path, path: Path, meta: dict) -> None:
+def copy_run(source: Path, path: Path, meta: dict) -> bool:
     """Copy the files of the finished run folder `source` (its table, probes, TensorBoard events) to
-    `path` with `meta` as its metadata, in one rename."""
+    `path` with `meta` as its metadata, in one rename. False, and nothing written, when the source
+    went away or changed while it was read (a re-run of its study); then the run is trained."""
     tmp = temp_dir_for(path)
-
-    def copy_files() -> None:
+    try:
         for item in source.iterdir():
             if item.is_file() and item.name != "meta.json":
                 shutil.copy2(item, tmp / item.name)
-
-    _commit(tmp, path, meta, copy_files)
+        intact = (read_meta(source) or {}).get("key") == meta["key"]
+    except OSError:
+        intact = False
+    if not intact:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+    _commit(tmp, path, meta, lambda: None)
+    return True
 
 
 def _commit(tmp: Path, path: Path, meta: dict, fill) -> None:
@@ -145,14 +160,16 @@ def _commit(tmp: Path, path: Path, meta: dict, fill) -> None:
 
 
 def finished_runs(results_dir: Path, besides: Path, since: float | None = None) -> dict[str, Path]:
-    """The finished run folders of every study under `results_dir` but `besides`, by run key; with
-    `since` (a time.time()), only those finished since then (meta.json is a run's last file written)."""
+    """The finished run folders of every study under `results_dir` but `besides`, by run key: runs
+    trained there, not copies (a copy's source may since have gone); with `since` (a time.time()),
+    only those finished since then (meta.json is a run's last file written). Paths are resolved."""
     found: dict[str, Path] = {}
-    for meta_path in sorted(results_dir.glob("**/runs/*/seed*/meta.json")):
-        if meta_path.is_relative_to(besides / "runs") or (since is not None and meta_path.stat().st_mtime < since):
+    own = besides.resolve() / "runs"
+    for meta_path in sorted(results_dir.resolve().glob("**/runs/*/seed*/meta.json")):
+        if meta_path.is_relative_to(own) or (since is not None and meta_path.stat().st_mtime < since):
             continue
         meta = read_meta(meta_path.parent)
-        if meta and meta.get("status") in FINISHED and meta.get("key"):
+        if meta and meta.get("status") in FINISHED and meta.get("key") and not meta.get("copied_from"):
             found.setdefault(meta["key"], meta_path.parent)
     return found
 
