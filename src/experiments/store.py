@@ -166,7 +166,10 @@ def finished_runs(results_dir: Path, besides: Path, since: float | None = None) 
     found: dict[str, Path] = {}
     own = besides.resolve() / "runs"
     for meta_path in sorted(results_dir.resolve().glob("**/runs/*/seed*/meta.json")):
-        if meta_path.is_relative_to(own) or (since is not None and meta_path.stat().st_mtime < since):
+        try:
+            if meta_path.is_relative_to(own) or (since is not None and meta_path.stat().st_mtime < since):
+                continue
+        except OSError:  # replaced by a re-run of its study just now
             continue
         meta = read_meta(meta_path.parent)
         if meta and meta.get("status") in FINISHED and meta.get("key") and not meta.get("copied_from"):
