@@ -107,7 +107,11 @@ def test_settings_table_marks_departures_and_what_varies():
     assert rows["model.activation"] == ("sigmoid", "relu · sigmoid", settings.VARIES)
     assert rows["optimizer.lr"] == ("0.1", "0.1", "")
     assert settings.study_label(STUDY) == "lecture protocol, changed: model.depth=9"
-    assert settings.study_label({**STUDY, "protocol": "modern"}) == "modern protocol"
+    # under another protocol the label names what departs from that protocol's own settings: the
+    # modern protocol trains 20 epochs on 55k images, so a 10-epoch study says so, its 55k images not
+    modern = {"protocol": "modern", "settings": {
+        label: {**run, "data": {"train_size": 55000}, "train": {"epochs": 10}} for label, run in STUDY["settings"].items()}}
+    assert settings.study_label(modern) == "modern protocol, changed: model.depth=9, train.epochs=10"
     assert "| seeds | – | 0, 1, 2, 3, 4 (n = 5) |  |" in settings.settings_markdown(STUDY)
 
 

@@ -51,10 +51,11 @@ def shown(value) -> str:
     return "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def settings_rows(study: dict) -> list[tuple[str, str, str, str]]:
-    """(key, lecture protocol's value, this study's value, mark) for every setting of the study."""
+def settings_rows(study: dict, reference: dict[str, object] | None = None) -> list[tuple[str, str, str, str]]:
+    """(key, the reference's value, this study's value, mark) for every setting of the study; the
+    reference (flattened) is the lecture protocol's settings as the study recorded them unless given."""
     runs = {label: flatten(run) for label, run in study["settings"].items()}
-    reference = flatten(study["lecture_settings"])
+    reference = reference or flatten(study["lecture_settings"])
     keys = list(reference) + sorted({k for run in runs.values() for k in run} - set(reference))
     rows = []
     for key in keys:
@@ -72,16 +73,23 @@ def settings_rows(study: dict) -> list[tuple[str, str, str, str]]:
 
 
 def departures(study: dict) -> list[str]:
-    """'key=value' for each setting every run shares that differs from the lecture protocol."""
-    return [f"{key}={value}" for key, _, value, mark in settings_rows(study) if mark == DEPARTS]
+    """'key=value' for each setting every run shares that differs from the study's protocol (the
+    lecture protocol as recorded with the runs; another protocol as its file now reads)."""
+    reference = None
+    if study["protocol"] != "lecture":
+        recorded = {key for run in study["settings"].values() for key in flatten(run)}  # paths and devices left out
+        own = flatten(protocol_settings(study["protocol"]))
+        reference = {key: value for key, value in own.items() if key in recorded}
+    return [f"{key}={value}" for key, _, value, mark in settings_rows(study, reference) if mark == DEPARTS]
 
 
 def study_label(study: dict) -> str:
-    """'lecture protocol', 'lecture protocol, changed: model.activation=relu, ...' or 'modern protocol'."""
-    if study["protocol"] != "lecture" or "settings" not in study:
+    """'lecture protocol', 'lecture protocol, changed: model.activation=relu, ...', and so for the
+    modern protocol: each setting every run shares that differs from the protocol's own."""
+    if "settings" not in study:
         return f"{study['protocol']} protocol"
     changed = departures(study)
-    return "lecture protocol" + (f", changed: {', '.join(changed)}" if changed else "")
+    return f"{study['protocol']} protocol" + (f", changed: {', '.join(changed)}" if changed else "")
 
 
 def settings_markdown(study: dict) -> list[str]:
