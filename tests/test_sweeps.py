@@ -169,6 +169,26 @@ def test_a_run_without_the_step_sizes_a_study_reads_is_trained_not_copied(run_in
     assert "copied from" not in done.stdout and "sigmoid | seed 0 | epoch" in done.stdout
 
 
+def test_a_study_that_compares_run_times_trains_its_own_runs(run_in_process):
+    # minibatch_vs_fullbatch's minibatch_100 is depth_sigmoid's 3_layers here; its checks compare s / epoch
+    assert run_in_process("name=depth_sigmoid", "only=[3_layers]", *SHARED).returncode == 0
+    done = run_in_process("name=minibatch_vs_fullbatch", "only=[minibatch_100]", *SHARED)
+    assert done.returncode == 0, done.stderr
+    assert "compare run times: no run is copied" in done.stdout and "| copied from" not in done.stdout
+    assert "minibatch_100 | seed 1 | epoch" in done.stdout
+
+
+def test_a_source_that_changed_or_went_while_it_was_read_is_not_copied(tmp_path):
+    source, path = tmp_path / "a" / "runs" / "x" / "seed0", tmp_path / "b" / "runs" / "x" / "seed0"
+    source.mkdir(parents=True)
+    (source / "metrics.csv").write_text("epoch,train_loss\n0,2.3\n")
+    (source / "meta.json").write_text(json.dumps({"key": "k", "status": "complete"}))
+    assert not store.copy_run(source, path, {"key": "another"})  # re-run under other settings meanwhile
+    shutil.rmtree(source)
+    assert not store.copy_run(source, path, {"key": "k"})  # gone
+    assert not path.exists() and not list(path.parent.iterdir())  # no folder, no temporary left behind
+
+
 def test_only_studies_that_compare_no_run_times_copy_runs():
     from experiments.config import CONFIG_DIR
     from experiments.metrics import reads_timings
