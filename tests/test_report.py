@@ -318,6 +318,19 @@ def test_a_summary_cell_counts_the_decisions_a_grid_edge_may_have_made():
     assert report.at_grid_edge({"study": {"experiment": {}}, "verdict": {}}, "reproduced") == ""  # no grid
 
 
+def test_a_summary_cell_names_the_settings_a_study_changed_from_its_protocol():
+    """A verdict under 'lecture protocol' must not read as the lecture's own setup where the study
+    changed it: the committed report's cells say what its section headings say."""
+    study = {"protocol": "lecture", "lecture_settings": {"model": {"depth": 3}, "optimizer": {"lr": 0.1}},
+             "settings": {"a": {"model": {"depth": 9}, "optimizer": {"lr": 0.1}}}}
+    assert report.changed_settings(study) == "; changed: model.depth=9"
+    assert report.changed_settings({**study, "settings": {"a": study["lecture_settings"]}}) == ""
+    assert report.changed_settings({"protocol": "modern"}) == ""  # runs from before the settings table
+    text = report.build_report(Path(__file__).resolve().parents[1] / "results")
+    row = next(line for line in text.splitlines() if line.startswith("| [optimizers]"))
+    assert row.count("; changed: data.val_size=5000, train.epochs=10") == 1 and row.count("; changed: train.epochs=10") == 1
+
+
 def test_every_metric_an_experiment_checks_has_a_meaning_for_the_glossary():
     from experiments.metrics import meaning
     from experiments.probes import SCALAR_MEANINGS
