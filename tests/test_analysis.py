@@ -146,12 +146,47 @@ def test_grid_edge_caveat_shown_where_computed_and_said_missing_where_not():
     assert "Grid-edge" not in shown({}, False)  # no grid, nothing to say
 
 
-def test_no_budget_caveat_for_not_worse_checks_or_metrics_measured_once():
+@pytest.mark.parametrize("b,margin,caveat", [
+    ([0.1, 0.80, 0.90, 0.93, 0.96], 0.01, True),   # b trails: 0.08 at epoch 2, 0.03 at 4, beyond the margin
+    ([0.1, 0.80, 0.90, 0.93, 0.96], 0.05, False),  # the deficit left is within the margin: nothing to close
+    ([0.1, 0.80, 0.90, 0.92, 0.94], 0.01, False),  # 0.08 -> 0.05: still more than half
+    ([0.1, 0.99, 0.99, 0.99, 0.99], 0.01, False),  # b leads: no deficit
+])
+def test_budget_caveat_when_a_not_worse_deficit_beyond_its_margin_is_closing(b, margin, caveat):
+    a = [0.1, 0.95, 0.98, 0.99, 0.99]
+    study = {"experiment": {**STUDY["experiment"], "verdict": {
+        "metric": "train_acc", "checks": [{"better": "b", "worse": "a", "kind": "not_worse", "margin": margin}]}}}
+    notes = judge.closing_gaps(curves({"a": a, "b": b}), study)
+    assert bool(notes) == caveat
+    if caveat:
+        assert notes[0] == ("b's deficit to a in train_acc shrank from 0.08 at epoch 2 to 0.03 at epoch 4, still above "
+                            "the margin 0.01: a longer budget may close it")
+
+
+def test_budget_notes_are_kept_without_the_curves_only_for_checks_both_rules_make_alike():
+    """Judged again from seeds.csv the curves are gone: a note stays only where the new rule makes the
+    same check (a 'not worse' check with the same margin, which decides whether there is a note)."""
+    def study(*checks):
+        return {"experiment": {**STUDY["experiment"], "verdict": {"metric": "train_acc", "checks": list(checks)}}}
+
+    lead = {"better": "b", "worse": "a"}
+    deficit = {"better": "c", "worse": "a", "kind": "not_worse", "margin": 0.01}
+    notes = ["b's lead over a in train_acc shrank from 0.08 at epoch 2 to 0.03 at epoch 4: a longer budget may close it",
+             "c's deficit to a in train_acc shrank from 0.08 at epoch 2 to 0.03 at epoch 4, still above the margin 0.01: "
+             "a longer budget may close it"]
+    stored = study(lead, deficit)
+    assert judge.kept_gap_notes(notes, stored, stored) == notes
+    assert judge.kept_gap_notes(notes, stored, study(lead, {**deficit, "margin": 0.05})) == notes[:1]
+    assert judge.kept_gap_notes(notes, stored, study({**lead, "margin": 0.02}, deficit)) == notes  # no margin in a lead's note
+    assert judge.kept_gap_notes(notes, stored, study({**lead, "lower_is_better": True}, deficit)) == notes[1:]
+    assert judge.kept_gap_notes(notes, stored, study({"better": "d", "worse": "a"})) == []
+
+
+def test_no_budget_caveat_for_metrics_measured_once():
     closing = curves({"a": [0.1, 0.80, 0.90, 0.93, 0.95], "b": [0.1, 0.95, 0.98, 0.99, 0.99]})
-    for check in ({"better": "b", "worse": "a", "kind": "not_worse", "margin": 0.01},
-                  {"better": "b", "worse": "a", "metric": "mean_train_loss"}):
-        study = {"experiment": {**STUDY["experiment"], "verdict": {"metric": "train_acc", "checks": [check]}}}
-        assert judge.closing_gaps(closing, study) == []
+    study = {"experiment": {**STUDY["experiment"], "verdict": {
+        "metric": "train_acc", "checks": [{"better": "b", "worse": "a", "metric": "mean_train_loss"}]}}}
+    assert judge.closing_gaps(closing, study) == []
 
 
 def test_no_budget_caveat_on_training_accuracy_measured_in_eval_mode_at_the_end_only():

@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from experiments import caveats, plots
 from experiments.config import CONFIG_DIR, ExperimentConfig, grid_for, grid_runs, protocol_names
 from experiments.errors import UserError, one_line
-from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide, rule_metrics
+from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide, kept_gap_notes, rule_metrics
 from experiments.metrics import add_log10_losses, known_metrics, per_run, summarise
 from experiments.probes import PROBES, probe_metrics
 from experiments.store import SEEDS_FILE, STUDY_FILE, UNRECORDED, load_study, locked, study_digest, write_atomic
@@ -155,13 +155,7 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     summary = summarise(finals, study)
     verdict = decide(summary, finals, study)
     before = json.loads((study_dir / "verdict.json").read_text())
-
-    def curve_checks(rule_of: dict) -> set[tuple]:  # the checks closing_gaps reads the curves for
-        return {(c.better, c.worse, c.metric, c.lower_is_better) for c in checks_of(rule_of["experiment"]["verdict"], rule_of)
-                if c.kind == "beats" and c.worse is not None and not c.contrast}
-
-    still = tuple(f"{b}'s lead over {w} in {m} " for b, w, m, _ in curve_checks(stored) & curve_checks(adopted))
-    verdict["closing_gaps"] = [note for note in before.get("closing_gaps", []) if still and note.startswith(still)]
+    verdict["closing_gaps"] = kept_gap_notes(before.get("closing_gaps", []), stored, adopted)
     verdict["view_runs"] = study.get("view_runs", {})
     verdict |= {key: before[key] for key in ("runs", "train_seconds", "copied_runs", "copied_seconds", "trained_at_commits",
                                              "devices", "torch", "git_commits") if key in before}

@@ -123,14 +123,26 @@ def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str],
     return notes
 
 
+def reads_curves(check: verdicts.Check) -> bool:
+    """Whether closing_gaps can read the check's gap over training: two variants compared directly."""
+    return check.kind in ("beats", "not_worse") and check.worse is not None and not check.contrast
+
+
+def gap_prefix(check: verdicts.Check) -> str:
+    """How a budget note of the check begins: a 'beats' check's lead, a 'not worse' check's deficit."""
+    gap = "lead over" if check.kind == "beats" else "deficit to"
+    return f"{check.better}'s {gap} {check.worse} in {check.metric} "
+
+
 def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
-    """Checks whose lead shrank by more than half over the second half of training. A longer
-    budget might close them, so there the check measures convergence speed as much as the state
-    training ends in (the caveat the report prints under the verdict)."""
+    """Checks whose gap shrank by more than half over the second half of training: a 'beats' check's
+    lead, or the deficit of a 'not worse' check's better side where it still exceeds the margin. A
+    longer budget might close them, so there the check measures convergence speed as much as the
+    state training ends in (the caveat the report prints under the verdict)."""
     notes = []
     for check in checks_of(study["experiment"]["verdict"], study):
         values = per_epoch(runs, check.metric)
-        if values is None or check.kind != "beats" or check.worse is None or check.contrast:
+        if values is None or not reads_curves(check):
             continue
         measured = runs.assign(value=values).dropna(subset=["value"])
         curves = [measured[measured["variant"] == v].groupby("epoch")["value"].mean() for v in (check.better, check.worse)]
@@ -140,12 +152,28 @@ def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
         if not len(middle):
             continue
         sign = -1 if check.lower_is_better else 1
-        lead = {epoch: sign * (curves[0][epoch] - curves[1][epoch]) for epoch in (middle.max(), last)}
-        if 0 < lead[last] < lead[middle.max()] / 2:
-            notes.append(f"{check.better}'s lead over {check.worse} in {check.metric} shrank from "
-                         f"{lead[middle.max()]:.3g} at epoch {middle.max()} to {lead[last]:.3g} at epoch {last}: "
-                         "a longer budget may close it")
+        # a 'beats' check's lead; a 'not worse' check's deficit, which only past the margin decides it
+        gap = {epoch: (1 if check.kind == "beats" else -1) * sign * (curves[0][epoch] - curves[1][epoch])
+               for epoch in (middle.max(), last)}
+        floor = 0 if check.kind == "beats" else check.margin
+        if floor < gap[last] < gap[middle.max()] / 2:
+            beyond = f", still above the margin {check.margin:g}" if check.kind == "not_worse" else ""
+            notes.append(f"{gap_prefix(check)}shrank from {gap[middle.max()]:.3g} at epoch {middle.max()} to "
+                         f"{gap[last]:.3g} at epoch {last}{beyond}: a longer budget may close it")
     return notes
+
+
+def kept_gap_notes(notes: list[str], stored: dict, adopted: dict) -> list[str]:
+    """The budget notes an analysis with the curves made under the stored rule that still apply under
+    the adopted one (judged again without the runs, the curves are gone): those of checks both rules
+    make alike (for a 'not worse' check, with the same margin, which decides whether a note is made)."""
+    def curve_checks(study: dict) -> dict[tuple, str]:
+        return {(c.better, c.worse, c.metric, c.lower_is_better, c.kind, c.margin if c.kind == "not_worse" else None):
+                gap_prefix(c) for c in checks_of(study["experiment"]["verdict"], study) if reads_curves(c)}
+
+    before = curve_checks(stored)
+    still = tuple(before[same] for same in before.keys() & curve_checks(adopted).keys())
+    return [note for note in notes if still and note.startswith(still)]
 
 
 # what analysis alone may take from the current experiment file: how runs are judged and shown,
