@@ -154,13 +154,14 @@ def test_grid_edge_caveat_shown_where_computed_and_said_missing_where_not():
 ])
 def test_budget_caveat_when_a_not_worse_deficit_beyond_its_margin_is_closing(b, margin, caveat):
     a = [0.1, 0.95, 0.98, 0.99, 0.99]
-    study = {"experiment": {**STUDY["experiment"], "verdict": {
-        "metric": "train_acc", "checks": [{"better": "b", "worse": "a", "kind": "not_worse", "margin": margin}]}}}
-    notes = judge.closing_gaps(curves({"a": a, "b": b}), study)
-    assert bool(notes) == caveat
-    if caveat:
-        assert notes[0] == ("b's deficit to a in train_acc shrank from 0.08 at epoch 2 to 0.03 at epoch 4, still above "
-                            "the margin 0.01: a longer budget may close it")
+    for metric, lower_is_better in (("train_acc", False), ("train_error", True)):  # the same deficit, read either way
+        study = {"experiment": {**STUDY["experiment"], "verdict": {"metric": metric, "checks": [
+            {"better": "b", "worse": "a", "kind": "not_worse", "margin": margin, "lower_is_better": lower_is_better}]}}}
+        notes = judge.closing_gaps(curves({"a": a, "b": b}), study)
+        assert bool(notes) == caveat
+        if caveat:
+            assert notes[0] == (f"b's deficit to a in {metric} shrank from 0.08 at epoch 2 to 0.03 at epoch 4, still "
+                                "above the margin 0.01: a longer budget may close it")
 
 
 def test_budget_notes_are_kept_without_the_curves_only_for_checks_both_rules_make_alike():
@@ -174,12 +175,18 @@ def test_budget_notes_are_kept_without_the_curves_only_for_checks_both_rules_mak
     notes = ["b's lead over a in train_acc shrank from 0.08 at epoch 2 to 0.03 at epoch 4: a longer budget may close it",
              "c's deficit to a in train_acc shrank from 0.08 at epoch 2 to 0.03 at epoch 4, still above the margin 0.01: "
              "a longer budget may close it"]
-    stored = study(lead, deficit)
-    assert judge.kept_gap_notes(notes, stored, stored) == notes
-    assert judge.kept_gap_notes(notes, stored, study(lead, {**deficit, "margin": 0.05})) == notes[:1]
-    assert judge.kept_gap_notes(notes, stored, study({**lead, "margin": 0.02}, deficit)) == notes  # no margin in a lead's note
-    assert judge.kept_gap_notes(notes, stored, study({**lead, "lower_is_better": True}, deficit)) == notes[1:]
-    assert judge.kept_gap_notes(notes, stored, study({"better": "d", "worse": "a"})) == []
+    stored, runs = study(lead, deficit), {"b": "b_lr0.1", "a": "a_lr0.1"}
+
+    def kept(adopted, runs_now=runs):
+        return judge.kept_gap_notes(notes, stored, adopted, runs, runs_now)
+
+    assert kept(stored) == notes
+    assert kept(study(lead, {**deficit, "margin": 0.05})) == notes[:1]
+    assert kept(study({**lead, "margin": 0.02}, deficit)) == notes  # no margin in a lead's note
+    assert kept(study({**lead, "lower_is_better": True}, deficit)) == notes[1:]
+    assert kept(study({"better": "d", "worse": "a"})) == []
+    # tuned again on another score, b took another grid point: its old curves say nothing of the new one
+    assert kept(stored, {**runs, "b": "b_lr0.3"}) == notes[1:]
 
 
 def test_no_budget_caveat_for_metrics_measured_once():

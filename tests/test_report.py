@@ -331,6 +331,20 @@ def test_a_summary_cell_names_the_settings_a_study_changed_from_its_protocol():
     assert row.count("; changed: data.val_size=5000, train.epochs=10") == 1 and row.count("; changed: train.epochs=10") == 1
 
 
+def test_a_pending_cell_names_no_settings_a_new_run_may_have_written(tmp_path, monkeypatch):
+    """A re-run under way rewrites study.json before its first run: its settings are not those of the
+    runs the pending cell counts (a verdict from before study digests cannot tell that it was rewritten)."""
+    results = make_results(tmp_path, monkeypatch)
+    path = results / "depth_sigmoid" / "modern" / "study.json"
+    verdict = json.loads((path.parent / "verdict.json").read_text())
+    (path.parent / "verdict.json").write_text(json.dumps({k: v for k, v in verdict.items() if k != "study_digest"}))
+    study = json.loads(path.read_text())
+    path.write_text(json.dumps({**study, "lecture_settings": {"model": {"depth": 3}},
+                                "settings": {"9_layers": {"model": {"depth": 9}}}}))
+    row = next(line for line in report.build_report(results).splitlines() if line.startswith("| [depth_sigmoid]"))
+    assert row.endswith("| **pending re-run** (n = 5) |")
+
+
 def test_every_metric_an_experiment_checks_has_a_meaning_for_the_glossary():
     from experiments.metrics import meaning
     from experiments.probes import SCALAR_MEANINGS

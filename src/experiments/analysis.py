@@ -155,7 +155,8 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     summary = summarise(finals, study)
     verdict = decide(summary, finals, study)
     before = json.loads((study_dir / "verdict.json").read_text())
-    verdict["closing_gaps"] = kept_gap_notes(before.get("closing_gaps", []), stored, adopted)
+    verdict["closing_gaps"] = kept_gap_notes(before.get("closing_gaps", []), stored, adopted,
+                                             before.get("view_runs", {}), study.get("view_runs", {}))
     verdict["view_runs"] = study.get("view_runs", {})
     verdict |= {key: before[key] for key in ("runs", "train_seconds", "copied_runs", "copied_seconds", "trained_at_commits",
                                              "devices", "torch", "git_commits") if key in before}

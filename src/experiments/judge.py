@@ -136,8 +136,9 @@ def gap_prefix(check: verdicts.Check) -> str:
 
 def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
     """Checks whose gap shrank by more than half over the second half of training: a 'beats' check's
-    lead, or the deficit of a 'not worse' check's better side where it still exceeds the margin. A
-    longer budget might close them, so there the check measures convergence speed as much as the
+    lead, or the deficit of a 'not worse' check's better side where it still exceeds the margin (the
+    whole deficit halving, as a lead does, not just its part beyond the margin). A longer budget
+    might close them, so there the check measures convergence speed as much as the
     state training ends in (the caveat the report prints under the verdict)."""
     notes = []
     for check in checks_of(study["experiment"]["verdict"], study):
@@ -163,16 +164,18 @@ def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
     return notes
 
 
-def kept_gap_notes(notes: list[str], stored: dict, adopted: dict) -> list[str]:
+def kept_gap_notes(notes: list[str], stored: dict, adopted: dict, runs_then: dict, runs_now: dict) -> list[str]:
     """The budget notes an analysis with the curves made under the stored rule that still apply under
     the adopted one (judged again without the runs, the curves are gone): those of checks both rules
-    make alike (for a 'not worse' check, with the same margin, which decides whether a note is made)."""
-    def curve_checks(study: dict) -> dict[tuple, str]:
-        return {(c.better, c.worse, c.metric, c.lower_is_better, c.kind, c.margin if c.kind == "not_worse" else None):
-                gap_prefix(c) for c in checks_of(study["experiment"]["verdict"], study) if reads_curves(c)}
+    make alike (for a 'not worse' check, with the same margin, which decides whether a note is made),
+    between the same runs (runs_then, runs_now: the grid point each _tuned variant took, view_runs)."""
+    def curve_checks(study: dict, view_runs: dict) -> dict[tuple, str]:
+        return {(c.better, c.worse, view_runs.get(c.better), view_runs.get(c.worse), c.metric, c.lower_is_better, c.kind,
+                 c.margin if c.kind == "not_worse" else None): gap_prefix(c)
+                for c in checks_of(study["experiment"]["verdict"], study) if reads_curves(c)}
 
-    before = curve_checks(stored)
-    still = tuple(before[same] for same in before.keys() & curve_checks(adopted).keys())
+    before = curve_checks(stored, runs_then)
+    still = tuple(before[same] for same in before.keys() & curve_checks(adopted, runs_now).keys())
     return [note for note in notes if still and note.startswith(still)]
 
 

@@ -201,7 +201,7 @@ def changed_settings(study: dict) -> str:
     """The settings every run of the study shares that depart from its protocol, as its section
     heading names them: a verdict cell under 'lecture protocol' should not read as the lecture's own
     setting where the study changed it (deep_vs_fat trains ReLU nets with Adam). Runs recorded without
-    settings predate the verdict engine, so their cell shows no verdict to qualify."""
+    settings predate the verdict engine: their cell, pending re-run, shows no verdict to qualify."""
     changed = settings.departures(study) if "settings" in study else []
     return f"; changed: {', '.join(changed)}" if changed else ""
 
@@ -328,8 +328,8 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
               "variant's mean ± 95% CI in the table's metric; for a check on another metric, the variant's mean or the "
               "advantage with its 90% interval, as the check's line gives it, and what the check needs beyond a "
               "direction), and each protocol's verdict with its seeds per variant (an inconclusive one with what it can "
-              "still become and where its key checks stand, and every setting its runs share that differs from that "
-              "protocol's, as its section heading lists them); the sections below give every check, and [Metrics](#metrics) "
+              "still become and where its key checks stand) and every setting its runs share that differs from that "
+              "protocol's, as its section heading lists them; the sections below give every check, and [Metrics](#metrics) "
               "what each metric they name measures. "
               f"{len(order)} studies; {len(not_covered)} claims of the lectures not covered yet are listed as *not run*.", ""]
     rows = []
@@ -352,8 +352,9 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
             # a count the architecture fixes is arithmetic: its seeds are not a sample of it
             seeds = ("arithmetic on the nets' layers" if key_metrics and key_metrics <= FIXED_METRICS
                      else f"n = {int(outcome['summary']['n'].min())}")
+            # a pending study's study.json may already be a new run's, not that of the runs counted here
             cells.append(f"**{shown}** ({seeds})" + still_open(outcome["verdict"], shown) + at_grid_edge(outcome, shown)
-                         + changed_settings(outcome["study"]))
+                         + ("" if shown == PENDING else changed_settings(outcome["study"])))
         lecture = outcomes[(name, "lecture")]
         rows.append([f"[{name}](#{name})", lecture_numbers, headline(lecture) if lecture else "–", *cells])
     lines += [*pipe_table(["claim", "lecture's numbers", "lecture protocol: headline", "verdict",
