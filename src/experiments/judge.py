@@ -138,8 +138,8 @@ def closing_gaps(runs: pd.DataFrame, study: dict) -> list[str]:
     """Checks whose gap shrank by more than half over the second half of training: a 'beats' check's
     lead, or the deficit of a 'not worse' check's better side where it still exceeds the margin (the
     whole deficit halving, as a lead does, not just its part beyond the margin). A longer budget
-    might close them, so there the check measures convergence speed as much as the
-    state training ends in (the caveat the report prints under the verdict)."""
+    might close them, so there the check measures convergence speed as much as the state training
+    ends in (the caveat the report prints under the verdict)."""
     notes = []
     for check in checks_of(study["experiment"]["verdict"], study):
         values = per_epoch(runs, check.metric)
