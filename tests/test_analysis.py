@@ -222,6 +222,9 @@ def test_the_analysis_and_report_modules_run_as_commands(tmp_path):
     report = subprocess.run([sys.executable, "-m", "experiments.report", str(tmp_path / "results")], capture_output=True,
                             text=True, timeout=300)
     assert report.returncode == 0 and (tmp_path / "results" / "REPORT.md").exists(), report.stderr[-500:]
+    from experiments import report as report_module
+    for module in (analysis, report_module):  # a newcomer's --help is usage, not a missing folder named --help
+        assert module.main(["--help"]) == 0
 
 
 def test_the_checked_metrics_figure_leaves_out_a_non_finite_seed_and_says_so(tmp_path, monkeypatch):

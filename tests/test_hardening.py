@@ -129,6 +129,11 @@ def test_analysis_of_a_committed_study_without_its_runs_says_how_to_store_them_a
     assert err.startswith(f"error: {study_dir} holds no finished run of this study in runs/")
     assert err.rstrip().endswith(f"python -m experiments name=cnn_vs_mlp protocol=lecture 'seeds=[{seeds}]'")
     assert before == {path.name: path.read_bytes() for path in study_dir.iterdir() if path.is_file() and path.name != ".lock"}
+    # a study under another results folder is re-run there, not into ./results
+    elsewhere = tmp_path / "mine" / "cnn_vs_mlp" / "lecture"
+    shutil.copytree(study_dir, elsewhere)
+    assert analysis.main([str(elsewhere), "--current-rule"]) == 1
+    assert capsys.readouterr().err.rstrip().endswith(f"'seeds=[{seeds}]' results_dir={(tmp_path / 'mine').resolve()}")
 
 
 def test_a_quoted_name_is_the_name(exit_message):

@@ -318,6 +318,15 @@ def test_a_summary_cell_counts_the_decisions_a_grid_edge_may_have_made():
     assert report.at_grid_edge({"study": {"experiment": {}}, "verdict": {}}, "reproduced") == ""  # no grid
 
 
+def test_a_summary_cell_counts_the_gaps_still_closing():
+    notes = {"closing_gaps": ["a's lead over b in test_acc shrank …", "c's deficit to b in test_acc shrank …"]}
+    assert report.still_closing(notes, "partly") == "; 2 checks' gaps still closing at the end (budget caveat)"
+    assert report.still_closing({"closing_gaps": notes["closing_gaps"][:1]}, "reproduced") \
+        == "; 1 check's gap still closing at the end (budget caveat)"
+    assert report.still_closing({"closing_gaps": []}, "partly") == report.still_closing({}, "partly") == ""
+    assert report.still_closing(notes, report.PENDING) == ""  # no stale notes on a pending study
+
+
 def test_a_summary_cell_names_the_settings_a_study_changed_from_its_protocol():
     """A verdict under 'lecture protocol' must not read as the lecture's own setup where the study
     changed it: the committed report's cells say what its section headings say."""

@@ -106,8 +106,12 @@ def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
     if not len(runs):  # a fresh clone: its committed tables must not be rebuilt from nothing
         # older study files still list some of store.UNRECORDED (data.root); the protocol is named below
         given = [o for o in study["overrides"] if o.lstrip("+~").split("=", 1)[0] not in {*UNRECORDED, "protocol"}]
+        # the study folder is <results_dir>/<name>/<protocol>[/<overrides>]: a copy elsewhere is re-run there
+        root = next((folder.parent for folder in study_dir.resolve().parents if folder.name == study["experiment"]["name"]),
+                    None)
+        elsewhere = [f"results_dir={root}"] if root is not None and root != Path("results").resolve() else []
         rerun = shlex.join(["python", "-m", "experiments", *given, f"protocol={study['protocol']}",
-                            f"seeds=[{','.join(map(str, study['seeds']))}]"])
+                            f"seeds=[{','.join(map(str, study['seeds']))}]", *elsewhere])
         raise UserError(f"{study_dir} holds no finished run of this study in runs/ (run folders are not committed, "
                         f"only the tables, figures and verdict made from them){' nor a ' + SEEDS_FILE if current_rule else ''}; "
                         f"to store them: {rerun}")
@@ -218,7 +222,15 @@ def current_rule_study(study_dir: Path) -> dict:
     return study
 
 
+USAGE = ("usage: python -m experiments.analysis <study folder> [--current-rule]\n"
+         "  rebuilds the study's tables, figures and verdict from its runs (e.g. results/relu_vs_sigmoid/lecture);\n"
+         "  --current-rule judges them by the experiment file's current checks (from seeds.csv where the runs are gone)")
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
     adopt = "--current-rule" in argv
     argv = [a for a in argv if a != "--current-rule"]
     if len(argv) != 1:

@@ -197,6 +197,16 @@ def at_grid_edge(outcome: dict, shown: str) -> str:
     return (f"; {count} decision{'s' if count > 1 else ''} it rests on could change with a wider grid" if count else "")
 
 
+def still_closing(verdict: dict, shown: str) -> str:
+    """How many of the checks' gaps were still closing at the last epoch (the budget caveat), so that
+    the summary row does not read firmer than its section."""
+    count = len(verdict.get("closing_gaps", [])) if shown not in (PENDING, PENDING_ANALYSIS) else 0
+    if not count:
+        return ""
+    return f"; {count} check's gap still closing at the end (budget caveat)" if count == 1 else \
+        f"; {count} checks' gaps still closing at the end (budget caveat)"
+
+
 def changed_settings(study: dict) -> str:
     """The settings every run of the study shares that depart from its protocol, as its section
     heading names them: a verdict cell under 'lecture protocol' should not read as the lecture's own
@@ -328,8 +338,9 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
               "variant's mean ± 95% CI in the table's metric; for a check on another metric, the variant's mean or the "
               "advantage with its 90% interval, as the check's line gives it, and what the check needs beyond a "
               "direction), and each protocol's verdict with its seeds per variant (an inconclusive one with what it can "
-              "still become and where its key checks stand) and every setting its runs share that differs from that "
-              "protocol's, as its section heading lists them; the sections below give every check, and [Metrics](#metrics) "
+              "still become and where its key checks stand), the decisions a wider grid could change and the checks whose "
+              "gap was still closing at the end (the caveats under its verdict), and every setting its runs share that "
+              "differs from that protocol's, as its section heading lists them; the sections below give every check, and [Metrics](#metrics) "
               "what each metric they name measures. "
               f"{len(order)} studies; {len(not_covered)} claims of the lectures not covered yet are listed as *not run*.", ""]
     rows = []
@@ -354,6 +365,7 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
                      else f"n = {int(outcome['summary']['n'].min())}")
             # a pending study's study.json may already be a new run's, not that of the runs counted here
             cells.append(f"**{shown}** ({seeds})" + still_open(outcome["verdict"], shown) + at_grid_edge(outcome, shown)
+                         + still_closing(outcome["verdict"], shown)
                          + ("" if shown == PENDING else changed_settings(outcome["study"])))
         lecture = outcomes[(name, "lecture")]
         rows.append([f"[{name}](#{name})", lecture_numbers, headline(lecture) if lecture else "–", *cells])
@@ -457,6 +469,10 @@ def refresh_study_pages(results_dir: Path, judgments: dict) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: python -m experiments.report [results folder, default results]\n"
+              "  rebuilds REPORT.md and each study's summary.md from the study folders (no training)")
+        return 0
     if len(argv) > 1:
         print("error: give at most one results folder: python -m experiments.report [results]", file=sys.stderr)
         return 2
