@@ -312,6 +312,16 @@ def test_summary_md_shows_the_numbers_of_summary_csv_as_the_report_does(tmp_path
     assert "| 1.000 ± 0.000 | 1.000 – 1.000 |" in (study_dir / "summary.md").read_text()
 
 
+def test_summary_md_heading_names_the_settings_a_study_changed_from_its_protocol(tmp_path):
+    """A quick run with `train.epochs=1` must not be titled as the lecture protocol's study."""
+    study_dir = tmp_path / "toy" / "lecture"
+    study = {**toy_study(), "lecture_settings": {"train": {"epochs": 20}},
+             "settings": {"a": {"train": {"epochs": 1}}, "b": {"train": {"epochs": 1}}}}
+    write_store(study_dir, FIVE, study=study)
+    analysis.analyse(study_dir)
+    assert "(lecture protocol, changed: train.epochs=1)\n" in (study_dir / "summary.md").read_text()
+
+
 @pytest.mark.parametrize("protocol", ["lecture", "modern"])
 def test_the_lecture_line_says_whether_its_numbers_are_compared(tmp_path, protocol):
     study_dir = tmp_path / "toy" / protocol

@@ -95,9 +95,12 @@ def table_markdown(summary: pd.DataFrame, metric: str, lecture_label: str = "") 
 
 
 def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
+    from experiments.settings import study_label  # settings builds its tables with this module's pipe_table
+
     spec = study["experiment"]
-    # the title states the claim, not a finding: a slide of this file must not read as one
-    lines = [f"## Claim tested: {spec['title']} ({study['protocol']} protocol)", "", f"Claim: {spec['claim']}", "",
+    # the title states the claim, not a finding: a slide of this file must not read as one; the label
+    # names the settings the study changed from its protocol, as the report's heading does
+    lines = [f"## Claim tested: {spec['title']} ({study_label(study)})", "", f"Claim: {spec['claim']}", "",
              "The caveats stated with the study, and its settings, are in the report (results/REPORT.md).", "",
              *table_markdown(summary, spec["verdict"]["metric"], spec.get("lecture_label", "")),
              "", *verdict_lines(verdict, bool(spec.get("grid"))),
