@@ -304,6 +304,25 @@ def test_an_inconclusive_summary_cell_says_what_it_can_still_become():
         "which more seeds are unlikely to settle)")
 
 
+def test_a_summary_cell_names_the_key_checks_that_fail_or_stay_open():
+    study = toy_study()
+    study["experiment"]["verdict"] = {"metric": "test_acc", "checks": [
+        {"better": "b", "worse": "a"}, {"better": "c", "worse": "a", "kind": "not_worse", "margin": 0.01},
+        {"better": "b", "value": 0.5, "metric": "train_acc"}, {"better": "c", "worse": "b", "key": False},
+        {"better": "b", "worse": "a", "versus": ["c", "d"]}]}
+    statuses = ["holds", "fails", "inconclusive", "fails", "fails"]
+    tested = [{"key": i not in (3,), "status": s} for i, s in enumerate(statuses)]
+    outcome = {"study": study, "verdict": {"checks": tested}}
+    # a side check is not named; a 'not worse' check says so, a check on another metric names it
+    assert report.unsettled_key_checks(outcome, "partly") == (
+        "; failing: c not worse than a, (b − a) vs (c − d); open: b beats 0.5 on train_acc")
+    assert report.unsettled_key_checks(outcome, "partly", most=1) == (
+        "; failing: c not worse than a and 1 more; open: b beats 0.5 on train_acc")
+    assert report.unsettled_key_checks(outcome, "reproduced") == report.unsettled_key_checks(outcome, report.PENDING) == ""
+    # a verdict judged by other checks than the file's (pending re-analysis) names none
+    assert report.unsettled_key_checks({**outcome, "verdict": {"checks": tested[:2]}}, "partly") == ""
+
+
 def test_a_summary_cell_counts_the_decisions_a_grid_edge_may_have_made():
     edges = [{"key": True, "decides": True, "text": "t"}, {"key": False, "decides": True, "text": "t"},
              {"key": False, "decides": False, "text": "t"}]

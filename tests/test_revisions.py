@@ -102,8 +102,8 @@ STUDY = {
 
 
 def test_settings_table_marks_departures_and_what_varies():
-    rows = {key: (ref, value, mark) for key, ref, value, mark in settings.settings_rows(STUDY)}
-    assert rows["model.depth"] == ("3", "9", settings.DEPARTS)
+    rows = {key: (ref, value, mark) for key, (ref,), value, mark in settings.settings_rows(STUDY)}
+    assert rows["model.depth"] == ("3", "9", "≠ lecture protocol")
     assert rows["model.activation"] == ("sigmoid", "relu · sigmoid", settings.VARIES)
     assert rows["optimizer.lr"] == ("0.1", "0.1", "")
     assert settings.study_label(STUDY) == "lecture protocol, changed: model.depth=9"
@@ -113,6 +113,14 @@ def test_settings_table_marks_departures_and_what_varies():
         label: {**run, "data": {"train_size": 55000}, "train": {"epochs": 10}} for label, run in STUDY["settings"].items()}}
     assert settings.study_label(modern) == "modern protocol, changed: model.depth=9, train.epochs=10"
     assert "| seeds | – | 0, 1, 2, 3, 4 (n = 5) |  |" in settings.settings_markdown(STUDY)
+    # its table shows both protocols' values, and marks each difference from either, as its heading does
+    table = settings.settings_markdown({**modern, "seeds": [0], "lecture_settings": {
+        "model": {"depth": 3}, "data": {"train_size": 10000}, "train": {"epochs": 20}}})
+    assert table[0] == "| setting | lecture protocol | modern protocol | this study |  |"
+    assert "| `data.train_size` | 10000 | 55000 | 55000 | ≠ lecture protocol |" in table
+    assert "| `train.epochs` | 20 | 20 | 10 | ≠ lecture protocol; ≠ modern protocol |" in table
+    assert "| `model.depth` | 3 | 3 | 9 | ≠ lecture protocol; ≠ modern protocol |" in table
+    assert "| seeds | – | – | 0 (n = 1) |  |" in table
 
 
 def test_settings_table_marks_a_key_no_net_of_the_study_reads():
@@ -123,11 +131,42 @@ def test_settings_table_marks_a_key_no_net_of_the_study_reads():
                                    "data": {"dataset": "adding", "seq_len": 30}},
                           "tanh": {"model": {"arch": "rnn", "depth": 3, "activation": "tanh", "cell": "rnn"},
                                    "data": {"dataset": "adding", "seq_len": 30}}}}
-    rows = {key: (ref, value, mark) for key, ref, value, mark in settings.settings_rows(study)}
+    rows = {key: (ref, value, mark) for key, (ref,), value, mark in settings.settings_rows(study)}
     assert rows["model.depth"] == ("3", "3", settings.UNREAD)  # a recurrent net has no hidden-layer count
-    assert rows["model.activation"] == ("sigmoid", "tanh", settings.DEPARTS)  # the plain cell reads it
-    assert rows["data.seq_len"] == ("100", "30", settings.DEPARTS)
+    assert rows["model.activation"] == ("sigmoid", "tanh", "≠ lecture protocol")  # the plain cell reads it
+    assert rows["data.seq_len"] == ("100", "30", "≠ lecture protocol")
     assert "model.depth" not in settings.study_label(study)
+
+
+def test_settings_table_shows_what_a_net_builds_in_place_of_a_key():
+    # a residual net has batch norm and ReLU built in: "model.batch_norm False, not read" would hide
+    # a departure from the lecture protocol's plain sigmoid MLP
+    study = {"protocol": "lecture", "seeds": [0],
+             "lecture_settings": {"model": {"arch": "mlp", "activation": "sigmoid", "batch_norm": False}},
+             "settings": {v: {"model": {"arch": "resmlp", "activation": "sigmoid", "batch_norm": False}}
+                          for v in ("plain", "residual")}}
+    rows = {key: (ref, value, mark) for key, (ref,), value, mark in settings.settings_rows(study)}
+    assert rows["model.batch_norm"] == ("False", "True", f"≠ lecture protocol; {settings.BUILT_IN_MARK}")
+    assert rows["model.activation"] == ("sigmoid", "relu", f"≠ lecture protocol; {settings.BUILT_IN_MARK}")
+    assert settings.study_label(study) == ("lecture protocol, changed: model.arch=resmlp, model.activation=relu, "
+                                           "model.batch_norm=True")
+    # beside a plain MLP that reads the key, the value varies
+    study["settings"]["mlp"] = {"model": {"arch": "mlp", "activation": "sigmoid", "batch_norm": False}}
+    rows = {key: (ref, value, mark) for key, (ref,), value, mark in settings.settings_rows(study)}
+    assert rows["model.batch_norm"] == ("False", "True · False", f"{settings.VARIES}; {settings.BUILT_IN_MARK}")
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_what_the_settings_table_calls_built_in_is_what_the_net_builds(arch):
+    # batch norm layers and the activation class, where the table says the architecture fixes them
+    from torch import nn
+
+    net = build_model({**dataclasses.asdict(ModelConfig()), "arch": arch, "width": 8, "activation": "sigmoid",
+                       "batch_norm": False, "depth": 8 if arch == "rescnn" else 3}, 784, 10)
+    has_bn = any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in net.modules())
+    assert settings.BUILT_IN["model.batch_norm"].get(arch, False) == has_bn or settings.reads({"model.arch": arch}, "model.batch_norm")
+    if settings.BUILT_IN["model.activation"].get(arch) == "relu":
+        assert any(isinstance(m, nn.ReLU) for m in net.modules()) and not any(isinstance(m, nn.Sigmoid) for m in net.modules())
 
 
 class RecordingDict(dict):

@@ -270,6 +270,15 @@ def test_identical_seeds_are_not_taken_for_certainty():
     assert result.status == INCONCLUSIVE and result.diff.se > 0  # a spread below 1e-4 counts as 1e-4
 
 
+def test_equal_means_read_as_no_advantage_whichever_way_is_better():
+    # two nets at a training error of exactly 0 in every seed: the sign flipped for a lower-is-better
+    # metric must not print as "advantage -0"
+    zero = {("a", "m"): np.zeros(5), ("b", "m"): np.zeros(5)}
+    line = verdicts.run_checks([Check("a", "m", worse="b", lower_is_better=True, kind="not_worse", margin=0.005)],
+                               zero)[0].describe()
+    assert "advantage +0 [" in line
+
+
 def test_diverged_seeds_are_left_out_and_said_so():
     values = {("a", "m"): np.array([0.9, 0.91, np.nan, 0.92, 0.9]), ("b", "m"): seeds(0.5)}
     result = verdicts.run_checks([Check("a", "m", worse="b")], values)[0]

@@ -185,6 +185,29 @@ def still_open(verdict: dict, shown: str) -> str:
     return f": {' or '.join(verdict['possible'])}; {standing}" if verdict.get("possible") else ""
 
 
+RELATION = {"beats": "beats", "not_worse": "not worse than", "equivalent": "≈"}
+
+
+def unsettled_key_checks(outcome: dict, shown: str, most: int = 3) -> str:
+    """Which key checks fail and which are open, for a verdict short of reproduced: a count alone
+    sends the reader to the section to learn which part of the claim did not hold. Each is named by
+    what it states ('a beats b', 'a not worse than b', 'a ≈ b'; a contrast as the section's line
+    names it), with its metric where it is not the table's."""
+    checks, tested = judge.checks_of(outcome["study"]["experiment"]["verdict"], outcome["study"]), \
+        outcome["verdict"].get("checks", [])
+    if shown in (PENDING, PENDING_ANALYSIS, "reproduced") or len(checks) != len(tested):
+        return ""
+    metric = outcome["study"]["experiment"]["verdict"]["metric"]
+    parts = []
+    for status, word in (("fails", "failing"), ("inconclusive", "open")):
+        names = [(check.compared if check.versus or check.pairs else f"{check.better} {RELATION[check.kind]} {check.other}")
+                 + ("" if check.metric == metric else f" on {check.metric}")
+                 for check, result in zip(checks, tested) if result["key"] and result["status"] == status]
+        if names:
+            parts.append(f"{word}: {', '.join(names[:most])}" + (f" and {len(names) - most} more" if len(names) > most else ""))
+    return "".join(f"; {part}" for part in parts)
+
+
 def at_grid_edge(outcome: dict, shown: str) -> str:
     """How many decisions the verdict rests on may owe something to the reach of a grid (the
     grid-edge caveat), so that the summary row does not read firmer than its section."""
@@ -301,7 +324,8 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
              "Holm-corrected within the claim's key checks and within its side checks; every key check holds and no side check fails → *reproduced*, every key check fails "
              "→ *not reproduced*, otherwise *partly*; *inconclusive* when open key checks could still tip it, or when "
              "a premise of the claim (a side check marked so, tested alone) fails or is open. Each "
-             "section lists every setting of the study beside the lecture protocol's, and the changes made to it after "
+             "section lists every setting of the study beside the lecture protocol's (a modern-protocol section beside "
+             "the modern protocol's too), and the changes made to it after "
              "results existed. A `_tuned` variant's rate is chosen on the "
              "validation split with the same seeds whose test scores are compared, so tuned means are slightly "
              "optimistic. "
@@ -364,7 +388,8 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
             seeds = ("arithmetic on the nets' layers" if key_metrics and key_metrics <= FIXED_METRICS
                      else f"n = {int(outcome['summary']['n'].min())}")
             # a pending study's study.json may already be a new run's, not that of the runs counted here
-            cells.append(f"**{shown}** ({seeds})" + still_open(outcome["verdict"], shown) + at_grid_edge(outcome, shown)
+            cells.append(f"**{shown}** ({seeds})" + still_open(outcome["verdict"], shown)
+                         + unsettled_key_checks(outcome, shown) + at_grid_edge(outcome, shown)
                          + still_closing(outcome["verdict"], shown)
                          + ("" if shown == PENDING else changed_settings(outcome["study"])))
         lecture = outcomes[(name, "lecture")]

@@ -1,4 +1,4 @@
-"""What a study ran: its settings beside the lecture protocol's, each departure marked.
+"""What a study ran: its settings beside the lecture protocol's (and its own protocol's), each departure marked.
 
 A study stores the resolved settings of every run in study.json (`settings`, by run label) and the
 lecture protocol's (`lecture_settings`); this module turns them into the report's settings table
@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from experiments.config import CONFIG_DIR, OPTIMIZER_SETTINGS, Config, grid_runs, protocol_settings
 from experiments.tables import pipe_table
 
-# the report's names for the table's marks
-DEPARTS, VARIES = "≠ lecture protocol", "varies (what the claim compares, or the tuning grid)"
+# the report's names for the table's marks (and departs(), below)
+VARIES = "varies (what the claim compares, or the tuning grid)"
 UNREAD = "not read by this study's nets, data or optimizer"
 
 # keys only some architectures (models/__init__.build_model; a test holds the two together) or data sets read
@@ -26,6 +26,12 @@ READ_BY_ARCH = {"model.depth": {"mlp", "maxout", "resmlp", "rescnn"}, "model.act
                 "model.channels": {"cnn"}, "model.pool": {"cnn"}, "model.conv_dropout": {"cnn"}, "model.cell": {"rnn"},
                 "model.recurrent_gain": {"rnn"}}
 READ_BY_DATA = {"data.teeth": {"sawtooth"}, "data.seq_len": {"adding"}}
+# what an architecture builds in place of a key it does not read (models/resmlp.py, rescnn.py,
+# maxout.py): the settings table shows it, as a residual net's batch norm departs from the lecture
+# protocol even though no run sets model.batch_norm
+BUILT_IN = {"model.batch_norm": {"resmlp": True, "rescnn": True},
+            "model.activation": {"resmlp": "relu", "rescnn": "relu", "maxout": "maxout"}}
+BUILT_IN_MARK = "built into the net (model.arch), not set by the key"
 # optimizer keys only some optimizers read
 READ_BY_OPTIMIZER = {f"optimizer.{key}": {name for name, keys in OPTIMIZER_SETTINGS.items() if key in keys}
                      for key in {key for keys in OPTIMIZER_SETTINGS.values() for key in keys}}
@@ -51,36 +57,53 @@ def shown(value) -> str:
     return "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def settings_rows(study: dict, reference: dict[str, object] | None = None) -> list[tuple[str, str, str, str]]:
-    """(key, the reference's value, this study's value, mark) for every setting of the study; the
-    reference (flattened) is the lecture protocol's settings as the study recorded them unless given."""
+def departs(protocol: str) -> str:
+    return f"≠ {protocol} protocol"
+
+
+def settings_rows(study: dict, references: dict[str, dict[str, object]] | None = None
+                  ) -> list[tuple[str, list[str], str, str]]:
+    """(key, each reference's value, this study's value, mark) for every setting of the study; the
+    references (flattened, by protocol) are the lecture protocol's settings as the study recorded
+    them unless given. A value every run shares is marked where it differs from a reference."""
     runs = {label: flatten(run) for label, run in study["settings"].items()}
-    reference = reference or flatten(study["lecture_settings"])
-    keys = list(reference) + sorted({k for run in runs.values() for k in run} - set(reference))
+    built = {label: {key: by_arch[run.get("model.arch", "mlp")] for key, by_arch in BUILT_IN.items()
+                     if run.get("model.arch", "mlp") in by_arch} for label, run in runs.items()}
+    references = references or {"lecture": flatten(study["lecture_settings"])}
+    first = next(iter(references.values()))
+    keys = list(first) + sorted({k for run in runs.values() for k in run} - set(first))
     rows = []
     for key in keys:
-        reading = {label: run for label, run in runs.items() if reads(run, key)}
-        values = {label: run.get(key) for label, run in (reading or runs).items()}
+        reading = {label: run for label, run in runs.items() if reads(run, key) or key in built[label]}
+        values = {label: built[label].get(key, run.get(key)) for label, run in (reading or runs).items()}
         distinct = list(dict.fromkeys(shown(v) for v in values.values()))
+        referenced = [shown(reference.get(key)) for reference in references.values()]
+        by_net = BUILT_IN_MARK if any(key in built[label] for label in reading) else ""
         if not reading:
-            rows.append((key, shown(reference.get(key)), " · ".join(distinct), UNREAD))
+            rows.append((key, referenced, " · ".join(distinct), UNREAD))
         elif len(distinct) == 1:
             value = next(iter(values.values()))
-            rows.append((key, shown(reference.get(key)), distinct[0], DEPARTS if value != reference.get(key) else ""))
+            rows.append((key, referenced, distinct[0], "; ".join([
+                *(departs(protocol) for protocol, reference in references.items() if value != reference.get(key)),
+                *([by_net] if by_net else [])])))
         else:
-            rows.append((key, shown(reference.get(key)), " · ".join(distinct), VARIES))
+            rows.append((key, referenced, " · ".join(distinct), VARIES + (f"; {by_net}" if by_net else "")))
     return rows
 
 
+def own_protocol(study: dict) -> dict[str, object]:
+    """The study's protocol's settings (flattened): the lecture protocol's as recorded with the runs,
+    another protocol's as its file now reads (paths and devices, which runs do not record, left out)."""
+    if study["protocol"] == "lecture":
+        return flatten(study["lecture_settings"])
+    recorded = {key for run in study["settings"].values() for key in flatten(run)}
+    return {key: value for key, value in flatten(protocol_settings(study["protocol"])).items() if key in recorded}
+
+
 def departures(study: dict) -> list[str]:
-    """'key=value' for each setting every run shares that differs from the study's protocol (the
-    lecture protocol as recorded with the runs; another protocol as its file now reads)."""
-    reference = None
-    if study["protocol"] != "lecture":
-        recorded = {key for run in study["settings"].values() for key in flatten(run)}  # paths and devices left out
-        own = flatten(protocol_settings(study["protocol"]))
-        reference = {key: value for key, value in own.items() if key in recorded}
-    return [f"{key}={value}" for key, _, value, mark in settings_rows(study, reference) if mark == DEPARTS]
+    """'key=value' for each setting every run shares that differs from the study's own protocol."""
+    return [f"{key}={value}" for key, _, value, mark in settings_rows(study, {study["protocol"]: own_protocol(study)})
+            if mark.startswith("≠")]
 
 
 def study_label(study: dict) -> str:
@@ -93,12 +116,18 @@ def study_label(study: dict) -> str:
 
 
 def settings_markdown(study: dict) -> list[str]:
+    """The settings table: each setting beside the lecture protocol's and, for a study under another
+    protocol, that protocol's too, so that the marks agree with the section heading, which names
+    what departs from the study's own protocol."""
     if "settings" not in study:
         return ["*Settings: not recorded with these runs (they predate the settings table).*", ""]
     seeds = study.get("seeds", [])
-    rows = [[f"`{key}`", ref, value, mark] for key, ref, value, mark in settings_rows(study)]
-    rows.append(["seeds", "–", f"{', '.join(map(str, seeds))} (n = {len(seeds)})", ""])
-    return [*pipe_table(["setting", "lecture protocol", "this study", ""], rows), ""]
+    references = {"lecture": flatten(study["lecture_settings"])}
+    if study["protocol"] != "lecture":
+        references[study["protocol"]] = own_protocol(study)
+    rows = [[f"`{key}`", *referenced, value, mark] for key, referenced, value, mark in settings_rows(study, references)]
+    rows.append(["seeds", *("–" for _ in references), f"{', '.join(map(str, seeds))} (n = {len(seeds)})", ""])
+    return [*pipe_table(["setting", *(f"{protocol} protocol" for protocol in references), "this study", ""], rows), ""]
 
 
 # what a run's training does not depend on: its validation images (MNIST's are the last of the 60k,

@@ -195,6 +195,10 @@ class Difference:
     # the oriented samples (better, worse) when a spread was floored: the exact test's data
     floored: tuple[np.ndarray, ...] | None = None
 
+    def __post_init__(self):
+        # equal means with the sign flipped for a lower-is-better metric give -0.0: "advantage -0"
+        self.estimate = float(self.estimate) + 0.0
+
     def p_above(self, bound: float) -> float:
         """One-sided p-value of H0: true difference <= bound."""
         return max(self._p((self.estimate - bound), upper=True), self._exact(bound, upper=True))
