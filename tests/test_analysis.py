@@ -15,6 +15,8 @@ STUDY = toy_study()
     ({"a": [0.11, 0.12, 0.10, 0.11, 0.11], "b": [0.60, 0.62, 0.61, 0.61, 0.61]}, "lecture", "partly"),
     # ... which only the lecture protocol is held to
     ({"a": [0.11, 0.12, 0.10, 0.11, 0.11], "b": [0.60, 0.62, 0.61, 0.61, 0.61]}, "modern", "reproduced"),
+    # ... and only as the experiment file sets it: a run with its own settings is not the lecture's
+    ({"a": [0.11, 0.12, 0.10, 0.11, 0.11], "b": [0.60, 0.62, 0.61, 0.61, 0.61]}, "lecture model.width=100", "reproduced"),
     ({"a": [0.50, 0.90, 0.10, 0.2, 0.9], "b": [0.60, 0.62, 0.61, 0.61, 0.6]}, "modern", "inconclusive"),
     ({"a": [0.96, 0.95, 0.97, 0.96, 0.96], "b": [0.11, 0.12, 0.10, 0.11, 0.11]}, "modern", "not reproduced"),
     ({"a": [0.11, 0.12], "b": [0.95, 0.96, 0.97, 0.96, 0.96]}, "lecture", "incomplete"),
@@ -22,8 +24,18 @@ STUDY = toy_study()
 def test_verdict_follows_the_rule(finals, protocol, verdict):
     runs = make_runs(finals)
     finals = metrics.per_run(runs)
-    study = {**STUDY, "protocol": protocol}
+    protocol, *overrides = protocol.split()
+    # the overrides a command line gives besides the experiment and where its results go
+    study = {**STUDY, "protocol": protocol, "overrides": ["name=toy", f"protocol={protocol}", "device=cpu", *overrides]}
     assert judge.decide(metrics.summarise(finals, study), finals, study)["verdict"] == verdict
+
+
+def test_a_study_page_says_whether_its_runs_were_compared_with_the_lectures_numbers():
+    assert tables.lecture_line(STUDY) == "Lecture: made up"
+    assert "never compared with these runs" in tables.lecture_line({**STUDY, "protocol": "modern"})
+    ad_hoc = {**STUDY, "overrides": ["name=toy", "model.width=100", "seeds=[0]", "device=cpu"]}
+    assert tables.lecture_line(ad_hoc) == ("Lecture (its numbers are the lecture protocol's as the experiment file sets "
+                                           "it; these runs changed model.width=100, so they are not compared with them): made up")
 
 
 def test_a_runs_clipped_share_weighs_each_epoch_by_its_updates():

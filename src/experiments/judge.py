@@ -7,14 +7,15 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from experiments import verdicts
+from experiments import store, verdicts
 from experiments.config import CONFIG_DIR
 from experiments.metrics import AT_INITIALISATION, BEST_VALUE, BINARY_METRICS, FIXED_METRICS, FOLLOWS_TUNING, per_epoch
 
 
 def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
-    """The claim's checks as the engine takes them; under the lecture protocol, plus a size check
-    (equivalence within ±tolerance) for each variant the lecture gives a number for."""
+    """The claim's checks as the engine takes them; under the lecture protocol as the experiment
+    file sets it (no setting changed on the command line), plus a size check (equivalence within
+    ±tolerance) for each variant the lecture gives a number for."""
     raw = rule.get("checks") or [{"better": rule["better"], "worse": rule["worse"]}]
     if study and study["experiment"].get("grid"):  # a plain variant name means the variant at its tuned value
         def tuned(name: str) -> str:
@@ -30,7 +31,8 @@ def checks_of(rule: dict, study: dict | None = None) -> list[verdicts.Check]:
                              versus=tuple(c["versus"]) if c.get("versus") else None,
                              pairs=tuple(tuple(pair) for pair in c["pairs"]) if c.get("pairs") else None,
                              premise=c.get("premise", False)) for c in raw]
-    if study is not None and study.get("protocol") == "lecture" and rule.get("tolerance") is not None:
+    if (study is not None and study.get("protocol") == "lecture" and rule.get("tolerance") is not None
+            and not store.setting_overrides(study)):
         checks += [verdicts.Check(better=variant, value=number, metric=rule["metric"], kind="equivalent",
                                   margin=rule["tolerance"], key=False, note="size: the lecture's number")
                    for variant, number in study["experiment"].get("lecture", {}).items()]

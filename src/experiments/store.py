@@ -30,6 +30,14 @@ SEEDS_FILE = "seeds.csv"  # every run's final numbers, written by the analysis (
 # are, on which device, and whether finished runs are redone, never what a run measures (a local
 # path such as results_dir=/home/me/x has no place in a committed record)
 UNRECORDED = {"seeds", "only", "results_dir", "device", "force", "data.root", "data.download"}
+
+
+def setting_overrides(study: dict) -> list[str]:
+    """The command-line overrides that changed what a study's runs ran (not which experiment, nor
+    where, on what or which seeds): a study with any is not the experiment file's own."""
+    return [o for o in study.get("overrides", []) if o.lstrip("+~").split("=", 1)[0] not in {*UNRECORDED, "name", "protocol"}]
+
+
 FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-run
 # keys that do not change what a run measures, so they stay out of its identity
 KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise"), ("train", "cuda_graph")}

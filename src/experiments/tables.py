@@ -7,6 +7,8 @@ import numbers
 
 import pandas as pd
 
+from experiments.store import setting_overrides
+
 
 TIMING_NOTE = ("s / epoch, s / run: wall time of a run on its device; runs made while other processes shared the cores "
                "ran slower, so timings compare only between runs made alone.")
@@ -94,6 +96,18 @@ def table_markdown(summary: pd.DataFrame, metric: str, lecture_label: str = "") 
     return [*pipe_table([columns[k][0] for k in kept], [[row[k] for k in kept] for row in cells]), "", f"<sub>{TIMING_NOTE}</sub>"]
 
 
+def lecture_line(study: dict) -> str:
+    """Where the lecture's numbers come from, and whether these runs were compared with them: only
+    the lecture protocol's, as the experiment file sets it, are (judge.checks_of)."""
+    ref = study["experiment"]["lecture_ref"]
+    if study["protocol"] != "lecture":
+        return f"Lecture (its numbers are the lecture protocol's, never compared with these runs): {ref}"
+    if setting_overrides(study):
+        return (f"Lecture (its numbers are the lecture protocol's as the experiment file sets it; these runs changed "
+                f"{', '.join(setting_overrides(study))}, so they are not compared with them): {ref}")
+    return f"Lecture: {ref}"
+
+
 def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
     from experiments.settings import study_label  # settings builds its tables with this module's pipe_table
 
@@ -104,6 +118,5 @@ def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
              "The caveats stated with the study, and its settings, are in the report (results/REPORT.md).", "",
              *table_markdown(summary, spec["verdict"]["metric"], spec.get("lecture_label", "")),
              "", *verdict_lines(verdict, bool(spec.get("grid"))),
-             (f"Lecture: {spec['lecture_ref']}" if study["protocol"] == "lecture" else
-              f"Lecture (its numbers are the lecture protocol's, never compared with these runs): {spec['lecture_ref']}"), ""]
+             lecture_line(study), ""]
     return "\n".join(lines)
