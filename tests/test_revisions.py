@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from experiments import judge, revisions, settings
+from experiments import judge, revisions, settings, tables
 from experiments.config import ModelConfig
 from models import ARCHITECTURES, build_model
 
@@ -112,9 +112,9 @@ def test_settings_table_marks_departures_and_what_varies():
     modern = {"protocol": "modern", "settings": {
         label: {**run, "data": {"train_size": 55000}, "train": {"epochs": 10}} for label, run in STUDY["settings"].items()}}
     assert settings.study_label(modern) == "modern protocol, changed: model.depth=9, train.epochs=10"
-    assert "| seeds | – | 0, 1, 2, 3, 4 (n = 5) |  |" in settings.settings_markdown(STUDY)
+    assert "| seeds | – | 0, 1, 2, 3, 4 (n = 5) |  |" in tables.settings_markdown(STUDY)
     # its table shows both protocols' values, and marks each difference from either, as its heading does
-    table = settings.settings_markdown({**modern, "seeds": [0], "lecture_settings": {
+    table = tables.settings_markdown({**modern, "seeds": [0], "lecture_settings": {
         "model": {"depth": 3}, "data": {"train_size": 10000}, "train": {"epochs": 20}}})
     assert table[0] == "| setting | lecture protocol | modern protocol | this study |  |"
     assert "| `data.train_size` | 10000 | 55000 | 55000 | ≠ lecture protocol |" in table

@@ -11,7 +11,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from experiments import caveats, judge, revisions, settings
-from experiments.tables import markdown_table, metric_digits, pipe_table, table_markdown, verdict_lines
+from experiments.tables import markdown_table, metric_digits, pipe_table, settings_markdown, table_markdown, verdict_lines
 from experiments.config import CONFIG_DIR, IMAGE_ARCHITECTURES, experiment_names
 from experiments.metrics import FIXED_METRICS, add_log10_losses, known_metrics, meaning
 from experiments.errors import UserError
@@ -439,7 +439,7 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
             verdict, study = outcome["verdict"], outcome["study"]
             shown, why = shown_as[(name, protocol)]
             lines += [f"#### {settings.study_label(study)[0].upper()}{settings.study_label(study)[1:]}", "",
-                      *settings.settings_markdown(study),
+                      *settings_markdown(study),
                       *table_markdown(outcome["summary"], study["experiment"]["verdict"]["metric"],
                                       study["experiment"].get("lecture_label", "")), "",
                       *([f"**Verdict: {shown}** — {why}.", ""] if why else verdict_lines(verdict, bool(study["experiment"].get("grid")))),

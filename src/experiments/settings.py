@@ -1,8 +1,8 @@
 """What a study ran: its settings beside the lecture protocol's (and its own protocol's), each departure marked.
 
 A study stores the resolved settings of every run in study.json (`settings`, by run label) and the
-lecture protocol's (`lecture_settings`); this module turns them into the report's settings table
-and the study's label."""
+lecture protocol's (`lecture_settings`); this module turns them into the rows of the report's
+settings table (tables.settings_markdown) and the study's label."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from collections import defaultdict
 from omegaconf import OmegaConf
 
 from experiments.config import CONFIG_DIR, OPTIMIZER_SETTINGS, Config, grid_runs, protocol_settings
-from experiments.tables import pipe_table
 
 # the report's names for the table's marks (and departs(), below)
 VARIES = "varies (what the claim compares, or the tuning grid)"
@@ -113,21 +112,6 @@ def study_label(study: dict) -> str:
         return f"{study['protocol']} protocol"
     changed = departures(study)
     return f"{study['protocol']} protocol" + (f", changed: {', '.join(changed)}" if changed else "")
-
-
-def settings_markdown(study: dict) -> list[str]:
-    """The settings table: each setting beside the lecture protocol's and, for a study under another
-    protocol, that protocol's too, so that the marks agree with the section heading, which names
-    what departs from the study's own protocol."""
-    if "settings" not in study:
-        return ["*Settings: not recorded with these runs (they predate the settings table).*", ""]
-    seeds = study.get("seeds", [])
-    references = {"lecture": flatten(study["lecture_settings"])}
-    if study["protocol"] != "lecture":
-        references[study["protocol"]] = own_protocol(study)
-    rows = [[f"`{key}`", *referenced, value, mark] for key, referenced, value, mark in settings_rows(study, references)]
-    rows.append(["seeds", *("–" for _ in references), f"{', '.join(map(str, seeds))} (n = {len(seeds)})", ""])
-    return [*pipe_table(["setting", *(f"{protocol} protocol" for protocol in references), "this study", ""], rows), ""]
 
 
 # what a run's training does not depend on: its validation images (MNIST's are the last of the 60k,

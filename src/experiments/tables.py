@@ -1,4 +1,4 @@
-"""Markdown: a study's comparison table and its verdict lines."""
+"""Markdown: a study's comparison table, its settings table and its verdict lines."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numbers
 
 import pandas as pd
 
+from experiments.settings import flatten, own_protocol, settings_rows, study_label
 from experiments.store import setting_overrides
 
 
@@ -109,8 +110,6 @@ def lecture_line(study: dict) -> str:
 
 
 def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
-    from experiments.settings import study_label  # settings builds its tables with this module's pipe_table
-
     spec = study["experiment"]
     # the title states the claim, not a finding: a slide of this file must not read as one; the label
     # names the settings the study changed from its protocol, as the report's heading does
@@ -120,3 +119,18 @@ def markdown_table(summary: pd.DataFrame, study: dict, verdict: dict) -> str:
              "", *verdict_lines(verdict, bool(spec.get("grid"))),
              lecture_line(study), ""]
     return "\n".join(lines)
+
+
+def settings_markdown(study: dict) -> list[str]:
+    """The settings table: each setting beside the lecture protocol's and, for a study under another
+    protocol, that protocol's too, so that the marks agree with the section heading, which names
+    what departs from the study's own protocol."""
+    if "settings" not in study:
+        return ["*Settings: not recorded with these runs (they predate the settings table).*", ""]
+    seeds = study.get("seeds", [])
+    references = {"lecture": flatten(study["lecture_settings"])}
+    if study["protocol"] != "lecture":
+        references[study["protocol"]] = own_protocol(study)
+    rows = [[f"`{key}`", *referenced, value, mark] for key, referenced, value, mark in settings_rows(study, references)]
+    rows.append(["seeds", *("–" for _ in references), f"{', '.join(map(str, seeds))} (n = {len(seeds)})", ""])
+    return [*pipe_table(["setting", *(f"{protocol} protocol" for protocol in references), "this study", ""], rows), ""]
