@@ -427,6 +427,11 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
         per_run = {p: seeds_table(results_dir / name / p) for p in PROTOCOLS}
         views = {p: outcomes[(name, p)]["verdict"].get("view_runs", {}) if outcomes[(name, p)] else {} for p in PROTOCOLS}
         pending = frozenset(p for p in PROTOCOLS if outcomes[(name, p)] and shown_as[(name, p)][0] == PENDING)
+        # before the protocols' sections, which a reader of one protocol may not read past; about
+        # runs, so a claim not run yet has none to qualify
+        if spec.get("caveats") and any(table is not None for table in tables.values()):
+            lines += ["Caveats (stated with the study; they apply to every protocol below):", "",
+                      *(f"- {caveats.fill(text, None, tables, per_run, views, pending)}" for text in spec["caveats"]), ""]
         for protocol in PROTOCOLS:
             outcome = outcomes[(name, protocol)]
             if outcome is None:
@@ -453,9 +458,6 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
                       f"Reproduce: `{command(name, protocol)}` — {runs_and_time(verdict)} on "
                       f"{', '.join(verdict.get('devices', ['unknown']))}, torch {', '.join(verdict.get('torch', ['?']))}.",
                       ""]
-        if spec.get("caveats") and any(table is not None for table in tables.values()):  # about runs: a claim not run yet has none to qualify
-            lines += ["Caveats (stated with the study):", "",
-                      *(f"- {caveats.fill(text, None, tables, per_run, views, pending)}" for text in spec["caveats"]), ""]
     return "\n".join(lines + glossary(outcomes))
 
 
