@@ -33,9 +33,21 @@ def test_verdict_follows_the_rule(finals, protocol, verdict):
 def test_a_study_page_says_whether_its_runs_were_compared_with_the_lectures_numbers():
     assert tables.lecture_line(STUDY) == "Lecture: made up"
     assert "never compared with these runs" in tables.lecture_line({**STUDY, "protocol": "modern"})
-    ad_hoc = {**STUDY, "overrides": ["name=toy", "model.width=100", "seeds=[0]", "device=cpu"]}
+    ad_hoc = {**STUDY, "overrides": ["name=toy", "++model.width=100", "seeds=[0]", "device=cpu"]}
     assert tables.lecture_line(ad_hoc) == ("Lecture (its numbers are the lecture protocol's as the experiment file sets "
-                                           "it; these runs changed model.width=100, so they are not compared with them): made up")
+                                           "it; these runs were given model.width=100 on the command line, so they are "
+                                           "not compared with them): made up")
+
+
+@pytest.mark.parametrize("override,ad_hoc", [
+    ("model.width=100", True), ("+experiment.variants.c.model.depth=5", True), ("experiment.grid.optimizer.lr=[0.1]", True),
+    # how a run is computed, evaluated or judged, not what it trains: the lecture's numbers still apply
+    ("train.cuda_graph=true", False), ("train.vectorise=false", False), ("train.eval_every=5", False),
+    ("experiment.verdict.tolerance=0.1", False), ("device=cuda", False), ("protocol=lecture", False)])
+def test_an_ad_hoc_study_is_one_whose_runs_a_command_line_setting_changed(override, ad_hoc):
+    study = {**STUDY, "overrides": ["name=toy", override]}
+    assert store.setting_overrides(study) == ([override] if ad_hoc else [])
+    assert (len(judge.checks_of(study["experiment"]["verdict"], study)) == 1) == ad_hoc  # no size checks
 
 
 def test_a_runs_clipped_share_weighs_each_epoch_by_its_updates():

@@ -307,22 +307,40 @@ def test_an_inconclusive_summary_cell_says_what_it_can_still_become():
 
 
 def test_a_summary_cell_names_the_key_checks_that_fail_or_stay_open():
+    from experiments.verdicts import Check
+
     study = toy_study()
     study["experiment"]["verdict"] = {"metric": "test_acc", "checks": [
         {"better": "b", "worse": "a"}, {"better": "c", "worse": "a", "kind": "not_worse", "margin": 0.01},
-        {"better": "b", "value": 0.5, "metric": "train_acc"}, {"better": "c", "worse": "b", "key": False},
-        {"better": "b", "worse": "a", "versus": ["c", "d"]}]}
+        {"better": "b", "value": 0.5, "metric": "failed", "lower_is_better": True}, {"better": "c", "worse": "b", "key": False},
+        {"better": "b", "worse": "a", "versus": ["c", "d"], "margin": 0.1}]}
     statuses = ["holds", "fails", "inconclusive", "fails", "fails"]
-    tested = [{"key": i not in (3,), "status": s} for i, s in enumerate(statuses)]
+    checks = report.judge.checks_of(study["experiment"]["verdict"], study)
+    tested = [{"key": c.key, "status": s, "statement": c.statement()} for c, s in zip(checks, statuses)]
     outcome = {"study": study, "verdict": {"checks": tested}}
-    # a side check is not named; a 'not worse' check says so, a check on another metric names it
+    # a side check is not named; each names its margin and metric, a number is "above" or "below"
     assert report.unsettled_key_checks(outcome, "partly") == (
-        "; failing: c not worse than a, (b − a) vs (c − d); open: b beats 0.5 on train_acc")
+        " (failing: c at most 0.01 worse than a on test_acc; b's lead over a exceeds c's over d by more than 0.1 on "
+        "test_acc · open: b's failed below 0.5)")
     assert report.unsettled_key_checks(outcome, "partly", most=1) == (
-        "; failing: c not worse than a and 1 more; open: b beats 0.5 on train_acc")
+        " (failing: c at most 0.01 worse than a on test_acc and 1 more · open: b's failed below 0.5)")
     assert report.unsettled_key_checks(outcome, "reproduced") == report.unsettled_key_checks(outcome, report.PENDING) == ""
-    # a verdict judged by other checks than the file's (pending re-analysis) names none
+    # a verdict judged by other checks than the study file's names none
     assert report.unsettled_key_checks({**outcome, "verdict": {"checks": tested[:2]}}, "partly") == ""
+    assert report.unsettled_key_checks({**outcome, "verdict": {"checks": [tested[1], tested[0], *tested[2:]]}}, "partly") == ""
+    # where a premise withheld the verdict, the premise is named, not the key checks it left untested
+    study["experiment"]["verdict"]["checks"][3] |= {"premise": True}
+    checks = report.judge.checks_of(study["experiment"]["verdict"], study)
+    tested = [{**t, "statement": c.statement()} for c, t in zip(checks, tested)]
+    assert report.unsettled_key_checks({"study": study, "verdict": {"checks": tested, "premise": "fails"}}, "inconclusive") \
+        == " (premise failing: c beats b on test_acc)"
+    # the other phrasings: a margin on beats, equivalence, a number above, a mean of pairs
+    assert Check("a", "m", worse="b", margin=0.1).short() == "a beats b by more than 0.1 on m"
+    assert Check("a", "m", worse="b", kind="equivalent", margin=0.01).short() == "a within ±0.01 of b on m"
+    assert Check("a", "gain", value=0.0, margin=0.002).short() == "a's gain above 0 by more than 0.002"
+    assert Check("a", "drop", value=0.0, kind="not_worse", margin=0.02, lower_is_better=True).short() \
+        == "a's drop at most 0.02 above 0"
+    assert Check("a", "m", worse="b", pairs=(("c", "d"),)).short() == "(a − b) & (c − d): mean advantage above 0 on m"
 
 
 def test_a_summary_cell_counts_the_decisions_a_grid_edge_may_have_made():

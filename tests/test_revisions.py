@@ -146,14 +146,16 @@ def test_settings_table_shows_what_a_net_builds_in_place_of_a_key():
              "settings": {v: {"model": {"arch": "resmlp", "activation": "sigmoid", "batch_norm": False}}
                           for v in ("plain", "residual")}}
     rows = {key: (ref, value, mark) for key, (ref,), value, mark in settings.settings_rows(study)}
-    assert rows["model.batch_norm"] == ("False", "True", f"≠ lecture protocol; {settings.BUILT_IN_MARK}")
-    assert rows["model.activation"] == ("sigmoid", "relu", f"≠ lecture protocol; {settings.BUILT_IN_MARK}")
-    assert settings.study_label(study) == ("lecture protocol, changed: model.arch=resmlp, model.activation=relu, "
-                                           "model.batch_norm=True")
+    built = "built into the resmlp nets (model.arch)"
+    assert rows["model.batch_norm"] == ("False", "True", f"≠ lecture protocol; {built}")
+    assert rows["model.activation"] == ("sigmoid", "relu", f"≠ lecture protocol; {built}")
+    assert settings.study_label(study) == ("lecture protocol, changed: model.arch=resmlp, model.activation=relu (built in), "
+                                           "model.batch_norm=True (built in)")
     # beside a plain MLP that reads the key, the value varies
     study["settings"]["mlp"] = {"model": {"arch": "mlp", "activation": "sigmoid", "batch_norm": False}}
     rows = {key: (ref, value, mark) for key, (ref,), value, mark in settings.settings_rows(study)}
-    assert rows["model.batch_norm"] == ("False", "True · False", f"{settings.VARIES}; {settings.BUILT_IN_MARK}")
+    assert rows["model.batch_norm"] == ("False", "True · False",
+                                        f"{settings.VARIES}; {built}; the others set it by the key")
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -277,6 +277,9 @@ def test_equal_means_read_as_no_advantage_whichever_way_is_better():
     line = verdicts.run_checks([Check("a", "m", worse="b", lower_is_better=True, kind="not_worse", margin=0.005)],
                                zero)[0].describe()
     assert "advantage +0 [" in line
+    zero |= {("c", "m"): np.zeros(5), ("d", "m"): np.zeros(5)}
+    line = verdicts.run_checks([Check("a", "m", worse="b", pairs=(("c", "d"),), lower_is_better=True)], zero)[0].describe()
+    assert "advantage +0 [" in line and "the pairs' own advantages: +0, +0;" in line
 
 
 def test_diverged_seeds_are_left_out_and_said_so():

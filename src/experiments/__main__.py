@@ -23,7 +23,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from experiments.config import CONFIG_DIR, apply_protocol_grid, experiment_names, protocol_names, register_schema
+from experiments.config import CONFIG_DIR, apply_protocol_grid, experiment_names, override_key, protocol_names, register_schema
 from experiments.errors import UserError, one_line
 from experiments.settings import flatten, reads
 
@@ -96,7 +96,7 @@ def flag_value(flags: list[str], names: tuple[str, ...]) -> str | None:
 
 def check_once_each(overrides: list[str]) -> None:
     """Hydra keeps the last of two values of one key without a word; the first was likely meant too."""
-    keys = [override.lstrip("+~").split("=", 1)[0] for override in overrides]
+    keys = [override_key(override) for override in overrides]
     for key in dict.fromkeys(keys):
         if keys.count(key) > 1:
             given = [override for override, each in zip(overrides, keys) if each == key]
@@ -256,7 +256,7 @@ def check_overrides_change_runs(overrides: list[str], cfg: DictConfig, runs: dic
 
     spec = cfg.experiment
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0]
+        key = override_key(override)
         if key.split(".", 1)[0] not in ("model", "data", "optimizer", "train"):
             continue
         if key in spec.grid:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments import caveats, plots
-from experiments.config import CONFIG_DIR, ExperimentConfig, grid_for, grid_runs, protocol_names
+from experiments.config import CONFIG_DIR, ExperimentConfig, grid_for, grid_runs, override_key, protocol_names
 from experiments.errors import UserError, one_line
 from experiments.judge import RULE_KEYS, checks_of, closing_gaps, decide, kept_gap_notes, rule_metrics
 from experiments.metrics import add_log10_losses, known_metrics, per_run, summarise
@@ -105,7 +105,7 @@ def _analyse(study_dir: Path, current_rule: bool) -> tuple[pd.DataFrame, dict]:
         return rejudge_from_seeds(study_dir)
     if not len(runs):  # a fresh clone: its committed tables must not be rebuilt from nothing
         # older study files still list some of store.UNRECORDED (data.root); the protocol is named below
-        given = [o for o in study["overrides"] if o.lstrip("+~").split("=", 1)[0] not in {*UNRECORDED, "protocol"}]
+        given = [o for o in study["overrides"] if override_key(o) not in {*UNRECORDED, "protocol"}]
         # the study folder is <results_dir>/<name>/<protocol>[/<overrides>]: a copy elsewhere is re-run there
         root = next((folder.parent for folder in study_dir.resolve().parents if folder.name == study["experiment"]["name"]),
                     None)

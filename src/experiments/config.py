@@ -395,6 +395,11 @@ def grid_for(spec, protocol: str):
     return spec["protocol_grids"].get(protocol, spec["grid"])
 
 
+def override_key(override: str) -> str:
+    """The key a command-line override sets ('+model.width=100' -> 'model.width')."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
 def protocol_settings(protocol: str) -> dict:
     """The settings a protocol gives the base config (configs/config.yaml's default model, data
     and optimizer, then configs/protocol/<protocol>.yaml), before any experiment changes them."""

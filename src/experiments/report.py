@@ -185,27 +185,26 @@ def still_open(verdict: dict, shown: str) -> str:
     return f": {' or '.join(verdict['possible'])}; {standing}" if verdict.get("possible") else ""
 
 
-RELATION = {"beats": "beats", "not_worse": "not worse than", "equivalent": "≈"}
-
-
 def unsettled_key_checks(outcome: dict, shown: str, most: int = 3) -> str:
     """Which key checks fail and which are open, for a verdict short of reproduced: a count alone
-    sends the reader to the section to learn which part of the claim did not hold. Each is named by
-    what it states ('a beats b', 'a not worse than b', 'a ≈ b'; a contrast as the section's line
-    names it), with its metric where it is not the table's."""
-    checks, tested = judge.checks_of(outcome["study"]["experiment"]["verdict"], outcome["study"]), \
-        outcome["verdict"].get("checks", [])
-    if shown in (PENDING, PENDING_ANALYSIS, "reproduced") or len(checks) != len(tested):
+    sends the reader to the section to learn which part of the claim did not hold. Where a premise
+    withheld the verdict, the premises that fail or are open instead (the key checks were not
+    tested). Each in a few words, margin and metric included (verdicts.Check.short)."""
+    if shown in (PENDING, PENDING_ANALYSIS, "reproduced"):
         return ""
-    metric = outcome["study"]["experiment"]["verdict"]["metric"]
+    tested = outcome["verdict"].get("checks", [])
+    checks = judge.checks_of(outcome["study"]["experiment"]["verdict"], outcome["study"])
+    if len(checks) != len(tested) or any(c.statement() != t["statement"] for c, t in zip(checks, tested)):
+        return ""  # judged by other checks than the study file's: none to name
+    premise = bool(outcome["verdict"].get("premise"))
     parts = []
     for status, word in (("fails", "failing"), ("inconclusive", "open")):
-        names = [(check.compared if check.versus or check.pairs else f"{check.better} {RELATION[check.kind]} {check.other}")
-                 + ("" if check.metric == metric else f" on {check.metric}")
-                 for check, result in zip(checks, tested) if result["key"] and result["status"] == status]
+        names = [check.short() for check, result in zip(checks, tested) if result["status"] == status
+                 and (check.premise if premise else result["key"])]
         if names:
-            parts.append(f"{word}: {', '.join(names[:most])}" + (f" and {len(names) - most} more" if len(names) > most else ""))
-    return "".join(f"; {part}" for part in parts)
+            parts.append(f"{'premise ' if premise else ''}{word}: {'; '.join(names[:most])}"
+                         + (f" and {len(names) - most} more" if len(names) > most else ""))
+    return f" ({' · '.join(parts)})" if parts else ""
 
 
 def at_grid_edge(outcome: dict, shown: str) -> str:
@@ -361,8 +360,9 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
               "One line per claim: the two numbers its first key check compares under the lecture protocol (each "
               "variant's mean ± 95% CI in the table's metric; for a check on another metric, the variant's mean or the "
               "advantage with its 90% interval, as the check's line gives it, and what the check needs beyond a "
-              "direction), and each protocol's verdict with its seeds per variant (an inconclusive one with what it can "
-              "still become and where its key checks stand), the decisions a wider grid could change and the checks whose "
+              "direction), and each protocol's verdict with its seeds per variant (short of reproduced, where its key "
+              "checks stand and, in brackets, which fail and which are open, or the premise that withheld it; an "
+              "inconclusive one with what it can still become), the decisions a wider grid could change and the checks whose "
               "gap was still closing at the end (the caveats under its verdict), and every setting its runs share that "
               "differs from that protocol's, as its section heading lists them; the sections below give every check, and [Metrics](#metrics) "
               "what each metric they name measures. "

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import store
-from experiments.config import IMAGE_ARCHITECTURES, check_run, grid_runs, protocol_settings
+from experiments.config import IMAGE_ARCHITECTURES, check_run, grid_runs, override_key, protocol_settings
 from experiments.data import make_splits
 from experiments.errors import UserError, one_line
 from experiments.metrics import needs_step_sizes, reads_timings
@@ -155,7 +155,7 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
     try:
         study_dir.mkdir(parents=True, exist_ok=True)
         record_study(study_dir, {"experiment": spec, "seeds": list(cfg.seeds), "protocol": protocol,
-                                 "overrides": sorted(o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in store.UNRECORDED),
+                                 "overrides": sorted(o for o in overrides if override_key(o) not in store.UNRECORDED),
                                  # every setting of every run, for the report's settings table
                                  "settings": {label: measured_settings(run) for label, run in every_run.items()},
                                  "lecture_settings": measured_settings(protocol_settings("lecture")),

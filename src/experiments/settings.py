@@ -30,7 +30,11 @@ READ_BY_DATA = {"data.teeth": {"sawtooth"}, "data.seq_len": {"adding"}}
 # protocol even though no run sets model.batch_norm
 BUILT_IN = {"model.batch_norm": {"resmlp": True, "rescnn": True},
             "model.activation": {"resmlp": "relu", "rescnn": "relu", "maxout": "maxout"}}
-BUILT_IN_MARK = "built into the net (model.arch), not set by the key"
+
+
+def built_in(archs: list[str], everywhere: bool) -> str:
+    """The settings table's mark for a value an architecture builds in."""
+    return f"built into the {' and '.join(archs)} nets (model.arch){'' if everywhere else '; the others set it by the key'}"
 # optimizer keys only some optimizers read
 READ_BY_OPTIMIZER = {f"optimizer.{key}": {name for name, keys in OPTIMIZER_SETTINGS.items() if key in keys}
                      for key in {key for keys in OPTIMIZER_SETTINGS.values() for key in keys}}
@@ -77,7 +81,8 @@ def settings_rows(study: dict, references: dict[str, dict[str, object]] | None =
         values = {label: built[label].get(key, run.get(key)) for label, run in (reading or runs).items()}
         distinct = list(dict.fromkeys(shown(v) for v in values.values()))
         referenced = [shown(reference.get(key)) for reference in references.values()]
-        by_net = BUILT_IN_MARK if any(key in built[label] for label in reading) else ""
+        builders = sorted({runs[label]["model.arch"] for label in reading if key in built[label]})
+        by_net = built_in(builders, all(key in built[label] for label in reading)) if builders else ""
         if not reading:
             rows.append((key, referenced, " · ".join(distinct), UNREAD))
         elif len(distinct) == 1:
@@ -101,8 +106,8 @@ def own_protocol(study: dict) -> dict[str, object]:
 
 def departures(study: dict) -> list[str]:
     """'key=value' for each setting every run shares that differs from the study's own protocol."""
-    return [f"{key}={value}" for key, _, value, mark in settings_rows(study, {study["protocol"]: own_protocol(study)})
-            if mark.startswith("≠")]
+    return [f"{key}={value}" + (" (built in)" if "built into" in mark else "")
+            for key, _, value, mark in settings_rows(study, {study["protocol"]: own_protocol(study)}) if mark.startswith("≠")]
 
 
 def study_label(study: dict) -> str:

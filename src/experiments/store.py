@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
+from experiments.config import override_key
 from experiments.errors import UserError
 
 STUDY_FILE = "study.json"  # what a study ran and how it is judged, written before its first run
@@ -32,15 +33,24 @@ SEEDS_FILE = "seeds.csv"  # every run's final numbers, written by the analysis (
 UNRECORDED = {"seeds", "only", "results_dir", "device", "force", "data.root", "data.download"}
 
 
-def setting_overrides(study: dict) -> list[str]:
-    """The command-line overrides that changed what a study's runs ran (not which experiment, nor
-    where, on what or which seeds): a study with any is not the experiment file's own."""
-    return [o for o in study.get("overrides", []) if o.lstrip("+~").split("=", 1)[0] not in {*UNRECORDED, "name", "protocol"}]
-
-
 FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-run
 # keys that do not change what a run measures, so they stay out of its identity
 KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise"), ("train", "cuda_graph")}
+# what a run trains or measures; of those, keys that only say how it is computed or how often evaluated
+SETTING_GROUPS = ("model.", "data.", "optimizer.", "train.", "experiment.variants.", "experiment.grid.",
+                  "experiment.protocol_grids.")
+HOW_COMPUTED = {f"{group}.{key}" for group, key in KEY_EXCLUDES} | {"train.eval_every", "train.eval_batch_size"}
+
+
+def setting_overrides(study: dict) -> list[str]:
+    """The command-line overrides that may change what a study's runs train or measure (not where
+    they run, how they are computed or judged, nor which seeds): a study with any is not the
+    experiment file's own. One that repeats the file's own value still counts (the record keeps the
+    override, not what it replaced)."""
+    return [o for o in study.get("overrides", []) if override_key(o).startswith(SETTING_GROUPS)
+            and override_key(o) not in HOW_COMPUTED]
+
+
 # keys added after runs were made, at the value that reproduces the older behaviour: left out of the
 # identity at that value, so finished runs stay valid
 KEY_DEFAULTS_ADDED = {("data", "test_size"): 10000, ("train", "max_updates"): None, ("model", "pieces"): 2,

@@ -104,8 +104,9 @@ def lecture_line(study: dict) -> str:
     if study["protocol"] != "lecture":
         return f"Lecture (its numbers are the lecture protocol's, never compared with these runs): {ref}"
     if setting_overrides(study):
-        return (f"Lecture (its numbers are the lecture protocol's as the experiment file sets it; these runs changed "
-                f"{', '.join(setting_overrides(study))}, so they are not compared with them): {ref}")
+        given = ", ".join(override.lstrip("+") for override in setting_overrides(study))
+        return (f"Lecture (its numbers are the lecture protocol's as the experiment file sets it; these runs were given "
+                f"{given} on the command line, so they are not compared with them): {ref}")
     return f"Lecture: {ref}"
 
 

@@ -161,6 +161,31 @@ class Check:
             return f"mean of {len(self.pairs) + 1} pairs: " + ", ".join(f"{b} − {w}" for b, w in [(self.better, self.worse), *self.pairs])
         return f"{self.better} vs {self.other}"
 
+    def short(self) -> str:
+        """The statement in a few words, margin included, for a summary cell: 'a beats b by more
+        than 0.1 on m', 'a at most 0.02 worse than b on m', "a's m below 0.5", "(a − b) & (c − d):
+        mean advantage above 0 on m"."""
+        margin, kind = self.margin, self.kind
+        by = f" by more than {margin:g}" if margin else ""
+        if self.versus:
+            return f"{self.better}'s lead over {self.worse} exceeds {self.versus[0]}'s over {self.versus[1]}{by} on {self.metric}"
+        if self.pairs:
+            mean = " & ".join(f"({b} − {w})" for b, w in [(self.better, self.worse), *self.pairs]) + ": mean advantage"
+            bound = {"beats": f"above {margin:g}", "not_worse": f"above -{margin:g}"}.get(kind, f"within ±{margin:g}")
+            return f"{mean} {bound} on {self.metric}"
+        if self.value is not None:  # one variant against a number: above or below it, not "beats 0.5"
+            toward, away = ("below", "above") if self.lower_is_better else ("above", "below")
+            if kind == "beats":
+                return f"{self.better}'s {self.metric} {toward} {self.value:g}{by}"
+            if kind == "not_worse":
+                return f"{self.better}'s {self.metric} at most {margin:g} {away} {self.value:g}"
+            return f"{self.better}'s {self.metric} within ±{margin:g} of {self.value:g}"
+        if kind == "beats":
+            return f"{self.better} beats {self.worse}{by} on {self.metric}"
+        if kind == "not_worse":
+            return f"{self.better} at most {margin:g} worse than {self.worse} on {self.metric}"
+        return f"{self.better} within ±{margin:g} of {self.worse} on {self.metric}"
+
     def statement(self) -> str:
         direction = "lower" if self.lower_is_better else "higher"
         if self.versus is not None:
@@ -198,6 +223,7 @@ class Difference:
     def __post_init__(self):
         # equal means with the sign flipped for a lower-is-better metric give -0.0: "advantage -0"
         self.estimate = float(self.estimate) + 0.0
+        self.components = tuple(float(x) + 0.0 for x in self.components)
 
     def p_above(self, bound: float) -> float:
         """One-sided p-value of H0: true difference <= bound."""
@@ -254,7 +280,7 @@ class Share(Difference):
         tail = (1 - level) / 2
         low = special.betaincinv(self.k, self.n_better - self.k + 1, tail) if self.k > 0 else 0.0
         high = special.betaincinv(self.k + 1, self.n_better - self.k, 1 - tail) if self.k < self.n_better else 1.0
-        ends = sorted(self.sign * (x - self.value) for x in (low, high))
+        ends = sorted(self.sign * (x - self.value) + 0.0 for x in (low, high))  # + 0.0: no "-0"
         return ends[0], ends[1]
 
 
