@@ -283,7 +283,11 @@ def test_a_headline_names_what_its_check_needs_beyond_a_direction():
 
     assert report.needs(Check("a", "test_acc", worse="b")) == ""
     assert report.needs(Check("a", "test_acc", worse="b", margin=0.1)) == " (needs an advantage above 0.1)"
-    assert report.needs(Check("a", "early_stop_gain", value=0.0, margin=0.002)) == " (needs an advantage above 0.002)"
+    # against a number, in the variant's own terms
+    assert report.needs(Check("a", "early_stop_gain", value=0.0, margin=0.002)) == " (needs above 0.002)"
+    assert report.needs(Check("a", "drop", value=0.0, kind="not_worse", margin=0.02, lower_is_better=True)) \
+        == " (needs at most 0.02 above 0)"
+    assert report.needs(Check("a", "log10_ratio", value=0.0, kind="equivalent", margin=1.0)) == " (needs within ±1 of 0)"
     assert report.needs(Check("a", "train_error", worse="b", kind="not_worse", margin=0.005)) == " (needs a deficit below 0.005)"
     assert report.needs(Check("a", "test_acc", worse="b", kind="equivalent", margin=0.01)) == " (needs a difference within ±0.01)"
 
@@ -299,11 +303,6 @@ def test_an_inconclusive_summary_cell_says_what_it_can_still_become():
         == ": a premise of the claim fails, so it was not tested (key checks 0 hold, 2 fail, 1 open)"
     assert report.still_open({**verdict, "possible": ["not reproduced"], "premise": "inconclusive"}, "inconclusive") \
         == ": a premise is open; if it holds, not reproduced (key checks 0 hold, 2 fail, 1 open)"
-    # an open check whose variants sit at the metric's best value in every seed is not "maybe true"
-    saturated = [*checks[:2], {"key": True, "status": "inconclusive", "saturated_at": 1.0}, checks[3]]
-    assert report.still_open({**verdict, "checks": saturated}, "inconclusive") == (
-        ": partly or not reproduced; key checks 0 hold, 2 fail, 1 open (1 with every seed at its metric's best value, "
-        "which more seeds are unlikely to settle)")
 
 
 def test_a_summary_cell_names_the_key_checks_that_fail_or_stay_open():
@@ -316,24 +315,35 @@ def test_a_summary_cell_names_the_key_checks_that_fail_or_stay_open():
         {"better": "b", "worse": "a", "versus": ["c", "d"], "margin": 0.1}]}
     statuses = ["holds", "fails", "inconclusive", "fails", "fails"]
     checks = report.judge.checks_of(study["experiment"]["verdict"], study)
-    tested = [{"key": c.key, "status": s, "statement": c.statement()} for c, s in zip(checks, statuses)]
+    differences = [0.2, -0.03, 0.3, -0.1, 0.05]
+    tested = [{"key": c.key, "status": s, "statement": c.statement(), "difference": d}
+              for c, s, d in zip(checks, statuses, differences)]
     outcome = {"study": study, "verdict": {"checks": tested}}
-    # a side check is not named; each names its margin and metric, a number is "above" or "below"
+    # each quoted as it states the claim, margin and metric included, with what was observed (a
+    # number's check: the variant's mean, "below" it where lower is better); a side check is not named
     assert report.unsettled_key_checks(outcome, "partly") == (
-        " (failing: c at most 0.01 worse than a on test_acc; b's lead over a exceeds c's over d by more than 0.1 on "
-        "test_acc · open: b's failed below 0.5)")
-    assert report.unsettled_key_checks(outcome, "partly", most=1) == (
-        " (failing: c at most 0.01 worse than a on test_acc and 1 more · open: b's failed below 0.5)")
+        " (failing: 'c at most 0.01 worse than a on test_acc' (advantage -0.03); 'b's lead over a exceeds c's over d "
+        "by more than 0.1 on test_acc' (advantage +0.05) · open: 'b's failed below 0.5' (observed 0.2))")
+    # more of a kind than `most` are left to the section: the counts beside say how many
+    assert report.unsettled_key_checks(outcome, "partly", most=1) == " (open: 'b's failed below 0.5' (observed 0.2))"
     assert report.unsettled_key_checks(outcome, "reproduced") == report.unsettled_key_checks(outcome, report.PENDING) == ""
     # a verdict judged by other checks than the study file's names none
     assert report.unsettled_key_checks({**outcome, "verdict": {"checks": tested[:2]}}, "partly") == ""
     assert report.unsettled_key_checks({**outcome, "verdict": {"checks": [tested[1], tested[0], *tested[2:]]}}, "partly") == ""
+    # a 'partly' no key check fails: the failing side check that made it so
+    no_key_fails = [{**t, "status": "holds"} if t["key"] else t for t in tested]
+    assert report.unsettled_key_checks({**outcome, "verdict": {"checks": no_key_fails}}, "partly") \
+        == " (side check failing: 'c beats b on test_acc' (advantage -0.1))"
+    # an open check whose seeds all sit at the metric's best value says so, not how far it is off
+    saturated = [*tested[:2], {**tested[2], "saturated_at": 1.0}, *tested[3:]]
+    assert report.unsettled_key_checks({**outcome, "verdict": {"checks": saturated}}, "partly", most=1) \
+        == " (open: 'b's failed below 0.5' (every seed at 1, the best value: more seeds are unlikely to settle it))"
     # where a premise withheld the verdict, the premise is named, not the key checks it left untested
     study["experiment"]["verdict"]["checks"][3] |= {"premise": True}
     checks = report.judge.checks_of(study["experiment"]["verdict"], study)
     tested = [{**t, "statement": c.statement()} for c, t in zip(checks, tested)]
     assert report.unsettled_key_checks({"study": study, "verdict": {"checks": tested, "premise": "fails"}}, "inconclusive") \
-        == " (premise failing: c beats b on test_acc)"
+        == " (premise failing: 'c beats b on test_acc' (advantage -0.1))"
     # the other phrasings: a margin on beats, equivalence, a number above, a mean of pairs
     assert Check("a", "m", worse="b", margin=0.1).short() == "a beats b by more than 0.1 on m"
     assert Check("a", "m", worse="b", kind="equivalent", margin=0.01).short() == "a within ±0.01 of b on m"
@@ -357,13 +367,32 @@ def test_a_summary_cell_counts_the_decisions_a_grid_edge_may_have_made():
     assert report.at_grid_edge({"study": {"experiment": {}}, "verdict": {}}, "reproduced") == ""  # no grid
 
 
-def test_a_summary_cell_counts_the_gaps_still_closing():
-    notes = {"closing_gaps": ["a's lead over b in test_acc shrank …", "c's deficit to b in test_acc shrank …"]}
-    assert report.still_closing(notes, "partly") == "; 2 checks' gaps still closing at the end (budget caveat)"
-    assert report.still_closing({"closing_gaps": notes["closing_gaps"][:1]}, "reproduced") \
+def test_a_summary_cell_counts_the_key_checks_whose_gaps_were_still_closing():
+    study = toy_study()
+    study["experiment"]["verdict"] = {"metric": "test_acc", "checks": [
+        {"better": "a", "worse": "b"}, {"better": "c", "worse": "b", "kind": "not_worse", "margin": 0.01},
+        {"better": "d", "worse": "b", "key": False}]}
+    notes = ["a's lead over b in test_acc shrank …", "c's deficit to b in test_acc shrank …",
+             "d's lead over b in test_acc shrank …"]  # a side check's: it decides nothing, the section names it
+    outcome = {"study": study, "verdict": {"closing_gaps": notes}}
+    assert report.still_closing(outcome, "partly") == "; 2 checks' gaps still closing at the end (budget caveat)"
+    assert report.still_closing({**outcome, "verdict": {"closing_gaps": notes[1:]}}, "reproduced") \
         == "; 1 check's gap still closing at the end (budget caveat)"
-    assert report.still_closing({"closing_gaps": []}, "partly") == report.still_closing({}, "partly") == ""
-    assert report.still_closing(notes, report.PENDING) == ""  # no stale notes on a pending study
+    assert report.still_closing({**outcome, "verdict": {"closing_gaps": notes[2:]}}, "partly") == ""
+    assert report.still_closing({**outcome, "verdict": {}}, "partly") == ""
+    assert report.still_closing(outcome, report.PENDING) == ""  # no stale notes on a pending study
+
+
+def test_a_summary_cell_counts_the_decisions_that_rest_on_the_normal_model_alone():
+    checks = [{"key": True, "status": "holds", "exact_p_holm": 0.06}, {"key": True, "status": "fails", "exact_p_holm": 0.19},
+              {"key": True, "status": "inconclusive", "exact_p_holm": 0.5}, {"key": False, "status": "holds", "exact_p_holm": 0.1},
+              {"key": True, "status": "holds"}]
+    assert report.normal_model_only({"checks": checks}, "reproduced") == (
+        "; 2 decisions rest on the normal model alone (an exact test of these seeds would leave them open)")
+    assert report.normal_model_only({"checks": checks[1:]}, "partly") == (
+        "; 1 decision rests on the normal model alone (an exact test of these seeds would leave it open)")
+    assert report.normal_model_only({"checks": checks[2:]}, "partly") == ""
+    assert report.normal_model_only({"checks": checks}, report.PENDING) == ""
 
 
 def test_a_summary_cell_names_the_settings_a_study_changed_from_its_protocol():

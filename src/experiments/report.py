@@ -171,9 +171,6 @@ def still_open(verdict: dict, shown: str) -> str:
     of the claim held."""
     key = [c["status"] for c in verdict.get("checks", []) if c["key"]]
     standing = f"key checks {key.count('holds')} hold, {key.count('fails')} fail, {key.count('inconclusive')} open"
-    saturated = sum("saturated_at" in c for c in verdict.get("checks", []) if c["key"])
-    if saturated:  # an open check that more seeds cannot be expected to settle: not "maybe true"
-        standing += f" ({saturated} with every seed at its metric's best value, which more seeds are unlikely to settle)"
     if shown == "partly":
         return f": {standing}"
     if shown != "inconclusive":
@@ -185,26 +182,58 @@ def still_open(verdict: dict, shown: str) -> str:
     return f": {' or '.join(verdict['possible'])}; {standing}" if verdict.get("possible") else ""
 
 
-def unsettled_key_checks(outcome: dict, shown: str, most: int = 3) -> str:
+def unsettled_key_checks(outcome: dict, shown: str, most: int = 2) -> str:
     """Which key checks fail and which are open, for a verdict short of reproduced: a count alone
     sends the reader to the section to learn which part of the claim did not hold. Where a premise
     withheld the verdict, the premises that fail or are open instead (the key checks were not
-    tested). Each in a few words, margin and metric included (verdicts.Check.short)."""
+    tested); where a failing side check alone makes it 'partly', that check. Each is quoted as it
+    states the claim, in a few words (verdicts.Check.short), with what was observed, so that a
+    failing "a beats b" does not read as a finding; more than `most` of a kind are left to the
+    section (the counts say how many)."""
     if shown in (PENDING, PENDING_ANALYSIS, "reproduced"):
         return ""
     tested = outcome["verdict"].get("checks", [])
     checks = judge.checks_of(outcome["study"]["experiment"]["verdict"], outcome["study"])
     if len(checks) != len(tested) or any(c.statement() != t["statement"] for c, t in zip(checks, tested)):
         return ""  # judged by other checks than the study file's: none to name
+    pairs = list(zip(checks, tested))
     premise = bool(outcome["verdict"].get("premise"))
-    parts = []
-    for status, word in (("fails", "failing"), ("inconclusive", "open")):
-        names = [check.short() for check, result in zip(checks, tested) if result["status"] == status
-                 and (check.premise if premise else result["key"])]
-        if names:
-            parts.append(f"{'premise ' if premise else ''}{word}: {'; '.join(names[:most])}"
-                         + (f" and {len(names) - most} more" if len(names) > most else ""))
+    if premise:
+        kinds = [("premise failing", [p for p in pairs if p[0].premise and p[1]["status"] == "fails"]),
+                 ("premise open", [p for p in pairs if p[0].premise and p[1]["status"] == "inconclusive"])]
+    else:
+        kinds = [("failing", [p for p in pairs if p[1]["key"] and p[1]["status"] == "fails"]),
+                 ("open", [p for p in pairs if p[1]["key"] and p[1]["status"] == "inconclusive"])]
+        if shown == "partly" and not kinds[0][1]:  # no key check fails: a side check made it partly
+            kinds.append(("side check failing", [p for p in pairs if not p[1]["key"] and not p[0].premise
+                                                 and p[1]["status"] == "fails"]))
+    parts = [f"{word}: " + "; ".join(f"'{check.short()}'{observed(check, result)}" for check, result in named)
+             for word, named in kinds if 0 < len(named) <= most]
     return f" ({' · '.join(parts)})" if parts else ""
+
+
+def observed(check, result: dict) -> str:
+    """What a check found, beside its statement: the oriented advantage, or the variant's own mean
+    where it is compared with a number; a measure at its best value in every seed says so."""
+    if "saturated_at" in result:
+        return f" (every seed at {result['saturated_at']:g}, the best value: more seeds are unlikely to settle it)"
+    if result["difference"] is None:
+        return ""
+    if check.value is not None:
+        return f" (observed {check.value + (-1 if check.lower_is_better else 1) * result['difference']:.3g})"
+    return f" (advantage {result['difference']:+.2g})"
+
+
+def normal_model_only(verdict: dict, shown: str) -> str:
+    """How many key checks' decisions an exact randomization test of the same seeds would leave
+    open (their lines say 'rests on the normal model'), so that the row does not read firmer than
+    its section."""
+    count = 0 if shown in (PENDING, PENDING_ANALYSIS) else sum(
+        1 for c in verdict.get("checks", []) if c["key"] and c["status"] != "inconclusive" and "exact_p_holm" in c)
+    if not count:
+        return ""
+    return ("; 1 decision rests on the normal model alone (an exact test of these seeds would leave it open)" if count == 1
+            else f"; {count} decisions rest on the normal model alone (an exact test of these seeds would leave them open)")
 
 
 def at_grid_edge(outcome: dict, shown: str) -> str:
@@ -219,10 +248,14 @@ def at_grid_edge(outcome: dict, shown: str) -> str:
     return (f"; {count} decision{'s' if count > 1 else ''} it rests on could change with a wider grid" if count else "")
 
 
-def still_closing(verdict: dict, shown: str) -> str:
-    """How many of the checks' gaps were still closing at the last epoch (the budget caveat), so that
-    the summary row does not read firmer than its section."""
-    count = len(verdict.get("closing_gaps", [])) if shown not in (PENDING, PENDING_ANALYSIS) else 0
+def still_closing(outcome: dict, shown: str) -> str:
+    """How many key checks' gaps were still closing at the last epoch (the budget caveat), so that
+    the summary row does not read firmer than its section (a side check's, which decides nothing,
+    is left to the section, as at_grid_edge counts only decisions the verdict rests on)."""
+    notes = outcome["verdict"].get("closing_gaps", []) if shown not in (PENDING, PENDING_ANALYSIS) else []
+    prefixes = tuple(judge.gap_prefix(check) for check in judge.checks_of(outcome["study"]["experiment"]["verdict"],
+                                                                          outcome["study"]) if check.key)
+    count = sum(note.startswith(prefixes) for note in notes)
     if not count:
         return ""
     return f"; {count} check's gap still closing at the end (budget caveat)" if count == 1 else \
@@ -240,7 +273,15 @@ def changed_settings(study: dict) -> str:
 
 def needs(check) -> str:
     """What the check asks of the difference, where a margin makes it more than a direction: a
-    headline of two numbers alone would hide it."""
+    headline of two numbers alone would hide it. Against a number, in the variant's own terms."""
+    if check.value is not None:
+        toward, away = ("below", "above") if check.lower_is_better else ("above", "below")
+        if check.kind == "beats":
+            bound = check.value + (-1 if check.lower_is_better else 1) * check.margin
+            return f" (needs {toward} {bound:g})" if check.margin else ""
+        if check.kind == "not_worse":
+            return f" (needs at most {check.margin:g} {away} {check.value:g})"
+        return f" (needs within ±{check.margin:g} of {check.value:g})"
     if check.kind == "beats":
         return f" (needs an advantage above {check.margin:g})" if check.margin else ""
     if check.kind == "not_worse":
@@ -361,11 +402,14 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
               "variant's mean ± 95% CI in the table's metric; for a check on another metric, the variant's mean or the "
               "advantage with its 90% interval, as the check's line gives it, and what the check needs beyond a "
               "direction), and each protocol's verdict with its seeds per variant (short of reproduced, where its key "
-              "checks stand and, in brackets, which fail and which are open, or the premise that withheld it; an "
-              "inconclusive one with what it can still become), the decisions a wider grid could change and the checks whose "
-              "gap was still closing at the end (the caveats under its verdict), and every setting its runs share that "
-              "differs from that protocol's, as its section heading lists them; the sections below give every check, and [Metrics](#metrics) "
-              "what each metric they name measures. "
+              "checks stand and, in brackets, up to two of those that fail and of those open, each quoted as it states "
+              "the claim with what was observed, or the premise that withheld the verdict, or the failing side check that "
+              "made it *partly*; an inconclusive one with what it can still become), the key decisions that rest on the "
+              "normal model alone (an exact test of the same seeds would leave them open), that a wider grid could change, "
+              "or whose gap was still closing at the end (the caveats under its verdict), and every setting its runs share "
+              "that differs from that protocol's, as its section heading lists them; the sections below give every check, "
+              "and [Metrics](#metrics) what each metric they name measures. A protocol's cell reads *not run* where that "
+              "protocol was not run for the claim. "
               f"{len(order)} studies; {len(not_covered)} claims of the lectures not covered yet are listed as *not run*.", ""]
     rows = []
     for name in listed:
@@ -389,13 +433,13 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
                      else f"n = {int(outcome['summary']['n'].min())}")
             # a pending study's study.json may already be a new run's, not that of the runs counted here
             cells.append(f"**{shown}** ({seeds})" + still_open(outcome["verdict"], shown)
-                         + unsettled_key_checks(outcome, shown) + at_grid_edge(outcome, shown)
-                         + still_closing(outcome["verdict"], shown)
+                         + unsettled_key_checks(outcome, shown) + normal_model_only(outcome["verdict"], shown)
+                         + at_grid_edge(outcome, shown) + still_closing(outcome, shown)
                          + ("" if shown == PENDING else changed_settings(outcome["study"])))
         lecture = outcomes[(name, "lecture")]
         rows.append([f"[{name}](#{name})", lecture_numbers, headline(lecture) if lecture else "–", *cells])
-    lines += [*pipe_table(["claim", "lecture's numbers", "lecture protocol: headline", "verdict",
-                           "modern protocol"], rows), ""]
+    lines += [*pipe_table(["claim", "lecture's numbers", "lecture protocol: headline", "lecture protocol: verdict",
+                           "modern protocol: verdict"], rows), ""]
 
     section = None
     for name in listed:

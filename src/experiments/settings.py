@@ -105,9 +105,12 @@ def own_protocol(study: dict) -> dict[str, object]:
 
 
 def departures(study: dict) -> list[str]:
-    """'key=value' for each setting every run shares that differs from the study's own protocol."""
+    """'key=value' for each setting every run shares that differs from the study's own protocol,
+    less the chunks a run is evaluated in (train.eval_batch_size: it changes no number; the settings
+    table marks it). How often it is evaluated stays: a check on a curve reads it."""
     return [f"{key}={value}" + (" (built in)" if "built into" in mark else "")
-            for key, _, value, mark in settings_rows(study, {study["protocol"]: own_protocol(study)}) if mark.startswith("≠")]
+            for key, _, value, mark in settings_rows(study, {study["protocol"]: own_protocol(study)})
+            if mark.startswith("≠") and key != "train.eval_batch_size"]
 
 
 def study_label(study: dict) -> str:
