@@ -465,6 +465,11 @@ def test_runs_two_studies_train_alike_are_listed_as_shared():
     assert shared_runs(studies) == ["a's plain (lecture) = b's same (lecture) = d's tuned (lecture) (grid points lr=0.1)",
                                     "a's other (lecture) = d's tuned (lecture) (grid points lr=0.3)",
                                     "e's some (lecture) = f's more (lecture) (seeds 0, 1, 2 in common)"]
+    # each study's summary cell names the claims it shares runs with
+    from experiments.settings import sharing
+
+    assert sharing(studies) == {("a", "lecture"): ["b", "d"], ("b", "lecture"): ["a", "d"], ("d", "lecture"): ["a", "b"],
+                                ("e", "lecture"): ["f"], ("f", "lecture"): ["e"]}
     # a generated data set draws its test set after its validation set: there the split is part of the run
     adding = {"model__arch": "rnn", "data__dataset": "adding"}
     assert shared_runs({("g", "lecture"): study(["x"], {"x": run(**adding)}),

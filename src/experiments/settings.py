@@ -146,11 +146,11 @@ def training_identity(run: dict) -> tuple:
     return tuple(sorted(kept.items()))
 
 
-def shared_runs(studies: dict[tuple[str, str], dict]) -> list[str]:
-    """A line for each set of variants of different claims that train the same runs (the same
-    training identity, seeds in common), by study.json's settings: their results are one
-    measurement, not independent confirmations. A grid variant shared at every grid point is named
-    once. Studies recorded without settings are left out (the caller names them)."""
+def shared_groups(studies: dict[tuple[str, str], dict]) -> dict[tuple, list]:
+    """Each set of variants of different claims that train the same runs (the same training
+    identity, seeds in common), by study.json's settings, as ((name, protocol, variant), ...): the
+    grid points (one per member) and seeds they share at. Studies recorded without settings are
+    left out."""
     made = defaultdict(list)
     for (name, protocol), study in studies.items():
         labels = grid_runs(study["experiment"]["variants"], study["experiment"].get("grid", {}))
@@ -165,8 +165,15 @@ def shared_runs(studies: dict[tuple[str, str], dict]) -> list[str]:
         if members:
             points[tuple((name, protocol, base) for name, protocol, base, *_ in members)].append(
                 ([point for *_, point, _ in members], common, all(seeds == common for *_, seeds in members)))
+    return points
+
+
+def shared_runs(studies: dict[tuple[str, str], dict]) -> list[str]:
+    """A line for each set of variants of different claims that train the same runs: their results
+    are one measurement, not independent confirmations. A grid variant shared at every grid point
+    is named once. Studies recorded without settings are left out (the caller names them)."""
     lines = []
-    for members, shared in points.items():
+    for members, shared in shared_groups(studies).items():
         grids = [studies[(name, protocol)]["experiment"].get("grid") or {} for name, protocol, _ in members]
         every = all(len(shared) == math.prod(map(len, grid.values())) for grid in grids if grid)
         grid_points = [next((point for point in member_points if point), ()) for member_points, _, _ in shared]
@@ -176,6 +183,15 @@ def shared_runs(studies: dict[tuple[str, str], dict]) -> list[str]:
         lines.append(" = ".join(f"{name}'s {base} ({protocol})" for name, protocol, base in members) + where
                      + ("" if all(alike for *_, alike in shared) else f" (seeds {', '.join(map(str, seeds))} in common)"))
     return lines
+
+
+def sharing(studies: dict[tuple[str, str], dict]) -> dict[tuple[str, str], list[str]]:
+    """For each study that trains runs another claim's study trains too, those claims."""
+    partners = defaultdict(set)
+    for members in shared_groups(studies):
+        for name, protocol, _ in members:
+            partners[(name, protocol)] |= {other for other, _, _ in members if other != name}
+    return {study: sorted(names) for study, names in partners.items()}
 
 
 def protocols_identical(name: str) -> bool:
