@@ -41,6 +41,8 @@ def test_a_study_page_says_whether_its_runs_were_compared_with_the_lectures_numb
 
 @pytest.mark.parametrize("override,ad_hoc", [
     ("model.width=100", True), ("+experiment.variants.c.model.depth=5", True), ("experiment.grid.optimizer.lr=[0.1]", True),
+    # a whole group or node replaced, a grid removed, another score to tune on
+    ("optimizer=adam", True), ("experiment.grid={}", True), ("~experiment.grid", True), ("experiment.tune_on=val_loss", True),
     # how a run is computed, evaluated or judged, not what it trains: the lecture's numbers still apply
     ("train.cuda_graph=true", False), ("train.vectorise=false", False), ("train.eval_every=5", False),
     ("experiment.verdict.tolerance=0.1", False), ("device=cuda", False), ("protocol=lecture", False)])

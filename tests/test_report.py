@@ -253,7 +253,7 @@ def test_headline_of_a_check_against_a_number_names_the_one_variant_and_the_metr
     study = toy_study()
     study["experiment"]["verdict"] = {"metric": "test_acc", "checks": [{"better": "b", "value": 0.5}]}
     summary = pd.DataFrame([{"variant": "a", "mean": 0.1, "ci95": 0.01}, {"variant": "b", "mean": 0.9, "ci95": 0.02}])
-    assert report.headline({"study": study, "summary": summary}) == "test_acc: b 0.900 ± 0.020"
+    assert report.headline({"study": study, "summary": summary}) == "test_acc: b 0.900 ± 0.020 (needs above 0.5)"
 
 
 def test_headline_of_a_check_on_another_metric_gives_its_own_numbers():
@@ -269,7 +269,7 @@ def test_headline_of_a_check_on_another_metric_gives_its_own_numbers():
               {"difference": 1.2, "ci90": [1.1, 1.3]}]
     outcome = {"study": study, "summary": summary, "verdict": {"checks": tested}}
     # the first key check: b's own noise_drop (0.2 + 0.333), not the 0.333 by which it clears 0.2
-    assert report.headline(outcome) == "noise_drop: b 0.533 [0.526, 0.54] vs 0.2"
+    assert report.headline(outcome) == "noise_drop: b 0.533 [0.526, 0.54] vs 0.2 (needs above 0.2)"
     study["experiment"]["verdict"]["checks"] = study["experiment"]["verdict"]["checks"][2:]
     outcome["verdict"]["checks"] = tested[2:]
     assert report.headline(outcome) == "mean_train_loss: b vs a, advantage +1.2 [1.1, 1.3]"
@@ -285,6 +285,8 @@ def test_a_headline_names_what_its_check_needs_beyond_a_direction():
     assert report.needs(Check("a", "test_acc", worse="b", margin=0.1)) == " (needs an advantage above 0.1)"
     # against a number, in the variant's own terms
     assert report.needs(Check("a", "early_stop_gain", value=0.0, margin=0.002)) == " (needs above 0.002)"
+    assert report.needs(Check("a", "noise_drop", value=0.2)) == " (needs above 0.2)"
+    assert report.needs(Check("a", "failed", value=0.5, lower_is_better=True, margin=0.1)) == " (needs below 0.4)"
     assert report.needs(Check("a", "drop", value=0.0, kind="not_worse", margin=0.02, lower_is_better=True)) \
         == " (needs at most 0.02 above 0)"
     assert report.needs(Check("a", "log10_ratio", value=0.0, kind="equivalent", margin=1.0)) == " (needs within ±1 of 0)"
@@ -321,28 +323,28 @@ def test_a_summary_cell_names_the_key_checks_that_fail_or_stay_open():
     outcome = {"study": study, "verdict": {"checks": tested}}
     # each quoted as it states the claim, margin and metric included, with what was observed (a
     # number's check: the variant's mean, "below" it where lower is better); a side check is not named
-    assert report.unsettled_key_checks(outcome, "partly") == (
+    assert report.unsettled_checks(outcome, "partly") == (
         " (failing: 'c at most 0.01 worse than a on test_acc' (advantage -0.03); 'b's lead over a exceeds c's over d "
         "by more than 0.1 on test_acc' (advantage +0.05) · open: 'b's failed below 0.5' (observed 0.2))")
     # more of a kind than `most` are left to the section: the counts beside say how many
-    assert report.unsettled_key_checks(outcome, "partly", most=1) == " (open: 'b's failed below 0.5' (observed 0.2))"
-    assert report.unsettled_key_checks(outcome, "reproduced") == report.unsettled_key_checks(outcome, report.PENDING) == ""
+    assert report.unsettled_checks(outcome, "partly", most=1) == " (open: 'b's failed below 0.5' (observed 0.2))"
+    assert report.unsettled_checks(outcome, "reproduced") == report.unsettled_checks(outcome, report.PENDING) == ""
     # a verdict judged by other checks than the study file's names none
-    assert report.unsettled_key_checks({**outcome, "verdict": {"checks": tested[:2]}}, "partly") == ""
-    assert report.unsettled_key_checks({**outcome, "verdict": {"checks": [tested[1], tested[0], *tested[2:]]}}, "partly") == ""
+    assert report.unsettled_checks({**outcome, "verdict": {"checks": tested[:2]}}, "partly") == ""
+    assert report.unsettled_checks({**outcome, "verdict": {"checks": [tested[1], tested[0], *tested[2:]]}}, "partly") == ""
     # a 'partly' no key check fails: the failing side check that made it so
     no_key_fails = [{**t, "status": "holds"} if t["key"] else t for t in tested]
-    assert report.unsettled_key_checks({**outcome, "verdict": {"checks": no_key_fails}}, "partly") \
+    assert report.unsettled_checks({**outcome, "verdict": {"checks": no_key_fails}}, "partly") \
         == " (side check failing: 'c beats b on test_acc' (advantage -0.1))"
     # an open check whose seeds all sit at the metric's best value says so, not how far it is off
     saturated = [*tested[:2], {**tested[2], "saturated_at": 1.0}, *tested[3:]]
-    assert report.unsettled_key_checks({**outcome, "verdict": {"checks": saturated}}, "partly", most=1) \
+    assert report.unsettled_checks({**outcome, "verdict": {"checks": saturated}}, "partly", most=1) \
         == " (open: 'b's failed below 0.5' (every seed at 1, the best value: more seeds are unlikely to settle it))"
     # where a premise withheld the verdict, the premise is named, not the key checks it left untested
     study["experiment"]["verdict"]["checks"][3] |= {"premise": True}
     checks = report.judge.checks_of(study["experiment"]["verdict"], study)
     tested = [{**t, "statement": c.statement()} for c, t in zip(checks, tested)]
-    assert report.unsettled_key_checks({"study": study, "verdict": {"checks": tested, "premise": "fails"}}, "inconclusive") \
+    assert report.unsettled_checks({"study": study, "verdict": {"checks": tested, "premise": "fails"}}, "inconclusive") \
         == " (premise failing: 'c beats b on test_acc' (advantage -0.1))"
     # the other phrasings: a margin on beats, equivalence, a number above, a mean of pairs
     assert Check("a", "m", worse="b", margin=0.1).short() == "a beats b by more than 0.1 on m"
@@ -351,6 +353,8 @@ def test_a_summary_cell_names_the_key_checks_that_fail_or_stay_open():
     assert Check("a", "drop", value=0.0, kind="not_worse", margin=0.02, lower_is_better=True).short() \
         == "a's drop at most 0.02 above 0"
     assert Check("a", "m", worse="b", pairs=(("c", "d"),)).short() == "(a − b) & (c − d): mean advantage above 0 on m"
+    assert Check("a", "m", worse="b", kind="not_worse").short() == "a not worse than b on m"
+    assert Check("a", "err", value=0.1, margin=0.02, lower_is_better=True).short() == "a's err below 0.1 by more than 0.02"
 
 
 def test_a_summary_cell_counts_the_decisions_a_grid_edge_may_have_made():
@@ -384,15 +388,25 @@ def test_a_summary_cell_counts_the_key_checks_whose_gaps_were_still_closing():
 
 
 def test_a_summary_cell_counts_the_decisions_that_rest_on_the_normal_model_alone():
-    checks = [{"key": True, "status": "holds", "exact_p_holm": 0.06}, {"key": True, "status": "fails", "exact_p_holm": 0.19},
-              {"key": True, "status": "inconclusive", "exact_p_holm": 0.5}, {"key": False, "status": "holds", "exact_p_holm": 0.1},
-              {"key": True, "status": "holds"}]
-    assert report.normal_model_only({"checks": checks}, "reproduced") == (
-        "; 2 decisions rest on the normal model alone (an exact test of these seeds would leave them open)")
-    assert report.normal_model_only({"checks": checks[1:]}, "partly") == (
+    study = toy_study()
+    study["experiment"]["verdict"] = {"metric": "test_acc", "checks": [
+        {"better": "b", "worse": "a"}, {"better": "c", "worse": "a"}, {"better": "d", "worse": "a"},
+        {"better": "e", "worse": "a", "key": False}, {"better": "f", "worse": "a"},
+        {"better": "b", "worse": "a", "versus": ["c", "d"]}]}
+    checks = report.judge.checks_of(study["experiment"]["verdict"], study)
+    # held or failed with an exact test that would leave them open, open, a side check, backed, a contrast
+    results = [{"status": "holds", "exact_p_holm": 0.06}, {"status": "fails", "exact_p_holm": 0.19},
+               {"status": "inconclusive", "exact_p_holm": 0.5}, {"status": "holds", "exact_p_holm": 0.1},
+               {"status": "holds"}, {"status": "holds"}]
+    tested = [{**r, "key": c.key, "statement": c.statement()} for c, r in zip(checks, results)]
+    outcome = {"study": study, "verdict": {"checks": tested}}
+    assert report.normal_model_only(outcome, "reproduced") == (
+        "; 3 decisions rest on the normal model alone (an exact test of these seeds would leave them open)")
+    tested[0] = {**tested[0], "status": "inconclusive"}
+    tested[5] = {**tested[5], "status": "inconclusive"}
+    assert report.normal_model_only(outcome, "partly") == (
         "; 1 decision rests on the normal model alone (an exact test of these seeds would leave it open)")
-    assert report.normal_model_only({"checks": checks[2:]}, "partly") == ""
-    assert report.normal_model_only({"checks": checks}, report.PENDING) == ""
+    assert report.normal_model_only(outcome, report.PENDING) == ""
 
 
 def test_a_summary_cell_names_the_settings_a_study_changed_from_its_protocol():

@@ -182,23 +182,28 @@ def still_open(verdict: dict, shown: str) -> str:
     return f": {' or '.join(verdict['possible'])}; {standing}" if verdict.get("possible") else ""
 
 
-def unsettled_key_checks(outcome: dict, shown: str, most: int = 2) -> str:
+def aligned_checks(outcome: dict) -> list[tuple] | None:
+    """The study file's checks beside the verdict's results, (Check, result) in order; None where the
+    verdict was judged by other checks (its statements differ)."""
+    tested = outcome["verdict"].get("checks", [])
+    checks = judge.checks_of(outcome["study"]["experiment"]["verdict"], outcome["study"])
+    if len(checks) != len(tested) or any(c.statement() != t["statement"] for c, t in zip(checks, tested)):
+        return None
+    return list(zip(checks, tested))
+
+
+def unsettled_checks(outcome: dict, shown: str, most: int = 2) -> str:
     """Which key checks fail and which are open, for a verdict short of reproduced: a count alone
     sends the reader to the section to learn which part of the claim did not hold. Where a premise
     withheld the verdict, the premises that fail or are open instead (the key checks were not
     tested); where a failing side check alone makes it 'partly', that check. Each is quoted as it
     states the claim, in a few words (verdicts.Check.short), with what was observed, so that a
-    failing "a beats b" does not read as a finding; more than `most` of a kind are left to the
-    section (the counts say how many)."""
-    if shown in (PENDING, PENDING_ANALYSIS, "reproduced"):
+    failing "a beats b" does not read as a finding; a kind with more than `most` checks is left to
+    the section (the counts beside say how many)."""
+    pairs = None if shown in (PENDING, PENDING_ANALYSIS, "reproduced") else aligned_checks(outcome)
+    if not pairs:
         return ""
-    tested = outcome["verdict"].get("checks", [])
-    checks = judge.checks_of(outcome["study"]["experiment"]["verdict"], outcome["study"])
-    if len(checks) != len(tested) or any(c.statement() != t["statement"] for c, t in zip(checks, tested)):
-        return ""  # judged by other checks than the study file's: none to name
-    pairs = list(zip(checks, tested))
-    premise = bool(outcome["verdict"].get("premise"))
-    if premise:
+    if outcome["verdict"].get("premise"):
         kinds = [("premise failing", [p for p in pairs if p[0].premise and p[1]["status"] == "fails"]),
                  ("premise open", [p for p in pairs if p[0].premise and p[1]["status"] == "inconclusive"])]
     else:
@@ -209,27 +214,33 @@ def unsettled_key_checks(outcome: dict, shown: str, most: int = 2) -> str:
                                                  and p[1]["status"] == "fails"]))
     parts = [f"{word}: " + "; ".join(f"'{check.short()}'{observed(check, result)}" for check, result in named)
              for word, named in kinds if 0 < len(named) <= most]
+    saturated = [p for _, named in kinds if len(named) > most for p in named if "saturated_at" in p[1]]
+    if saturated:  # left unnamed, but not to be read as "maybe true"
+        parts.append(f"{len(saturated)} open with every seed at its metric's best value, which more seeds are unlikely to settle")
     return f" ({' · '.join(parts)})" if parts else ""
 
 
 def observed(check, result: dict) -> str:
-    """What a check found, beside its statement: the oriented advantage, or the variant's own mean
-    where it is compared with a number; a measure at its best value in every seed says so."""
+    """What a check found, beside its statement, as its section's line gives it: the oriented
+    advantage (a difference, for equivalence), or the variant's own value where it is compared with
+    a number; a measure at its best value in every seed says so."""
     if "saturated_at" in result:
         return f" (every seed at {result['saturated_at']:g}, the best value: more seeds are unlikely to settle it)"
     if result["difference"] is None:
         return ""
+    digits = ",.10g" if check.metric in FIXED_METRICS and not check.contrast else ".3g"  # a count is exact
     if check.value is not None:
-        return f" (observed {check.value + (-1 if check.lower_is_better else 1) * result['difference']:.3g})"
-    return f" (advantage {result['difference']:+.2g})"
+        return f" (observed {check.own_value(result['difference']):{digits}})"
+    return f" ({'difference' if check.kind == 'equivalent' else 'advantage'} {result['difference']:+{digits}})"
 
 
-def normal_model_only(verdict: dict, shown: str) -> str:
-    """How many key checks' decisions an exact randomization test of the same seeds would leave
-    open (their lines say 'rests on the normal model'), so that the row does not read firmer than
-    its section."""
-    count = 0 if shown in (PENDING, PENDING_ANALYSIS) else sum(
-        1 for c in verdict.get("checks", []) if c["key"] and c["status"] != "inconclusive" and "exact_p_holm" in c)
+def normal_model_only(outcome: dict, shown: str) -> str:
+    """How many key checks' decisions no exact test backs: one an exact randomization test of the
+    same seeds would leave open, or a contrast of several variants, which has none (their lines say
+    'rests on the normal model'); so that the row does not read firmer than its section."""
+    pairs = None if shown in (PENDING, PENDING_ANALYSIS) else aligned_checks(outcome)
+    count = sum(1 for check, result in pairs or [] if result["key"] and result["status"] != "inconclusive"
+                and ("exact_p_holm" in result or check.contrast))
     if not count:
         return ""
     return ("; 1 decision rests on the normal model alone (an exact test of these seeds would leave it open)" if count == 1
@@ -250,12 +261,11 @@ def at_grid_edge(outcome: dict, shown: str) -> str:
 
 def still_closing(outcome: dict, shown: str) -> str:
     """How many key checks' gaps were still closing at the last epoch (the budget caveat), so that
-    the summary row does not read firmer than its section (a side check's, which decides nothing,
-    is left to the section, as at_grid_edge counts only decisions the verdict rests on)."""
+    the summary row does not read firmer than its section. Side checks are left to the section."""
     notes = outcome["verdict"].get("closing_gaps", []) if shown not in (PENDING, PENDING_ANALYSIS) else []
-    prefixes = tuple(judge.gap_prefix(check) for check in judge.checks_of(outcome["study"]["experiment"]["verdict"],
-                                                                          outcome["study"]) if check.key)
-    count = sum(note.startswith(prefixes) for note in notes)
+    prefixes = {judge.gap_prefix(check) for check in judge.checks_of(outcome["study"]["experiment"]["verdict"],
+                                                                     outcome["study"]) if check.key}
+    count = sum(any(note.startswith(prefix) for note in notes) for prefix in prefixes)  # checks, not notes
     if not count:
         return ""
     return f"; {count} check's gap still closing at the end (budget caveat)" if count == 1 else \
@@ -275,10 +285,9 @@ def needs(check) -> str:
     """What the check asks of the difference, where a margin makes it more than a direction: a
     headline of two numbers alone would hide it. Against a number, in the variant's own terms."""
     if check.value is not None:
-        toward, away = ("below", "above") if check.lower_is_better else ("above", "below")
+        toward, away = check.toward_away
         if check.kind == "beats":
-            bound = check.value + (-1 if check.lower_is_better else 1) * check.margin
-            return f" (needs {toward} {bound:g})" if check.margin else ""
+            return f" (needs {toward} {check.own_value(check.margin):g})"
         if check.kind == "not_worse":
             return f" (needs at most {check.margin:g} {away} {check.value:g})"
         return f" (needs within ±{check.margin:g} of {check.value:g})"
@@ -294,14 +303,12 @@ def headline_numbers(outcome: dict, rule: dict, index: int, key) -> str:
     if (key.metric != rule["metric"] or key.contrast) and len(tested) > index and tested[index]["difference"] is not None:
         advantage, (low, high) = tested[index]["difference"], tested[index]["ci90"]
         if key.metric in FIXED_METRICS and not key.contrast:  # exact: no interval
-            sign = -1 if key.lower_is_better else 1
             other = f"{key.value:,.10g}" if key.value is not None else key.worse
-            mine = f" {key.value + sign * advantage:,.10g}" if key.value is not None else ""
+            mine = f" {key.own_value(advantage):,.10g}" if key.value is not None else ""
             return f"{key.metric}: {key.better}{mine} vs {other}" + ("" if key.value is not None else f", advantage {advantage:+,.10g}")
         if key.value is not None:  # the variant's own mean: the fixed number plus the oriented difference
-            sign = -1 if key.lower_is_better else 1
-            ends = sorted(key.value + sign * x for x in (low, high))
-            return (f"{key.metric}: {key.better} {key.value + sign * advantage:.3g} "
+            ends = sorted(key.own_value(x) for x in (low, high))
+            return (f"{key.metric}: {key.better} {key.own_value(advantage):.3g} "
                     f"[{ends[0]:.3g}, {ends[1]:.3g}] vs {key.value:g}")
         if key.pairs:
             return (f"{key.metric}: mean of {len(key.pairs) + 1} pairs' advantages ({key.better} vs {key.worse}, …), "
@@ -403,11 +410,12 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
               "variant's mean ± 95% CI in the table's metric; for a check on another metric, the variant's mean or the "
               "advantage with its 90% interval, as the check's line gives it, and what the check needs beyond a "
               "direction), and each protocol's verdict with its seeds per variant (short of reproduced, where its key "
-              "checks stand and, in brackets, up to two of those that fail and of those open, each quoted as it states "
-              "the claim with what was observed, or the premise that withheld the verdict, or the failing side check that "
-              "made it *partly*; an inconclusive one with what it can still become), the key decisions that rest on the "
-              "normal model alone (an exact test of the same seeds would leave them open), that a wider grid could change, "
-              "or whose gap was still closing at the end (the caveats under its verdict), the claims whose studies train "
+              "checks stand and, in brackets, those that fail and those open where there are at most two of a kind, each "
+              "quoted as it states the claim with what was observed, or the premise that withheld the verdict, or the "
+              "failing side check that made it *partly*; an inconclusive one with what it can still become), "
+              "the key checks whose decision rests on the normal model alone (no exact test of the same seeds backs it), "
+              "the decisions a wider grid could change, the key checks whose gap was still closing at the end (the "
+              "caveats under its verdict), the claims whose studies train "
               "some of the same runs (listed above), and every setting its runs share "
               "that differs from that protocol's, as its section heading lists them; the sections below give every check, "
               "and [Metrics](#metrics) what each metric they name measures. A protocol's cell reads *not run* where that "
@@ -435,10 +443,10 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
                      else f"n = {int(outcome['summary']['n'].min())}")
             # a pending study's study.json may already be a new run's, not that of the runs counted here
             cells.append(f"**{shown}** ({seeds})" + still_open(outcome["verdict"], shown)
-                         + unsettled_key_checks(outcome, shown) + normal_model_only(outcome["verdict"], shown)
+                         + unsettled_checks(outcome, shown) + normal_model_only(outcome, shown)
                          + at_grid_edge(outcome, shown) + still_closing(outcome, shown)
                          + (f"; shares runs with {', '.join(partners[(name, protocol)])} (see above)"
-                            if (name, protocol) in partners and shown not in (PENDING, PENDING_ANALYSIS) else "")
+                            if (name, protocol) in partners and shown != PENDING else "")
                          + ("" if shown == PENDING else changed_settings(outcome["study"])))
         lecture = outcomes[(name, "lecture")]
         rows.append([f"[{name}](#{name})", lecture_numbers, headline(lecture) if lecture else "–", *cells])

@@ -31,13 +31,14 @@ READ_BY_DATA = {"data.teeth": {"sawtooth"}, "data.seq_len": {"adding"}}
 BUILT_IN = {"model.batch_norm": {"resmlp": True, "rescnn": True},
             "model.activation": {"resmlp": "relu", "rescnn": "relu", "maxout": "maxout"}}
 
+# optimizer keys only some optimizers read
+READ_BY_OPTIMIZER = {f"optimizer.{key}": {name for name, keys in OPTIMIZER_SETTINGS.items() if key in keys}
+                     for key in {key for keys in OPTIMIZER_SETTINGS.values() for key in keys}}
+
 
 def built_in(archs: list[str], everywhere: bool) -> str:
     """The settings table's mark for a value an architecture builds in."""
     return f"built into the {' and '.join(archs)} nets (model.arch){'' if everywhere else '; the others set it by the key'}"
-# optimizer keys only some optimizers read
-READ_BY_OPTIMIZER = {f"optimizer.{key}": {name for name, keys in OPTIMIZER_SETTINGS.items() if key in keys}
-                     for key in {key for keys in OPTIMIZER_SETTINGS.values() for key in keys}}
 
 
 def reads(run: dict[str, object], key: str) -> bool:
@@ -108,7 +109,7 @@ def departures(study: dict) -> list[str]:
     """'key=value' for each setting every run shares that differs from the study's own protocol,
     less the chunks a run is evaluated in (train.eval_batch_size: it changes no number; the settings
     table marks it). How often it is evaluated stays: a check on a curve reads it."""
-    return [f"{key}={value}" + (" (built in)" if "built into" in mark else "")
+    return [f"{key}={value}" + (" (built in)" if "built into" in mark and "the others" not in mark else "")
             for key, _, value, mark in settings_rows(study, {study["protocol"]: own_protocol(study)})
             if mark.startswith("≠") and key != "train.eval_batch_size"]
 

@@ -36,9 +36,10 @@ UNRECORDED = {"seeds", "only", "results_dir", "device", "force", "data.root", "d
 FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-run
 # keys that do not change what a run measures, so they stay out of its identity
 KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise"), ("train", "cuda_graph")}
-# what a run trains or measures; of those, keys that only say how it is computed or how often evaluated
-SETTING_GROUPS = ("model.", "data.", "optimizer.", "train.", "experiment.variants.", "experiment.grid.",
-                  "experiment.protocol_grids.")
+# what a run trains or measures (a whole group, optimizer=adam, too), and which run a _tuned variant is; of
+# those, keys that only say how a run is computed or how often evaluated
+SETTING_GROUPS = ("model", "data", "optimizer", "train", "experiment.variants", "experiment.grid",
+                  "experiment.protocol_grids", "experiment.tune_on")
 HOW_COMPUTED = {f"{group}.{key}" for group, key in KEY_EXCLUDES} | {"train.eval_every", "train.eval_batch_size"}
 
 
@@ -47,8 +48,8 @@ def setting_overrides(study: dict) -> list[str]:
     they run, how they are computed or judged, nor which seeds): a study with any is not the
     experiment file's own. One that repeats the file's own value still counts (the record keeps the
     override, not what it replaced)."""
-    return [o for o in study.get("overrides", []) if override_key(o).startswith(SETTING_GROUPS)
-            and override_key(o) not in HOW_COMPUTED]
+    return [o for o in study.get("overrides", []) if override_key(o) not in HOW_COMPUTED
+            and any(override_key(o) == group or override_key(o).startswith(f"{group}.") for group in SETTING_GROUPS)]
 
 
 # keys added after runs were made, at the value that reproduces the older behaviour: left out of the

@@ -103,8 +103,8 @@ def lecture_line(study: dict) -> str:
     ref = study["experiment"]["lecture_ref"]
     if study["protocol"] != "lecture":
         return f"Lecture (its numbers are the lecture protocol's, never compared with these runs): {ref}"
-    if setting_overrides(study):
-        given = ", ".join(override.lstrip("+") for override in setting_overrides(study))
+    given = ", ".join(override.lstrip("+") for override in setting_overrides(study))
+    if given:
         return (f"Lecture (its numbers are the lecture protocol's as the experiment file sets it; these runs were given "
                 f"{given} on the command line, so they are not compared with them): {ref}")
     return f"Lecture: {ref}"

@@ -133,6 +133,16 @@ class Check:
     def other(self) -> str:
         return self.worse if self.worse is not None else f"{self.value:g}"
 
+    def own_value(self, advantage: float) -> float:
+        """The variant's own mean where the check compares it with a number: the number moved by the
+        oriented advantage (up where higher is better)."""
+        return self.value + (-1 if self.lower_is_better else 1) * advantage
+
+    @property
+    def toward_away(self) -> tuple[str, str]:
+        """Which way of a number is better, and which worse: ('above', 'below') where higher is better."""
+        return ("below", "above") if self.lower_is_better else ("above", "below")
+
     @property
     def contrast(self) -> bool:
         """True when the check weighs more than two samples (`versus` or `pairs`)."""
@@ -171,10 +181,10 @@ class Check:
             return f"{self.better}'s lead over {self.worse} exceeds {self.versus[0]}'s over {self.versus[1]}{by} on {self.metric}"
         if self.pairs:
             mean = " & ".join(f"({b} − {w})" for b, w in [(self.better, self.worse), *self.pairs]) + ": mean advantage"
-            bound = {"beats": f"above {margin:g}", "not_worse": f"above -{margin:g}"}.get(kind, f"within ±{margin:g}")
+            bound = {"beats": f"above {margin:g}", "not_worse": f"above {-margin:g}"}.get(kind, f"within ±{margin:g}")
             return f"{mean} {bound} on {self.metric}"
         if self.value is not None:  # one variant against a number: above or below it, not "beats 0.5"
-            toward, away = ("below", "above") if self.lower_is_better else ("above", "below")
+            toward, away = self.toward_away
             if kind == "beats":
                 return f"{self.better}'s {self.metric} {toward} {self.value:g}{by}"
             if kind == "not_worse":
@@ -183,7 +193,8 @@ class Check:
         if kind == "beats":
             return f"{self.better} beats {self.worse}{by} on {self.metric}"
         if kind == "not_worse":
-            return f"{self.better} at most {margin:g} worse than {self.worse} on {self.metric}"
+            return f"{self.better} at most {margin:g} worse than {self.worse} on {self.metric}" if margin else \
+                f"{self.better} not worse than {self.worse} on {self.metric}"
         return f"{self.better} within ±{margin:g} of {self.worse} on {self.metric}"
 
     def statement(self) -> str:
@@ -475,7 +486,7 @@ class Outcome:
                                *self.diff.n_further]))
         compared = c.compared
         if c.value is not None:  # the variant's own mean beside the number, not only the difference from it
-            mean = c.value + (-1 if c.lower_is_better else 1) * self.diff.estimate
+            mean = c.own_value(self.diff.estimate)
             # the mean first rounded as summary.csv stores it (6 digits), as the table's is: the two never
             # round one mean apart (0.11349999 to 0.113 here, 0.1135 to 0.114 there); the table may show fewer digits
             compared = (f"{c.better} {mean:,.10g} vs {c.value:,.10g}" if isinstance(self.diff, Fact)
