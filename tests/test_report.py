@@ -115,6 +115,25 @@ def test_a_changed_rule_is_pending_re_analysis_only_where_the_per_run_table_can_
     assert report.judged(report.load_outcome(study_dir), "relu_vs_sigmoid")[0] == report.PENDING
 
 
+def test_a_verdict_judged_with_checks_the_engine_no_longer_draws_is_pending_re_analysis(tmp_path, monkeypatch):
+    results = make_results(tmp_path, monkeypatch)
+    study_dir = results / "relu_vs_sigmoid" / "lecture"
+    assert report.judged(report.load_outcome(study_dir), "relu_vs_sigmoid") == ("reproduced", "")
+    # judged with the lecture's size checks, as before a command-line setting exempted a study from them
+    study = json.loads((study_dir / "study.json").read_text())
+    study["overrides"] = [*study.get("overrides", []), "model.width=100"]
+    (study_dir / "study.json").write_text(json.dumps(study))
+    verdict = json.loads((study_dir / "verdict.json").read_text())
+    (study_dir / "verdict.json").write_text(json.dumps({**verdict, "study_digest": store.study_digest(json.dumps(study))}))
+    shown, why = report.judged(report.load_outcome(study_dir), "relu_vs_sigmoid")
+    assert shown == report.PENDING_ANALYSIS and "other checks than the verdict engine now draws" in why
+    # judged afresh, the same study shows its verdict
+    fresh = results / "relu_vs_sigmoid" / "lecture" / "model.width=100"
+    write_store(fresh, {"sigmoid": [0.11, 0.12, 0.10, 0.11, 0.11], "relu": [0.95, 0.96, 0.97, 0.96, 0.96]}, study=study)
+    analysis.analyse(fresh)
+    assert report.judged(report.load_outcome(fresh), "relu_vs_sigmoid") == ("reproduced", "")
+
+
 def test_caveats_show_under_their_protocol_with_numbers_from_the_committed_table(tmp_path, monkeypatch):
     results = make_results(tmp_path, monkeypatch)
     real = report.experiment_spec

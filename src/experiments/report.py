@@ -104,6 +104,11 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
         return PENDING_ANALYSIS, (f"the experiment file's checks or tuning changed after this analysis; "
                          f"`python -m experiments.analysis results/{name}/<protocol> --current-rule` re-judges the runs "
                          "(without them, from the study's seeds.csv)")
+    if verdict.get("checks") and aligned_checks(outcome) is None:
+        return PENDING_ANALYSIS, ("its verdict was judged with other checks than the verdict engine now draws from its "
+                                  "study (the engine changed since: a study given settings on the command line is no "
+                                  "longer held to the lecture's numbers); `python -m experiments.analysis <its folder> "
+                                  "--current-rule` re-judges the runs (without them, from the study's seeds.csv)")
     return verdict["verdict"], ""
 
 
