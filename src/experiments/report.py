@@ -411,20 +411,24 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
                 or ["- none"]), ""]
     lines += [training_time_line(outcomes), ""]
     lines += ["## Summary", "",
-              "One line per claim: the two numbers its first key check compares under the lecture protocol (each "
-              "variant's mean ± 95% CI in the table's metric; for a check on another metric, the variant's mean or the "
-              "advantage with its 90% interval, as the check's line gives it, and what the check needs beyond a "
-              "direction), and each protocol's verdict with its seeds per variant (short of reproduced, where its key "
-              "checks stand and, in brackets, those that fail and those open where there are at most two of a kind, each "
-              "quoted as it states the claim with what was observed, or the premise that withheld the verdict, or the "
-              "failing side check that made it *partly*; an inconclusive one with what it can still become), "
-              "the key checks whose decision rests on the normal model alone (no exact test of the same seeds backs it), "
-              "the decisions a wider grid could change, the key checks whose gap was still closing at the end (the "
-              "caveats under its verdict), the claims whose studies train "
-              "some of the same runs (listed above), and every setting its runs share "
-              "that differs from that protocol's, as its section heading lists them; the sections below give every check, "
-              "and [Metrics](#metrics) what each metric they name measures. A protocol's cell reads *not run* where that "
-              "protocol was not run for the claim. "
+              "One line per claim:", "",
+              "- **lecture's numbers**: the lecture's own (or where they come from), which only the lecture protocol's "
+              "runs are compared with;",
+              "- **lecture protocol: headline**: the two numbers its first key check compares under the lecture "
+              "protocol (each variant's mean ± 95% CI in the table's metric; for a check on another metric, the "
+              "variant's mean or the advantage with its 90% interval, as the check's line gives it), and what the "
+              "check needs beyond a direction;",
+              "- **each protocol's verdict**, with its seeds per variant; short of reproduced, where its key checks "
+              "stand and, in brackets, the checks that fail and those open (where there are at most two of a kind), each "
+              "quoted as it states the claim, with what was observed; or the premise that withheld the verdict, or the "
+              "failing side check that made it *partly*; an inconclusive one with what it can still become;",
+              "- then, where they apply: the key checks whose decision rests on the normal model alone (no exact test "
+              "of the same seeds backs it), the decisions a wider grid could change, the key checks whose gap was "
+              "still closing at the end (the caveats under its verdict), the claims whose studies train some of the "
+              "same runs (listed above), and every setting its runs share that differs from that protocol's, as its "
+              "section heading lists them;",
+              "- *not run* where that protocol was not run for the claim.", "",
+              "The sections below give every check, and [Metrics](#metrics) what each metric they name measures. "
               f"{len(order)} studies; {len(not_covered)} claims of the lectures not covered yet are listed as *not run*.", ""]
     rows = []
     for name in listed:
