@@ -31,8 +31,6 @@ SEEDS_FILE = "seeds.csv"  # every run's final numbers, written by the analysis (
 # are, on which device, and whether finished runs are redone, never what a run measures (a local
 # path such as results_dir=/home/me/x has no place in a committed record)
 UNRECORDED = {"seeds", "only", "results_dir", "device", "force", "data.root", "data.download"}
-
-
 FINISHED = ("complete", "diverged")  # outcomes that count; anything else is re-run
 # keys that do not change what a run measures, so they stay out of its identity
 KEY_EXCLUDES = {("data", "root"), ("data", "download"), ("train", "vectorise"), ("train", "cuda_graph")}
@@ -48,8 +46,9 @@ def setting_overrides(study: dict) -> list[str]:
     they run, how they are computed or judged, nor which seeds): a study with any is not the
     experiment file's own. One that repeats the file's own value still counts (the record keeps the
     override, not what it replaced)."""
-    return [o for o in study.get("overrides", []) if override_key(o) not in HOW_COMPUTED
-            and any(override_key(o) == group or override_key(o).startswith(f"{group}.") for group in SETTING_GROUPS)]
+    keys = {o: override_key(o) for o in study.get("overrides", [])}
+    return [o for o, key in keys.items() if key not in HOW_COMPUTED
+            and any(key == group or key.startswith(f"{group}.") for group in SETTING_GROUPS)]
 
 
 # keys added after runs were made, at the value that reproduces the older behaviour: left out of the
