@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments import analysis, caveats, judge, report, revisions, store
+from experiments import analysis, caveats, judge, report, revisions, settings, store
 from experiments.errors import UserError
 from experiments.config import CONFIG_DIR, experiment_names
 from helpers import toy_study, write_store
@@ -435,6 +435,17 @@ def test_a_summary_cell_names_the_settings_a_study_changed_from_its_protocol():
              "settings": {"a": {"model": {"depth": 9}, "optimizer": {"lr": 0.1}}}}
     assert report.changed_settings(study) == "; changed: model.depth=9"
     assert report.changed_settings({**study, "settings": {"a": study["lecture_settings"]}}) == ""
+    # a setting that varies departs where no run has the protocol's value (dropout's 1024 and 8 units);
+    # a tuning grid's key is left to the grid table
+    lecture = {"model": {"depth": 3, "width": 500}, "optimizer": {"lr": 0.1}}
+    runs = {"a": {"model": {"depth": 3, "width": 1024}, "optimizer": {"lr": 0.01}},
+            "b": {"model": {"depth": 3, "width": 8}, "optimizer": {"lr": 0.03}}}
+    varied = {"protocol": "lecture", "experiment": {"grid": {"optimizer.lr": [0.01, 0.03]}}, "lecture_settings": lecture,
+              "settings": runs}
+    assert report.changed_settings(varied) == "; changed: model.width=1024 · 8"
+    assert [mark for key, _, _, mark in settings.settings_rows(varied) if key == "model.width"] == [
+        f"{settings.VARIES}; ≠ lecture protocol"]
+    assert report.changed_settings({**varied, "settings": {**runs, "c": lecture}}) == ""
     assert report.changed_settings({"protocol": "modern"}) == ""  # runs from before the settings table
     text = report.build_report(Path(__file__).resolve().parents[1] / "results")
     row = next(line for line in text.splitlines() if line.startswith("| [optimizers]"))
@@ -518,6 +529,7 @@ def test_training_time_is_added_up_per_protocol_and_the_lecture_one_without_conv
     line = report.training_time_line(outcomes)
     assert "31.5 min (lecture protocol 30.0 min, modern protocol 1.5 min)" in line
     assert "without conv nets add up to 10.0 min (those with conv nets: cnn_vs_mlp)" in line
+    assert "at a time, 0.1 times the suite's aim of about 90.0 min" in line  # 10 min / 2 cores / 90 min
     # a run copied from another study was trained once: the totals count it there only
     copies = {"runs": 4, "train_seconds": 300.0, "copied_runs": 3,
               "copied_seconds": {"relu_vs_sigmoid/lecture": 240.0, "relu_vs_sigmoid/lecture/model.width=16": 30.0}}
@@ -549,3 +561,27 @@ def test_every_metric_of_the_untrained_net_is_a_metric_the_suite_measures():
     from experiments.metrics import AT_INITIALISATION, meaning
     from experiments.probes import SCALAR_MEANINGS
     assert [metric for metric in AT_INITIALISATION if not meaning(metric, SCALAR_MEANINGS)] == []
+
+
+def test_a_study_left_to_a_gpu_is_not_run_and_says_what_it_waits_for(tmp_path, monkeypatch):
+    """An experiment file's rerun_waits_for turns a protocol's 'not run' into 'not run, waiting for a
+    GPU', in the summary, the section (with that protocol's caveats, saying why) and --list; a
+    misspelt protocol is refused."""
+    from experiments.__main__ import list_experiments
+
+    results = make_results(tmp_path, monkeypatch)
+    spec = report.experiment_spec
+    monkeypatch.setattr(report, "experiment_spec", lambda name: {**spec(name), **(
+        {"rerun_waits_for": {"modern": "a GPU"}, "protocol_caveats": {"modern": ["It takes a day on a CPU."]}}
+        if name == "mse_vs_ce" else {})})
+    text = report.build_report(results)
+    row = next(line for line in text.splitlines() if line.startswith("| [mse_vs_ce]"))
+    assert row.endswith("| not run, waiting for a GPU (its section says why) |")
+    section = text[text.index("### mse_vs_ce"):text.index("\n### ", text.index("### mse_vs_ce"))]
+    assert ("**Modern protocol: not run, waiting for a GPU** — `python -m experiments name=mse_vs_ce protocol=modern`"
+            "\n\n*Caveat* (stated with the study): It takes a day on a CPU.") in section
+    assert "modern: not run, waiting for a GPU" in list_experiments(results)
+    assert "waiting for" not in next(line for line in text.splitlines() if line.startswith("| [relu_vs_sigmoid]"))
+    monkeypatch.setattr(report, "experiment_spec", lambda name: {**spec(name), "rerun_waits_for": {"modrn": "a GPU"}})
+    with pytest.raises(UserError, match="rerun_waits_for names unknown protocol 'modrn'"):
+        report.build_report(results)

@@ -332,7 +332,7 @@ def task(cfg: DictConfig) -> None:
 def list_experiments(results_dir: Path = Path("results")) -> str:
     """Two lines per experiment: its name and title, then each protocol's last verdict and training
     time; then a line per study run with overrides (a sub-folder named after them)."""
-    from experiments.report import PROTOCOLS, experiment_spec, judged, load_outcome, minutes
+    from experiments.report import PROTOCOLS, experiment_spec, judged, load_outcome, minutes, waits_for
 
     def shown(outcome: dict, name: str) -> str:
         verdict, _ = judged(outcome, name)
@@ -346,6 +346,8 @@ def list_experiments(results_dir: Path = Path("results")) -> str:
             outcome = load_outcome(results_dir / name / protocol)
             if outcome is not None:
                 done.append(f"{protocol}: {shown(outcome, name)}")
+            elif hardware := waits_for(name, protocol):
+                done.append(f"{protocol}: not run, waiting for {hardware}")
             folder = results_dir / name / protocol
             for study in sorted(folder.iterdir()) if folder.is_dir() else []:
                 outcome = load_outcome(study) if study.name != "runs" else None

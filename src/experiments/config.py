@@ -261,6 +261,9 @@ class ExperimentConfig:
     # results is a placeholder, {variant.column}, filled from the committed table (caveats.py)
     caveats: List[str] = field(default_factory=list)
     protocol_caveats: Dict[str, List[str]] = field(default_factory=dict)
+    # protocol -> the hardware the study under it is left to, where a 2-core CPU is too slow for it
+    # ("a GPU"): until it has results the report says so in place of 'not run'; protocol_caveats say why
+    rerun_waits_for: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

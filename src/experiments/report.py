@@ -115,6 +115,11 @@ def judged(outcome: dict, name: str) -> tuple[str, str]:
 PENDING, PENDING_ANALYSIS = "pending re-run", "pending re-analysis"
 
 
+def waits_for(name: str, protocol: str) -> str | None:
+    """The hardware the experiment file leaves its study under `protocol` to ("a GPU"), if it names one."""
+    return experiment_spec(name).get("rerun_waits_for", {}).get(protocol)
+
+
 def trains_conv_nets(name: str) -> bool:
     """Whether an experiment file trains a conv net (its base model or any variant's)."""
     experiment = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "name" / f"{name}.yaml"))
@@ -129,6 +134,9 @@ def runs_and_time(verdict: dict) -> str:
     return (f"{verdict.get('runs', '?')} runs" + (f" ({verdict['copied_runs']} of them copied from {sources}, which trained "
             f"them with the same settings and seeds: {minutes(sum(copied.values()))} of the training time here)" if copied else "")
             + f", {minutes(verdict.get('train_seconds', 0.0))} of training")
+
+
+AIMED_SECONDS = 90 * 60  # a full lecture reproduction on a 2-core CPU, conv nets aside (the aim it is measured against)
 
 
 def training_time_line(outcomes: dict) -> str:
@@ -148,7 +156,10 @@ def training_time_line(outcomes: dict) -> str:
             f"same settings and seed) counts once. Under the lecture protocol the studies "
             f"without conv nets add up to {minutes(without)} (those with conv nets: {', '.join(conv)}): a full lecture "
             f"reproduction without the conv nets trains for about half that on a 2-core CPU running two one-thread "
-            f"runs at a time.")
+            f"runs at a time, {without / 2 / AIMED_SECONDS:.1f} times the suite's aim of about "
+            f"{minutes(AIMED_SECONDS)}. Five seeds and a rate grid per variant multiply the runs, and on the lectures' "
+            f"small nets the loop already trains near the CPU's matmul rate ([BENCH.md](BENCH.md)): the way to "
+            f"minutes is a GPU.")
 
 
 def pending_reruns(results_dir: Path) -> list[tuple[str, str]]:
@@ -354,6 +365,9 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
         try:
             caveats.check(spec.get("caveats", []), spec.get("protocol_caveats", {}), list(PROTOCOLS),
                           known_metrics(probe_metrics(spec.get("probes", []))))
+            if unknown := sorted(set(spec.get("rerun_waits_for", {})) - set(PROTOCOLS)):
+                raise UserError(f"experiment.rerun_waits_for names unknown protocol {', '.join(map(repr, unknown))}; "
+                                f"known: {', '.join(PROTOCOLS)}")
         except UserError as exc:
             raise UserError(f"configs/name/{name}.yaml: {exc}") from None
     not_covered = uncovered_claims(specs)
@@ -443,7 +457,9 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
             outcome = outcomes[(name, protocol)]
             if outcome is None:
                 same = protocol == "modern" and settings.protocols_identical(name)
-                cells.append("same runs as the lecture protocol" if same else "not run")
+                hardware = waits_for(name, protocol)
+                cells.append("same runs as the lecture protocol" if same else
+                             f"not run, waiting for {hardware} (its section says why)" if hardware else "not run")
                 continue
             shown, _ = shown_as[(name, protocol)]
             key_metrics = {c["metric"] for c in outcome["verdict"].get("checks", []) if c["key"]}
@@ -503,6 +519,11 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
                 if protocol == "modern" and settings.protocols_identical(name):
                     lines += ["**Modern protocol:** the experiment file sets every setting in which the protocols "
                               "differ, so it would run the study above again; not run or reported twice.", ""]
+                elif hardware := waits_for(name, protocol):
+                    lines += [f"**{protocol.capitalize()} protocol: not run, waiting for {hardware}** — "
+                              f"`{command(name, protocol)}`", "",
+                              *(line for text in spec.get("protocol_caveats", {}).get(protocol, [])
+                                for line in (f"*Caveat* (stated with the study): {caveats.fill(text, protocol, tables, per_run, views)}", ""))]
                 else:
                     lines += [f"**{protocol.capitalize()} protocol: not run** — `{command(name, protocol)}`", ""]
                 continue

@@ -20,7 +20,7 @@ import yaml
 
 # text, not settings: changing these does not change what a study measures or how it is judged
 WORDING = {"title", "claim", "section", "lecture_ref", "source_ref", "lecture_label", "figures", "revisions", "note",
-           "caveats", "protocol_caveats"}
+           "caveats", "protocol_caveats", "rerun_waits_for"}
 
 
 @dataclass

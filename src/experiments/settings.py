@@ -91,8 +91,11 @@ def settings_rows(study: dict, references: dict[str, dict[str, object]] | None =
             rows.append((key, referenced, distinct[0], "; ".join([
                 *(departs(protocol) for protocol, reference in references.items() if value != reference.get(key)),
                 *([by_net] if by_net else [])])))
-        else:
-            rows.append((key, referenced, " · ".join(distinct), VARIES + (f"; {by_net}" if by_net else "")))
+        else:  # no run at a reference's value departs from it, varying or not (dropout's 1024 · 8 units)
+            rows.append((key, referenced, " · ".join(distinct), "; ".join([
+                VARIES, *(departs(protocol) for protocol, reference in references.items()
+                          if all(value != reference.get(key) for value in values.values())),
+                *([by_net] if by_net else [])])))
     return rows
 
 
@@ -106,12 +109,14 @@ def own_protocol(study: dict) -> dict[str, object]:
 
 
 def departures(study: dict) -> list[str]:
-    """'key=value' for each setting every run shares that differs from the study's own protocol,
-    less the chunks a run is evaluated in (train.eval_batch_size: it changes no number; the settings
-    table marks it). How often it is evaluated stays: a check on a curve reads it."""
+    """'key=value' for each setting that differs from the study's own protocol in every run ('key=a · b'
+    where it varies; a tuning grid's key is left to the grid table), less the chunks a run is evaluated
+    in (train.eval_batch_size: it changes no number; the settings table marks it). How often it is
+    evaluated stays: a check on a curve reads it."""
+    grid = study.get("experiment", {}).get("grid") or {}  # a study made by hand (tests) may have no block
     return [f"{key}={value}" + (" (built in)" if "built into" in mark and "the others" not in mark else "")
             for key, _, value, mark in settings_rows(study, {study["protocol"]: own_protocol(study)})
-            if mark.startswith("≠") and key != "train.eval_batch_size"]
+            if departs(study["protocol"]) in mark and key != "train.eval_batch_size" and key not in grid]
 
 
 def study_label(study: dict) -> str:
