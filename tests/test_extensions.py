@@ -187,6 +187,7 @@ def test_delete_blocks_probe(mnist_root, tiny):
     full, deleted = table.loc[0, "test_acc"], table.loc[1:, "test_acc"]
     assert scalars["drop_one_block"] == pytest.approx(full - deleted.mean())
     assert scalars["max_drop_one_block"] == pytest.approx(full - deleted.min())
+    assert scalars["drop_one_block_but_worst"] == pytest.approx(full - deleted.sort_values().iloc[1:].mean())
     assert scalars["worst_block"] == int(deleted.idxmin()) - 1
     assert set(scalars) == set(PROBES["delete_blocks"].scalars)
     assert result.model.skipped == set()

@@ -136,6 +136,9 @@ def delete_blocks(model: torch.nn.Module, splits: dict[str, Split], run: dict, s
                                 # what deleting costs: on average over the blocks, and at the worst block
                                 "drop_one_block": full - sum(deleted) / len(deleted),
                                 "max_drop_one_block": full - min(deleted),
+                                # the others: whether one block makes the average (resnet_ensemble's block 0)
+                                "drop_one_block_but_worst": full - (sum(deleted) - min(deleted)) / (len(deleted) - 1)
+                                if len(deleted) > 1 else math.nan,
                                 "worst_block": deleted.index(min(deleted))}
 
 
@@ -490,6 +493,7 @@ PROBES = {
         "min_acc_one_block_deleted": "test accuracy with the worst block to lose left out",
         "drop_one_block": "test accuracy lost by leaving one block out, averaged over the blocks",
         "max_drop_one_block": "test accuracy lost by leaving out the block whose loss costs most",
+        "drop_one_block_but_worst": "test accuracy lost by leaving one block out, averaged over the blocks but the worst",
         "worst_block": "the block whose deletion costs most (0: the first)"}, plot_delete_blocks,
                            needs=lambda run: "" if run["model"]["arch"] in BLOCK_ARCHITECTURES else
                            f"the delete_blocks probe needs a net made of blocks (model.arch "
