@@ -529,7 +529,8 @@ def test_training_time_is_added_up_per_protocol_and_the_lecture_one_without_conv
     line = report.training_time_line(outcomes)
     assert "31.5 min (lecture protocol 30.0 min, modern protocol 1.5 min)" in line
     assert "without conv nets add up to 10.0 min (those with conv nets: cnn_vs_mlp)" in line
-    assert "at a time, 0.1 times the suite's aim of about 90.0 min" in line  # 10 min / 2 cores / 90 min
+    # 10 min / 2 cores / 90 min; 30 min with the conv nets
+    assert "at a time: 0.1 times the suite's aim of about 90.0 min for it (0.2 times with the conv nets)" in line
     # a run copied from another study was trained once: the totals count it there only
     copies = {"runs": 4, "train_seconds": 300.0, "copied_runs": 3,
               "copied_seconds": {"relu_vs_sigmoid/lecture": 240.0, "relu_vs_sigmoid/lecture/model.width=16": 30.0}}
@@ -566,7 +567,7 @@ def test_every_metric_of_the_untrained_net_is_a_metric_the_suite_measures():
 def test_a_study_left_to_a_gpu_is_not_run_and_says_what_it_waits_for(tmp_path, monkeypatch):
     """An experiment file's rerun_waits_for turns a protocol's 'not run' into 'not run, waiting for a
     GPU', in the summary, the section (with that protocol's caveats, saying why) and --list; a
-    misspelt protocol is refused."""
+    misspelt protocol, a wait with no reason and a wait for a study that has results are refused."""
     from experiments.__main__ import list_experiments
 
     results = make_results(tmp_path, monkeypatch)
@@ -579,9 +580,22 @@ def test_a_study_left_to_a_gpu_is_not_run_and_says_what_it_waits_for(tmp_path, m
     assert row.endswith("| not run, waiting for a GPU (its section says why) |")
     section = text[text.index("### mse_vs_ce"):text.index("\n### ", text.index("### mse_vs_ce"))]
     assert ("**Modern protocol: not run, waiting for a GPU** — `python -m experiments name=mse_vs_ce protocol=modern`"
-            "\n\n*Caveat* (stated with the study): It takes a day on a CPU.") in section
+            "\n\n*Why it waits* (from the experiment file): It takes a day on a CPU.") in section
     assert "modern: not run, waiting for a GPU" in list_experiments(results)
     assert "waiting for" not in next(line for line in text.splitlines() if line.startswith("| [relu_vs_sigmoid]"))
-    monkeypatch.setattr(report, "experiment_spec", lambda name: {**spec(name), "rerun_waits_for": {"modrn": "a GPU"}})
-    with pytest.raises(UserError, match="rerun_waits_for names unknown protocol 'modrn'"):
-        report.build_report(results)
+    for waits, caveats_of, refused in [({"modrn": "a GPU"}, {"modrn": ["why"]}, "names unknown protocol 'modrn'"),
+                                       ({"modern": "a GPU"}, {}, "do not say why"),
+                                       ({"lecture": "a GPU"}, {"lecture": ["why"]}, "the lecture-protocol study has results now")]:
+        monkeypatch.setattr(report, "experiment_spec", lambda name: {**spec(name), **(
+            {"rerun_waits_for": waits, "protocol_caveats": caveats_of} if name == "relu_vs_sigmoid" else {})})
+        with pytest.raises(UserError, match=refused):
+            report.build_report(results)
+
+
+def test_a_run_on_a_cpu_of_a_study_left_to_a_gpu_warns_first(run_in_process):
+    # resnet_vs_plain_conv's file leaves its modern-protocol study to a GPU; one tiny run of it here
+    done = run_in_process("name=resnet_vs_plain_conv", "protocol=modern", "only=[residual_8]",
+                          "data.train_size=200", "data.val_size=100", "data.test_size=100", "train.epochs=1",
+                          "seeds=[0]", "device=cpu")
+    assert done.returncode == 0, done.stderr
+    assert "resnet_vs_plain_conv | its experiment file leaves the modern-protocol study to a GPU" in done.stdout

@@ -67,6 +67,15 @@ def test_recording_the_reason_is_not_itself_a_revision(repo):
     assert revisions.revisions(repo, ["configs/name/x.yaml"], "results/x") == []
 
 
+def test_wording_is_no_setting():
+    """Caveats, and the hardware a study waits for, change no run: editing them makes no study pending."""
+    base = "experiment:\n  title: T\n  grid: {optimizer.lr: [0.1]}\n"
+    worded = base + "  rerun_waits_for: {modern: a GPU}\n  protocol_caveats: {modern: [why]}\n  caveats: [c]\n"
+    assert revisions.changed_keys(revisions.settings_of(base), revisions.settings_of(worded)) == []
+    assert revisions.changed_keys(revisions.settings_of(base), revisions.settings_of(base + "  probes: [p]\n")) == [
+        "experiment.probes"]
+
+
 def test_runs_older_than_the_experiment_file_are_stale(repo):
     runs_at = commit(repo, experiment(lr=0.1), "experiment")
     assert revisions.stale_keys(repo, "configs/name/x.yaml", runs_at[:12]) == []

@@ -153,11 +153,7 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
     if missing:
         raise UserError(f"{study_dir / SEEDS_FILE} lacks {', '.join(missing)}, which the current rule checks or tunes on: "
                         "re-run the study")
-    grid_md = ""
-    if study["experiment"].get("grid"):
-        finals, study, grid_md = resolve_grid(finals, study, finals)
-    summary = summarise(finals, study)
-    verdict = decide(summary, finals, study)
+    summary, verdict, study, grid_md = judge_seeds(finals, study)
     before = json.loads((study_dir / "verdict.json").read_text())
     verdict["closing_gaps"] = kept_gap_notes(before.get("closing_gaps", []), stored, adopted,
                                              before.get("view_runs", {}), study.get("view_runs", {}))
@@ -166,6 +162,16 @@ def rejudge_from_seeds(study_dir: Path) -> tuple[pd.DataFrame, dict]:
                                              "devices", "torch", "git_commits") if key in before}
     write_tables(study_dir, summary, study, verdict, grid_md, adopted)
     return summary, verdict
+
+
+def judge_seeds(finals: pd.DataFrame, study: dict) -> tuple[pd.DataFrame, dict, dict, str]:
+    """Table and verdict from every run's final numbers (a seeds.csv), each grid variant at its tuned
+    point: the study as tuned and its grid table come with them."""
+    grid_md = ""
+    if study["experiment"].get("grid"):
+        finals, study, grid_md = resolve_grid(finals, study, finals)
+    summary = summarise(finals, study)
+    return summary, decide(summary, finals, study), study, grid_md
 
 
 def write_tables(study_dir: Path, summary: pd.DataFrame, study: dict, verdict: dict, grid_md: str,

@@ -156,10 +156,10 @@ def training_time_line(outcomes: dict) -> str:
             f"same settings and seed) counts once. Under the lecture protocol the studies "
             f"without conv nets add up to {minutes(without)} (those with conv nets: {', '.join(conv)}): a full lecture "
             f"reproduction without the conv nets trains for about half that on a 2-core CPU running two one-thread "
-            f"runs at a time, {without / 2 / AIMED_SECONDS:.1f} times the suite's aim of about "
-            f"{minutes(AIMED_SECONDS)}. Five seeds and a rate grid per variant multiply the runs, and on the lectures' "
-            f"small nets the loop already trains near the CPU's matmul rate ([BENCH.md](BENCH.md)): the way to "
-            f"minutes is a GPU.")
+            f"runs at a time: {without / 2 / AIMED_SECONDS:.1f} times the suite's aim of about {minutes(AIMED_SECONDS)} "
+            f"for it ({sum(seconds['lecture'].values()) / 2 / AIMED_SECONDS:.1f} times with the conv nets). Five seeds "
+            f"and a rate grid per variant multiply the runs, and on the lecture's 500-unit nets the loop already "
+            f"trains at most of the CPU's matmul rate ([BENCH.md](BENCH.md)): the way to minutes is a GPU.")
 
 
 def pending_reruns(results_dir: Path) -> list[tuple[str, str]]:
@@ -289,8 +289,8 @@ def still_closing(outcome: dict, shown: str) -> str:
 
 
 def changed_settings(study: dict) -> str:
-    """The settings every run of the study shares that depart from its protocol, as its section
-    heading names them: a verdict cell under 'lecture protocol' should not read as the lecture's own
+    """The settings that depart from the study's protocol in every run, as its section heading names
+    them: a verdict cell under 'lecture protocol' should not read as the lecture's own
     setting where the study changed it (deep_vs_fat trains ReLU nets with Adam). Runs recorded without
     settings predate the verdict engine: their cell, pending re-run, shows no verdict to qualify."""
     changed = settings.departures(study) if "settings" in study else []
@@ -365,9 +365,16 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
         try:
             caveats.check(spec.get("caveats", []), spec.get("protocol_caveats", {}), list(PROTOCOLS),
                           known_metrics(probe_metrics(spec.get("probes", []))))
-            if unknown := sorted(set(spec.get("rerun_waits_for", {})) - set(PROTOCOLS)):
+            waiting = spec.get("rerun_waits_for", {})
+            if unknown := sorted(set(waiting) - set(PROTOCOLS)):
                 raise UserError(f"experiment.rerun_waits_for names unknown protocol {', '.join(map(repr, unknown))}; "
                                 f"known: {', '.join(PROTOCOLS)}")
+            if unexplained := sorted(p for p in waiting if not spec.get("protocol_caveats", {}).get(p)):
+                raise UserError(f"experiment.rerun_waits_for names {', '.join(unexplained)}, and protocol_caveats "
+                                "do not say why (the report promises it)")
+            if arrived := sorted(p for p in waiting if (name, p) in judgments):
+                raise UserError(f"the {', '.join(arrived)}-protocol study has results now, and experiment.rerun_waits_for "
+                                "still says it waits: take that protocol out of it, and the caveats saying why")
         except UserError as exc:
             raise UserError(f"configs/name/{name}.yaml: {exc}") from None
     not_covered = uncovered_claims(specs)
@@ -441,7 +448,8 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
               "still closing at the end (the caveats under its verdict), the claims whose studies train some of the "
               "same runs (listed above), and every setting its runs share that differs from that protocol's, as its "
               "section heading lists them;",
-              "- *not run* where that protocol was not run for the claim.", "",
+              "- *not run* where that protocol was not run for the claim; *not run, waiting for a GPU* where its "
+              "experiment file leaves that study to a GPU (its section says why).", "",
               "The sections below give every check, and [Metrics](#metrics) what each metric they name measures. "
               f"{len(order)} studies; {len(not_covered)} claims of the lectures not covered yet are listed as *not run*.", ""]
     rows = []
@@ -522,8 +530,9 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
                 elif hardware := waits_for(name, protocol):
                     lines += [f"**{protocol.capitalize()} protocol: not run, waiting for {hardware}** — "
                               f"`{command(name, protocol)}`", "",
-                              *(line for text in spec.get("protocol_caveats", {}).get(protocol, [])
-                                for line in (f"*Caveat* (stated with the study): {caveats.fill(text, protocol, tables, per_run, views)}", ""))]
+                              *(line for text in spec["protocol_caveats"][protocol]
+                                for line in (f"*Why it waits* (from the experiment file): "
+                                             f"{caveats.fill(text, protocol, tables, per_run, views)}", ""))]
                 else:
                     lines += [f"**{protocol.capitalize()} protocol: not run** — `{command(name, protocol)}`", ""]
                 continue

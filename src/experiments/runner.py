@@ -171,6 +171,9 @@ def run_study(cfg: DictConfig, study_dir: Path, protocol: str, overrides: list[s
         log.info(f"{name} | its checks compare run times: no run is copied from another study")
     else:  # force=true trains afresh: it copies only what this command has trained (a sweep's earlier jobs)
         pending = copy_finished_elsewhere(where, pending, Path(cfg.results_dir), COMMAND_STARTED if cfg.force else None)
+    if pending and device.type == "cpu" and (hardware := spec["rerun_waits_for"].get(protocol)):
+        log.warning(f"{name} | its experiment file leaves the {protocol}-protocol study to {hardware}, as too slow on a "
+                    f"2-core CPU (the report's section says how slow); training its {len(pending)} missing runs on the CPU")
     for group, vectorise in training_groups(pending, device):
         if group[0].run["data"] != data:
             data, splits = group[0].run["data"], make_splits(group[0].run["data"], device)

@@ -69,7 +69,8 @@ def settings_rows(study: dict, references: dict[str, dict[str, object]] | None =
                   ) -> list[tuple[str, list[str], str, str]]:
     """(key, each reference's value, this study's value, mark) for every setting of the study; the
     references (flattened, by protocol) are the lecture protocol's settings as the study recorded
-    them unless given. A value every run shares is marked where it differs from a reference."""
+    them unless given. A value every run shares is marked where it differs from a reference; one that
+    varies, where no run has the reference's value."""
     runs = {label: flatten(run) for label, run in study["settings"].items()}
     built = {label: {key: by_arch[run.get("model.arch", "mlp")] for key, by_arch in BUILT_IN.items()
                      if run.get("model.arch", "mlp") in by_arch} for label, run in runs.items()}
@@ -110,18 +111,19 @@ def own_protocol(study: dict) -> dict[str, object]:
 
 def departures(study: dict) -> list[str]:
     """'key=value' for each setting that differs from the study's own protocol in every run ('key=a · b'
-    where it varies; a tuning grid's key is left to the grid table), less the chunks a run is evaluated
+    where it varies; a tuning grid's varying key is left to the grid table), less the chunks a run is evaluated
     in (train.eval_batch_size: it changes no number; the settings table marks it). How often it is
     evaluated stays: a check on a curve reads it."""
     grid = study.get("experiment", {}).get("grid") or {}  # a study made by hand (tests) may have no block
     return [f"{key}={value}" + (" (built in)" if "built into" in mark and "the others" not in mark else "")
             for key, _, value, mark in settings_rows(study, {study["protocol"]: own_protocol(study)})
-            if departs(study["protocol"]) in mark and key != "train.eval_batch_size" and key not in grid]
+            if departs(study["protocol"]) in mark and key != "train.eval_batch_size"
+            and not (key in grid and mark.startswith(VARIES))]
 
 
 def study_label(study: dict) -> str:
     """'lecture protocol', 'lecture protocol, changed: model.activation=relu, ...', and so for the
-    modern protocol: each setting every run shares that differs from the protocol's own."""
+    modern protocol: each setting that differs from the protocol's own in every run (departures)."""
     if "settings" not in study:
         return f"{study['protocol']} protocol"
     changed = departures(study)
