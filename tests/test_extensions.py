@@ -541,3 +541,35 @@ def test_the_readme_names_every_probe_and_figure():
     figures = readme.split("- `experiment.figures`:", 1)[1].split("\n## ", 1)[0]
     assert [name for name in PROBES if f"`{name}`" not in probes] == []
     assert [name for name in {*FIGURES, *PROBES} if f"`{name}`" not in figures] == []
+
+
+def test_a_decision_a_near_tie_of_the_tuning_would_change_is_named():
+    """A tuned point ahead of the runner-up in at most half the seeds is one the validation split did
+    not choose: the checks are judged again with the runner-up's runs, and a change is a caveat."""
+    from experiments.analysis import judge_seeds
+
+    study = {"experiment": {"variants": {"a": {}, "b": {}}, "grid": {"optimizer.lr": [0.01, 0.1]}, "lecture": {},
+                            "verdict": {"metric": "test_acc", "checks": [{"better": "a", "worse": "b"}]}},
+             "seeds": [0, 1, 2, 3, 4]}
+    a_val = {"a_lr0.1": [0.95, 0.95, 0.80, 0.80, 0.80], "a_lr0.01": [0.80, 0.80, 0.81, 0.81, 0.81]}  # ahead in 2 of 5
+    a_test = {"a_lr0.1": [0.90, 0.91, 0.92, 0.90, 0.91], "a_lr0.01": [0.50, 0.52, 0.48, 0.51, 0.49]}
+    b_test = [0.50, 0.51, 0.49, 0.50, 0.50]
+
+    def finals(a_val):
+        rows = [{"variant": label, "seed": seed, "val_acc": a_val[label][seed], "test_acc": a_test[label][seed]}
+                for label in a_val for seed in range(5)]
+        rows += [{"variant": f"b_lr{lr}", "seed": seed, "val_acc": 0.5 + lr, "test_acc": b_test[seed]}
+                 for lr in (0.01, 0.1) for seed in range(5)]
+        return pd.DataFrame(rows).assign(status="complete", failed_to_learn=0.0, seconds=1.0, epoch_seconds=1.0,
+                                         seconds_per_epoch=1.0, train_acc=1.0)
+
+    _, verdict, _, _ = judge_seeds(finals(a_val), study)
+    assert verdict["verdict"] == "reproduced"
+    (note,) = verdict["near_ties"]
+    assert note["key_changes"] == 1 and note["verdict"] == "inconclusive"
+    assert note["text"].startswith("a_tuned took lr=0.1, ahead of lr=0.01 on validation in only 2 of 5 seeds; judged at "
+                                   "lr=0.01, 'a_tuned beats b_tuned on test_acc' would be open (now holds), and the "
+                                   "verdict would be inconclusive (now reproduced)")
+    # ahead in 3 of 5 seeds: a majority, so validation did choose it
+    _, verdict, _, _ = judge_seeds(finals({**a_val, "a_lr0.01": [0.80, 0.80, 0.81, 0.81, 0.79]}), study)
+    assert verdict["near_ties"] == []

@@ -390,6 +390,20 @@ def test_a_summary_cell_counts_the_decisions_a_grid_edge_may_have_made():
     assert report.at_grid_edge({"study": {"experiment": {}}, "verdict": {}}, "reproduced") == ""  # no grid
 
 
+def test_a_summary_cell_counts_the_key_checks_a_near_tie_of_the_tuning_would_change():
+    ties = [{"key_changes": 1, "verdict": "inconclusive", "text": "t"}, {"key_changes": 0, "verdict": "partly", "text": "t"}]
+    assert report.at_near_tie({"verdict": {"near_ties": ties}}, "partly") == (
+        "; 1 key check would change and the verdict would be inconclusive at a rate validation cannot tell from the "
+        "tuned one (near-tie caveat)")
+    assert report.at_near_tie({"verdict": {"near_ties": ties[:1] * 2}}, "inconclusive") == (
+        "; 2 key checks would change at a rate validation cannot tell from the tuned one (near-tie caveat)")
+    # a side check alone can move the verdict (the one failing side check of a 'partly')
+    assert report.at_near_tie({"verdict": {"near_ties": ties[1:]}}, "reproduced") == (
+        "; the verdict would be partly at a rate validation cannot tell from the tuned one (near-tie caveat)")
+    assert report.at_near_tie({"verdict": {"near_ties": ties}}, report.PENDING) == ""
+    assert report.at_near_tie({"verdict": {}}, "reproduced") == ""  # judged before the caveat existed
+
+
 def test_a_summary_cell_counts_the_key_checks_whose_gaps_were_still_closing():
     study = toy_study()
     study["experiment"]["verdict"] = {"metric": "test_acc", "checks": [
@@ -442,7 +456,7 @@ def test_a_summary_cell_names_the_settings_a_study_changed_from_its_protocol():
             "b": {"model": {"depth": 3, "width": 8}, "optimizer": {"lr": 0.03}}}
     varied = {"protocol": "lecture", "experiment": {"grid": {"optimizer.lr": [0.01, 0.03]}}, "lecture_settings": lecture,
               "settings": runs}
-    assert report.changed_settings(varied) == "; changed: model.width=1024 · 8"
+    assert report.changed_settings(varied) == "; changed: model.width=8 · 1024"  # numbers in order
     assert [mark for key, _, _, mark in settings.settings_rows(varied) if key == "model.width"] == [
         f"{settings.VARIES}; ≠ lecture protocol"]
     assert report.changed_settings({**varied, "settings": {**runs, "c": lecture}}) == ""
@@ -530,7 +544,7 @@ def test_training_time_is_added_up_per_protocol_and_the_lecture_one_without_conv
     assert "31.5 min (lecture protocol 30.0 min, modern protocol 1.5 min)" in line
     assert "without conv nets add up to 10.0 min (those with conv nets: cnn_vs_mlp)" in line
     # 10 min / 2 cores / 90 min; 30 min with the conv nets
-    assert "at a time: 0.1 times the suite's aim of about 90.0 min for it (0.2 times with the conv nets)" in line
+    assert "at a time: by that estimate 0.1 times the suite's aim of about 90 min for it (0.2 times with the conv nets)" in line
     # a run copied from another study was trained once: the totals count it there only
     copies = {"runs": 4, "train_seconds": 300.0, "copied_runs": 3,
               "copied_seconds": {"relu_vs_sigmoid/lecture": 240.0, "relu_vs_sigmoid/lecture/model.width=16": 30.0}}

@@ -68,7 +68,41 @@ def decide(summary: pd.DataFrame, finals: pd.DataFrame, study: dict) -> dict:
             **({"premise": result.premise} if result.premise else {}),
             **({"grid_edges": edge_caveats(result.outcomes, study["grid_edges"], values,
                                            study["experiment"].get("tune_on", "val_acc"))}
-               if "grid_edges" in study else {})}
+               if "grid_edges" in study else {}),
+            **({"near_ties": tie_caveats(result, values, finals, study["near_ties"])} if "near_ties" in study else {})}
+
+
+WOULD = {verdicts.HOLDS: "hold", verdicts.FAILS: "fail", verdicts.INCONCLUSIVE: "be open"}
+NOW = {verdicts.HOLDS: "holds", verdicts.FAILS: "fails", verdicts.INCONCLUSIVE: "open"}
+
+
+def tie_caveats(result: verdicts.Verdict, values: dict[tuple[str, str], np.ndarray], finals: pd.DataFrame,
+                near_ties: dict[str, dict]) -> list[dict]:
+    """Decisions that a choice the validation split cannot make would change: a `_tuned` variant whose
+    point leads its grid's runner-up in at most half the seeds (tuning.resolve_grid) is judged again
+    with the runner-up's runs, every other variant as tuned. Each caveat: its text, how many key
+    checks (or premises) change status, and the verdict there."""
+    notes = []
+    for tuned, tie in near_ties.items():
+        seeds = finals.loc[finals["variant"] == tuned, "seed"].tolist()
+        if not any(variant == tuned for variant, _ in values):
+            continue
+        swapped = {(variant, metric): np.array([tie["values"][metric][seed] for seed in seeds])
+                   if variant == tuned and metric in tie["values"] else array for (variant, metric), array in values.items()}
+        again = verdicts.decide([o.check for o in result.outcomes], swapped, binary=BINARY_METRICS, fixed=FIXED_METRICS,
+                                best_values=BEST_VALUE)
+        changed = [(now, then) for now, then in zip(result.outcomes, again.outcomes) if now.status != then.status]
+        if not changed:
+            continue
+        notes.append({"key_changes": sum(now.check.key or now.check.premise for now, _ in changed),
+                      "verdict": again.verdict,
+                      "text": f"{tuned} took {tie['taken']}, ahead of {tie['runner_up']} on validation in only {tie['ahead']} "
+                              f"of {tie['seeds']} seeds; judged at {tie['runner_up']}, "
+                              + "; ".join(f"{'' if now.check.key else '(not a key check) '}'{now.check.short()}' would "
+                                          f"{WOULD[then.status]} (now {NOW[now.status]})" for now, then in changed)
+                              + (f", and the verdict would be {again.verdict} (now {result.verdict})"
+                                 if again.verdict != result.verdict else ", the verdict unchanged")})
+    return notes
 
 
 def edge_caveats(outcomes: list[verdicts.Outcome], edges: dict[str, str],

@@ -156,8 +156,8 @@ def training_time_line(outcomes: dict) -> str:
             f"same settings and seed) counts once. Under the lecture protocol the studies "
             f"without conv nets add up to {minutes(without)} (those with conv nets: {', '.join(conv)}): a full lecture "
             f"reproduction without the conv nets trains for about half that on a 2-core CPU running two one-thread "
-            f"runs at a time: {without / 2 / AIMED_SECONDS:.1f} times the suite's aim of about {minutes(AIMED_SECONDS)} "
-            f"for it ({sum(seconds['lecture'].values()) / 2 / AIMED_SECONDS:.1f} times with the conv nets). Five seeds "
+            f"runs at a time: by that estimate {without / 2 / AIMED_SECONDS:.1f} times the suite's aim of about "
+            f"{AIMED_SECONDS // 60} min for it ({sum(seconds['lecture'].values()) / 2 / AIMED_SECONDS:.1f} times with the conv nets). Five seeds "
             f"and a rate grid per variant multiply the runs, and on the lecture's 500-unit nets the loop already "
             f"trains at most of the CPU's matmul rate ([BENCH.md](BENCH.md)): the way to minutes is a GPU.")
 
@@ -273,6 +273,18 @@ def at_grid_edge(outcome: dict, shown: str) -> str:
         return "; grid-edge caveat not computed"
     count = sum(note["decides"] for note in verdict["grid_edges"])
     return (f"; {count} decision{'s' if count > 1 else ''} it rests on could change with a wider grid" if count else "")
+
+
+def at_near_tie(outcome: dict, shown: str) -> str:
+    """How many key checks would change status at a grid point the validation split cannot tell from
+    the tuned one (the near-tie caveat), and whether the verdict would: the row must not read firmer
+    than its section."""
+    notes = outcome["verdict"].get("near_ties", []) if shown not in (PENDING, PENDING_ANALYSIS) else []
+    count = sum(note["key_changes"] for note in notes)
+    verdicts_there = sorted({note["verdict"] for note in notes if note["verdict"] != shown})
+    parts = ([f"{count} key check{'s' if count > 1 else ''} would change"] if count else []) + (
+        [f"the verdict would be {' or '.join(verdicts_there)}"] if verdicts_there else [])
+    return f"; {' and '.join(parts)} at a rate validation cannot tell from the tuned one (near-tie caveat)" if parts else ""
 
 
 def still_closing(outcome: dict, shown: str) -> str:
@@ -444,7 +456,8 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
               "quoted as it states the claim, with what was observed; or the premise that withheld the verdict, or the "
               "failing side check that made it *partly*; an inconclusive one with what it can still become;",
               "- then, where they apply: the key checks whose decision rests on the normal model alone (no exact test "
-              "of the same seeds backs it), the decisions a wider grid could change, the key checks whose gap was "
+              "of the same seeds backs it), the decisions a wider grid could change, the key checks (and the verdict) "
+              "that a grid point the validation split cannot tell from the tuned one would change, the key checks whose gap was "
               "still closing at the end (the caveats under its verdict), the claims whose studies train some of the "
               "same runs (listed above), and every setting its runs share that differs from that protocol's, as its "
               "section heading lists them;",
@@ -477,7 +490,7 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
             # a pending study's study.json may already be a new run's, not that of the runs counted here
             cells.append(f"**{shown}** ({seeds})" + still_open(outcome["verdict"], shown)
                          + unsettled_checks(outcome, shown) + normal_model_only(outcome, shown)
-                         + at_grid_edge(outcome, shown) + still_closing(outcome, shown)
+                         + at_grid_edge(outcome, shown) + at_near_tie(outcome, shown) + still_closing(outcome, shown)
                          + (f"; shares runs with {', '.join(partners[(name, protocol)])} (see above)"
                             if (name, protocol) in partners and shown != PENDING else "")
                          + ("" if shown == PENDING else changed_settings(outcome["study"])))

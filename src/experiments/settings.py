@@ -61,6 +61,13 @@ def shown(value) -> str:
     return "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def in_order(values) -> list:
+    """Numbers smallest first (a study's widths read as a range); other values as the runs list them."""
+    values = list(values)
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return sorted(values) if numbers else values
+
+
 def departs(protocol: str) -> str:
     return f"≠ {protocol} protocol"
 
@@ -81,7 +88,7 @@ def settings_rows(study: dict, references: dict[str, dict[str, object]] | None =
     for key in keys:
         reading = {label: run for label, run in runs.items() if reads(run, key) or key in built[label]}
         values = {label: built[label].get(key, run.get(key)) for label, run in (reading or runs).items()}
-        distinct = list(dict.fromkeys(shown(v) for v in values.values()))
+        distinct = list(dict.fromkeys(shown(v) for v in in_order(values.values())))
         referenced = [shown(reference.get(key)) for reference in references.values()]
         builders = sorted({runs[label]["model.arch"] for label in reading if key in built[label]})
         by_net = built_in(builders, all(key in built[label] for label in reading)) if builders else ""

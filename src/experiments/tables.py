@@ -23,7 +23,8 @@ INTERVAL_NOTE = ("Each check: the advantage of the first variant over the second
 
 def verdict_lines(verdict: dict, grid: bool = False) -> list[str]:
     """The verdict, one line per check, then any caveat about the training budget and, for a study
-    tuned on a `grid`, about decisions that the grid's reach may have made."""
+    tuned on a `grid`, about decisions that the grid's reach may have made, or that a runner-up point
+    the validation split cannot tell from the tuned one would change."""
     if not verdict.get("checks"):
         lines = [f"**Verdict: {verdict['verdict']}** — {verdict['reason']}", ""]
     else:
@@ -41,6 +42,10 @@ def verdict_lines(verdict: dict, grid: bool = False) -> list[str]:
     elif grid and "grid_edges" not in verdict and verdict.get("checks"):
         lines += ["*Grid-edge caveat*: not computed, as this study was judged before the check existed; its grid table "
                   "names the variants that do best at an end of the grid.", ""]
+    if verdict.get("near_ties"):
+        lines += ["*Near-tie caveat* (computed from the grid): " + "; ".join(note["text"] for note in verdict["near_ties"])
+                  + ". The validation split cannot tell those two points apart, so the decisions named rest on a choice "
+                  "it did not make.", ""]
     return lines
 
 

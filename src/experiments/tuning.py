@@ -82,6 +82,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     header = ["variant", *(f"{k.rsplit('.', 1)[-1]}={v}" for k in keys for v in spec["grid"][k]), "tuned",
               "its lead over the runner-up (val)", "default"]
     rows, off_grid = [], []
+    near_ties = {}  # a _tuned variant whose point leads the runner-up in at most half the seeds: judged there too
     edges = {}  # a _tuned variant whose best grid point (alone or tied) is an end of its grid: where, in words
     for base, partial in spec["variants"].items():
         mine = [label for label, (b, _) in labels.items() if b == base]
@@ -118,6 +119,15 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
                              else f"not finite (no finite score in {unscored[label]} of {runs_of[label]} seeds)"
                              if label in val.index and pd.notna(val[label])
                              else "–" for label in mine), point["tuned"], lead, point["default"]])
+        if len(tied) == 1 and runner_up and not untrained and math.isfinite(gap) and {tied[0], runner_up} <= set(by_seed):
+            pair = by_seed[[tied[0], runner_up]].dropna()
+            ahead = int((pair[tied[0]] > pair[runner_up]).sum())
+            if len(pair) >= 2 and ahead <= len(pair) / 2:  # validation does not tell the two points apart
+                rival = finals[finals["variant"] == runner_up].set_index("seed")
+                near_ties[f"{base}_tuned"] = {
+                    "taken": _point(labels[tied[0]][1]), "runner_up": _point(labels[runner_up][1]), "ahead": ahead,
+                    "seeds": len(pair), "values": {column: rival[column].to_dict() for column in rival
+                                                   if pd.api.types.is_numeric_dtype(rival[column])}}
         on_edge = [label for label in tied if _ends(labels[label][1], spec["grid"])]  # a tie reaching the edge counts too
         if untrained:
             untrained_at.append(base)
@@ -137,7 +147,7 @@ def resolve_grid(runs: pd.DataFrame, study: dict, finals: pd.DataFrame) -> tuple
     view_names = [f"{b}_{kind}" for kind in ("default", "tuned") for b in spec["variants"]
                   if kind == "tuned" or b not in off_grid]
     resolved = {**study, "experiment": {**spec, "variants": {name: {} for name in view_names}}, "view_runs": view_runs,
-                "grid_edges": edges}
+                "grid_edges": edges, "near_ties": near_ties}
     edge_note = ([f"Best value (alone or tied) at the edge of the grid, so tuning may be incomplete for: {', '.join(at_edge)}.", ""]
                  if at_edge else [])
     edge_note += ([f"No grid point trains {', '.join(untrained_at)}: every run failed to learn, so the tuned value is "
