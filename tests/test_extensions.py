@@ -570,6 +570,10 @@ def test_a_decision_a_near_tie_of_the_tuning_would_change_is_named():
     assert note["text"].startswith("a_tuned took lr=0.1, ahead of lr=0.01 on validation in only 2 of 5 seeds; judged at "
                                    "lr=0.01, 'a_tuned beats b_tuned on test_acc' would be open (now holds), and the "
                                    "verdict would be inconclusive (now reproduced)")
+    # a runner-up that lacks a seed the tuned point ran is not judged in its place
+    short = finals(a_val)
+    _, verdict, _, _ = judge_seeds(short[~((short["variant"] == "a_lr0.01") & (short["seed"] == 4))], study)
+    assert verdict["verdict"] == "reproduced" and verdict["near_ties"] == []
     # ahead in 3 of 5 seeds: a majority, so validation did choose it
     _, verdict, _, _ = judge_seeds(finals({**a_val, "a_lr0.01": [0.80, 0.80, 0.81, 0.81, 0.79]}), study)
     assert verdict["near_ties"] == []

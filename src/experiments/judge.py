@@ -85,7 +85,9 @@ def tie_caveats(result: verdicts.Verdict, values: dict[tuple[str, str], np.ndarr
     notes = []
     for tuned, tie in near_ties.items():
         seeds = finals.loc[finals["variant"] == tuned, "seed"].tolist()
-        if not any(variant == tuned for variant, _ in values):
+        # a check must read the variant, and the runner-up must have run every seed it did
+        if not any(variant == tuned for variant, _ in values) or any(
+                seed not in column for column in tie["values"].values() for seed in seeds):
             continue
         swapped = {(variant, metric): np.array([tie["values"][metric][seed] for seed in seeds])
                    if variant == tuned and metric in tie["values"] else array for (variant, metric), array in values.items()}
