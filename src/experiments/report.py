@@ -459,8 +459,8 @@ def build_report(results_dir: Path, judgments: dict | None = None) -> str:
               "of the same seeds backs it), the decisions a wider grid could change, the key checks (and the verdict) "
               "that a grid point the validation split cannot tell from the tuned one would change, the key checks whose gap was "
               "still closing at the end (the caveats under its verdict), the claims whose studies train some of the "
-              "same runs (listed above), and every setting its runs share that differs from that protocol's, as its "
-              "section heading lists them;",
+              "same runs (listed above), and every setting that differs from that protocol's in every run (a setting "
+              "that varies, as its values), as its section heading lists them;",
               "- *not run* where that protocol was not run for the claim; *not run, waiting for a GPU* where its "
               "experiment file leaves that study to a GPU (its section says why).", "",
               "The sections below give every check, and [Metrics](#metrics) what each metric they name measures. "
